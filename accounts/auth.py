@@ -1,0 +1,74 @@
+"""Who is asking: bearer tokens for the API, login sessions for pages, role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from flask import g, request
+from flask_login import current_user, login_required
+
+from accounts.errors import Unauthorized, WrongRole
+from accounts.models import User
+from accounts.service import user_for_token
+from common.errors import Forbidden
+from extensions import db, login_manager
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    return user if user is not None and user.active else None
+
+
+def bearer_user() -> User:
+    """Return the user of the request's ``Authorization: Bearer`` token.
+
+    Raises: Unauthorized (401) when the header is missing, malformed or the token is
+      unknown, revoked or belongs to a disabled account.
+    """
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    user = user_for_token(token.strip()) if scheme.lower() == "bearer" else None
+    if user is None:
+        raise Unauthorized()
+    return user
+
+
+def api_roles(*roles: str) -> Callable:
+    """Decorate an API view: require a bearer token whose user has one of ``roles``.
+
+    The user is put in ``g.api_user``. Raises Unauthorized (401) or WrongRole (403).
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            user = bearer_user()
+            if user.role not in roles:
+                raise WrongRole()
+            g.api_user = user
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def page_roles(*roles: str) -> Callable:
+    """Decorate a page view: require a logged-in user with one of ``roles``.
+
+    Anonymous visitors go to the login page; other roles get 403.
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        @login_required
+        def wrapped(*args, **kwargs):
+            if current_user.role not in roles:
+                raise Forbidden()
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator

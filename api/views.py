@@ -1,0 +1,130 @@
+"""JSON API endpoints (``/api/v1``): thin wrappers over the services."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from flask import g, jsonify, request
+
+from accounts.auth import api_roles
+from accounts.models import ADMIN, STAFF, SUPERVISOR
+from api import bp
+from api.schemas import booking_json, market_point_json, slot_json
+from checkin import service as checkin_service
+from common.errors import ValidationError
+from extensions import db
+from slots import service as slots_service
+
+
+def _json_body() -> dict[str, Any]:
+    """Return the request's JSON object. Raises ValidationError (422) otherwise."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationError("Send a JSON object.", code="invalid_json")
+    return body
+
+
+def _text(body: dict[str, Any], field: str, required: bool = True) -> str:
+    value = body.get(field)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ValidationError(f"'{field}' must be a non-empty string.", code=f"invalid_{field}")
+    return value
+
+
+@bp.get("/market-points")
+def market_points():
+    """List active market points; ``?q=`` filters by name, kecamatan or city."""
+    points = slots_service.search_market_points(request.args.get("q", ""))
+    return jsonify([market_point_json(p) for p in points])
+
+
+@bp.get("/market-points/<code>/slots")
+def market_point_slots(code: str):
+    """List a point's published slots on ``?date=YYYY-MM-DD`` (local date; default today)."""
+    point = slots_service.get_market_point(code)
+    raw = request.args.get("date")
+    if raw:
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            raise ValidationError("date must be YYYY-MM-DD.", code="invalid_date") from None
+    else:
+        from common.timeutil import local_date, utcnow
+
+        day = local_date(utcnow(), point.timezone)
+    return jsonify([slot_json(s) for s in slots_service.list_slots(point, day)])
+
+
+@bp.post("/bookings")
+def create_booking():
+    """Book a slot: ``{slot_id, name, nik, phone}`` -> 201 with the ticket."""
+    body = _json_body()
+    slot_id = body.get("slot_id")
+    if not isinstance(slot_id, int) or isinstance(slot_id, bool):
+        raise ValidationError("'slot_id' must be an integer.", code="invalid_slot_id")
+    booking = slots_service.book_slot(
+        slot_id, _text(body, "name"), _text(body, "nik"), _text(body, "phone")
+    )
+    db.session.commit()
+    return jsonify(booking_json(booking)), 201
+
+
+@bp.get("/bookings/<code>")
+def get_booking(code: str):
+    """Fetch a booking by code and ``?phone=``; one 404 for any mismatch."""
+    booking = slots_service.get_booking_for_resident(code, request.args.get("phone", ""))
+    return jsonify(booking_json(booking))
+
+
+@bp.post("/bookings/<code>/cancel")
+def cancel_booking(code: str):
+    """Cancel a booking: ``{phone}`` -> ``{status: "cancelled"}``."""
+    body = _json_body()
+    booking = slots_service.get_booking_for_resident(code, _text(body, "phone", False))
+    slots_service.cancel_booking(booking)
+    db.session.commit()
+    return jsonify({"code": booking.code, "status": booking.status})
+
+
+@bp.post("/checkin")
+@api_roles(STAFF, SUPERVISOR, ADMIN)
+def checkin():
+    """Scan at the gate: ``{ticket}`` or ``{code}`` (+ ``market_point`` for supervisors)."""
+    body = _json_body()
+    scanned = body.get("ticket") if body.get("ticket") is not None else body.get("code")
+    if not isinstance(scanned, str) or not scanned.strip():
+        raise ValidationError("Send 'ticket' or 'code'.", code="invalid_scan")
+    user = g.api_user
+    point_code = body.get("market_point")
+    if point_code is None and user.role == STAFF:
+        point = user.market_point
+    elif isinstance(point_code, str):
+        point = slots_service.get_market_point(point_code)  # check_in refuses others' points
+    else:
+        raise ValidationError(
+            "Name the gate's 'market_point' (staff default to their own).",
+            code="invalid_market_point",
+        )
+    result = checkin_service.check_in(scanned, point, user, device=str(body.get("device") or ""))
+    db.session.commit()
+    return jsonify(
+        {
+            "result": result.result,
+            "reason": result.reason or None,
+            "message": result.message,
+            "booking": booking_json(result.booking, with_ticket=False)
+            if result.booking is not None and result.reason != "wrong_point"
+            else None,
+            "inside_now": checkin_service.inside_now([point.id])[point.id],
+        }
+    )
+
+
+@bp.get("/occupancy")
+@api_roles(SUPERVISOR, ADMIN)
+def occupancy():
+    """Every active point: inside now, safe limit, booked and checked in today."""
+    return jsonify(checkin_service.occupancy())

@@ -1,0 +1,202 @@
+"""The Antri application factory: config, extensions, blueprints, errors, CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, render_template, request, session
+from flask_babel import format_date, get_locale
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from common.errors import DomainError
+from common.timeutil import zone
+from config import load_config
+from extensions import babel, csrf, db, login_manager, migrate
+
+log = logging.getLogger("antri")
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build a configured Antri app.
+
+    Args: overrides, config keys applied after the environment (tests use this);
+      ``INSTANCE_PATH`` among them (or env ANTRI_INSTANCE_PATH) moves ``instance/``.
+    Returns: the Flask app. Nothing connects to the database or Redis here.
+    Raises: config.ConfigError on a malformed or missing setting.
+    """
+    overrides = dict(overrides or {})
+    instance_path = overrides.pop("INSTANCE_PATH", None) or os.environ.get("ANTRI_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    instance = Path(app.instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    app.config.update(load_config(instance))
+    if overrides:
+        app.config.update(overrides)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # Wait for SQLite's write lock rather than fail at once under a rush.
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    else:
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+
+    _register_extensions(app)
+    _register_blueprints(app)
+    _register_error_handlers(app)
+    _register_template_helpers(app)
+    _register_cli(app)
+    app.add_url_rule("/healthz", "healthz", healthz)
+    return app
+
+
+def _select_locale() -> str:
+    """Bahasa Indonesia unless the visitor chose English with ``?lang=en``."""
+    from flask import current_app
+
+    languages = current_app.config["LANGUAGES"]
+    chosen = request.args.get("lang")
+    if chosen in languages:
+        session["lang"] = chosen
+        return chosen
+    return session.get("lang") if session.get("lang") in languages else languages[0]
+
+
+def _register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=_select_locale)
+    login_manager.init_app(app)
+    login_manager.login_view = "accounts.login"
+    login_manager.login_message = None
+
+    # Every model module must be imported so migrations and relationships see it.
+    import accounts.auth  # noqa: F401  (registers the user loader)
+    import accounts.models  # noqa: F401
+    import checkin.models  # noqa: F401
+    import slots.models  # noqa: F401
+
+
+def _register_blueprints(app: Flask) -> None:
+    from accounts import bp as accounts_bp
+    from api import bp as api_bp
+    from checkin import bp as checkin_bp
+    from qr import bp as qr_bp
+    from slots import bp as slots_bp
+
+    app.register_blueprint(slots_bp)
+    app.register_blueprint(qr_bp)
+    app.register_blueprint(checkin_bp)
+    app.register_blueprint(accounts_bp)
+    # The API authenticates with bearer tokens, never cookies, so CSRF does not apply.
+    csrf.exempt(api_bp)
+    app.register_blueprint(api_bp)
+
+
+def _wants_json() -> bool:
+    if request.path.startswith("/api/") or request.path == "/healthz":
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def _error_response(code: str, message: str, status: int, **extra: Any):
+    if _wants_json():
+        return jsonify({"error": code, "message": message, **extra}), status
+    return (
+        render_template("error.html", code=code, message=message, status=status),
+        status,
+    )
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        db.session.rollback()
+        return _error_response(exc.code, str(exc.message), exc.status, **exc.details)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return _error_response(
+            "csrf_failed",
+            _("The form expired or was sent from elsewhere. Reload the page and try again."),
+            400,
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        names = {
+            400: ("bad_request", _("The request is not valid.")),
+            404: ("not_found", _("Page not found.")),
+            405: ("method_not_allowed", _("This method is not allowed here.")),
+            413: ("too_large", _("The request is too large.")),
+            429: ("rate_limited", _("Too many requests. Please wait a moment.")),
+        }
+        code, message = names.get(exc.code or 500, ("http_error", exc.description or "Error"))
+        return _error_response(code, message, exc.code or 500)
+
+    @app.errorhandler(IntegrityError)
+    def integrity_error(exc: IntegrityError):
+        db.session.rollback()
+        log.warning("integrity error: %s", exc.orig)
+        return _error_response(
+            "conflict", _("This request conflicts with another. Please try again."), 409
+        )
+
+    @app.errorhandler(OperationalError)
+    def database_busy(exc: OperationalError):
+        db.session.rollback()
+        log.error("database unavailable: %s", exc.orig)
+        response, status = _error_response(
+            "busy", _("The service is busy. Please try again in a moment."), 503
+        )
+        return response, status, {"Retry-After": "5"}
+
+
+def healthz():
+    """Report whether the database and Redis answer: 200 when the database does."""
+    from flask import current_app
+
+    database = "ok"
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception as exc:  # any failure means unhealthy; the reason goes to the log
+        log.error("healthz database: %s", exc)
+        database = "error"
+        db.session.rollback()
+    redis_state = "disabled"
+    url = current_app.config.get("REDIS_URL")
+    if url:
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping()
+            redis_state = "ok"
+        except redis.RedisError as exc:
+            log.error("healthz redis: %s", exc)
+            redis_state = "error"
+    status = "ok" if database == "ok" and redis_state != "error" else "degraded"
+    code = 200 if database == "ok" else 503
+    return jsonify({"status": status, "database": database, "redis": redis_state}), code
+
+
+def _local_time(instant, tz_name: str, fmt: str = "%H:%M") -> str:
+    """Jinja filter: an aware instant as wall-clock text in ``tz_name``."""
+    return instant.astimezone(zone(tz_name)).strftime(fmt)
+
+
+def _register_template_helpers(app: Flask) -> None:
+    app.jinja_env.filters["local"] = _local_time
+    app.jinja_env.globals.update(format_date=format_date, get_locale=get_locale)
+
+
+def _register_cli(app: Flask) -> None:
+    from cli import register
+
+    register(app)

@@ -1,0 +1,20 @@
+"""Gate refusal reasons: each a code and a plain message for staff at the gate."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+
+# Reason code -> message. The message may be formatted with the scan's details.
+REFUSALS = {
+    "invalid_format": _l("Not an Antri ticket. Ask for the QR code or booking code."),
+    "unknown_key": _l("Ticket signed with an unknown key. Do not admit."),
+    "invalid_signature": _l("Forged or altered ticket. Do not admit."),
+    "unknown_ticket": _l("No booking with this ticket or code."),
+    "wrong_point": _l("This booking is for another market point: %(point)s."),
+    "cancelled": _l("This booking was cancelled."),
+    "no_show": _l("This booking was marked as a no-show."),
+    "already_checked_in": _l("Already checked in at %(time)s by %(by)s."),
+    "not_today": _l("This booking is for another day: %(when)s."),
+    "too_early": _l("Too early. Come back from %(time)s."),
+    "too_late": _l("Too late. The slot ended at %(time)s."),
+}

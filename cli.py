@@ -1,0 +1,183 @@
+"""Operator commands: ``flask --app app seed-demo | slots generate | users create | users token``.
+
+Each command is one transaction: it commits at the end or, on an error, changes nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from common.errors import DomainError
+from common.timeutil import local_date, utcnow
+from extensions import db
+
+_PASSWORD_CHARS = string.ascii_letters + string.digits
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+# Demo opening pattern: morning hand-out in half-hour slots (local time).
+DEMO_START, DEMO_END, DEMO_LENGTH, DEMO_CAPACITY = time(7, 0), time(12, 0), 30, 20
+DEMO_STAFF_POINT = "JKT-003"  # Pasar Senen Blok III - VI: it has a real address
+
+
+def _fail(exc: DomainError) -> None:
+    db.session.rollback()
+    raise click.ClickException(f"{exc.code}: {exc.message}")
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter("use YYYY-MM-DD") from None
+
+
+def _parse_time(value: str) -> time:
+    try:
+        return datetime.strptime(value, "%H:%M").time()
+    except ValueError:
+        raise click.BadParameter("use HH:MM (24-hour)") from None
+
+
+slots_cli = AppGroup("slots", help="Create and inspect slots.")
+users_cli = AppGroup("users", help="Manage staff, supervisor and admin accounts.")
+
+
+@slots_cli.command("generate")
+@click.argument("point_code")
+@click.option("--date", "day", required=True, help="Local date, YYYY-MM-DD.")
+@click.option("--start", required=True, help="Local start time, HH:MM.")
+@click.option("--end", required=True, help="Local end time, HH:MM.")
+@click.option("--length", type=click.IntRange(1, 24 * 60), required=True, help="Minutes.")
+@click.option("--capacity", type=click.IntRange(0), required=True, help="Bookings per slot.")
+def slots_generate(point_code, day, start, end, length, capacity):
+    """Create back-to-back slots at POINT_CODE (idempotent; local time)."""
+    from slots import service
+
+    try:
+        point = service.get_market_point(point_code)
+        result = service.generate_slots(
+            point, _parse_date(day), _parse_time(start), _parse_time(end), length, capacity
+        )
+    except DomainError as exc:
+        _fail(exc)
+    db.session.commit()
+    click.echo(
+        f"{point.code}: {len(result.created)} slots created, {len(result.existing)} already existed"
+    )
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["staff", "supervisor", "admin"]), required=True)
+@click.option("--point", "point_code", help="Market point code (required for staff).")
+@click.option("--password", required=True, help="At least 8 characters.")
+def users_create(email, role, point_code, password):
+    """Create an account (or update its role, point and password)."""
+    from accounts.service import create_user
+    from slots.service import get_market_point
+
+    try:
+        point = get_market_point(point_code) if point_code else None
+        user = create_user(email, role, password, point)
+    except DomainError as exc:
+        _fail(exc)
+    db.session.commit()
+    where = f" at {user.market_point.code}" if user.market_point else ""
+    click.echo(f"{user.email}: {user.role}{where}")
+
+
+@users_cli.command("token")
+@click.argument("email")
+@click.option("--name", default="cli", help="A label for the device or script.")
+def users_token(email, name):
+    """Issue a bearer token for EMAIL; the token is the last line printed."""
+    from sqlalchemy import select
+
+    from accounts.models import User
+    from accounts.service import issue_token
+
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None or not user.active:
+        raise click.ClickException(f"no active account {email}")
+    token = issue_token(user, name)
+    db.session.commit()
+    click.echo(f"Bearer token for {user.email} ({user.role}), shown once:")
+    click.echo(token)
+
+
+@click.command("seed-demo")
+@click.option("--days", default=7, type=click.IntRange(1, 60), help="Days of slots from today.")
+def seed_demo(days):
+    """Load the Jakarta market points, slots for the coming days, and demo accounts."""
+    from sqlalchemy import select
+
+    from accounts.models import User
+    from accounts.service import create_user
+    from slots import service
+
+    if current_app.config["ANTRI_ENV"] == "production":
+        raise click.ClickException("seed-demo refuses to run with ANTRI_ENV=production")
+    config = current_app.config
+    created, updated = service.import_market_points(
+        DATA_DIR / "jakarta_markets.csv", config["DEFAULT_SAFE_LIMIT"], config["DEFAULT_TIMEZONE"]
+    )
+    click.echo(f"market points: {created} created, {updated} updated")
+    now = utcnow()
+    made = 0
+    for point in service.search_market_points():
+        today = local_date(now, point.timezone)
+        for offset in range(days):
+            made += len(
+                service.generate_slots(
+                    point,
+                    today + timedelta(days=offset),
+                    DEMO_START,
+                    DEMO_END,
+                    DEMO_LENGTH,
+                    DEMO_CAPACITY,
+                    now,
+                ).created
+            )
+    click.echo(f"slots: {made} created")
+    staff_point = service.get_market_point(DEMO_STAFF_POINT)
+    accounts = [
+        ("admin@antri.local", "admin", None),
+        ("supervisor@antri.local", "supervisor", None),
+        ("staff@antri.local", "staff", staff_point),
+    ]
+    path = Path(current_app.instance_path) / "demo-accounts.txt"
+    lines = []
+    for email, role, point in accounts:
+        if db.session.scalar(select(User).where(User.email == email)) is not None:
+            continue  # keep the password already handed out
+        password = "".join(secrets.choice(_PASSWORD_CHARS) for _ in range(12))
+        create_user(email, role, password, point)
+        where = f" (gate: {point.code} {point.name})" if point else ""
+        lines.append(f"  {role:<10} {email:<24} password: {password}{where}")
+    db.session.commit()
+    if lines:
+        # Keep the lines of accounts that still exist; replace those made anew.
+        fresh = {line.split()[1] for line in lines}
+        kept = [
+            line
+            for line in (path.read_text().splitlines() if path.exists() else [])
+            if line.split() and line.split()[1] not in fresh
+        ]
+        path.write_text("\n".join(kept + lines) + "\n")
+        path.chmod(0o600)
+    click.echo("Demo accounts (sign in at /login):")
+    click.echo(path.read_text().rstrip() if path.exists() else "  (none; see users create)")
+
+
+def register(app: Flask) -> None:
+    """Add Antri's commands to ``app.cli``."""
+    app.cli.add_command(slots_cli)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(seed_demo)

@@ -1,0 +1,1 @@
+"""Pieces shared by every feature package: domain errors, time, column types."""

@@ -1,0 +1,77 @@
+"""Time rules: instants are UTC and timezone-aware; days belong to a market point's zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import DateTime
+from sqlalchemy.types import TypeDecorator
+
+UTC = UTC
+
+
+def utcnow() -> datetime:
+    """Return the current instant as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def zone(name: str) -> ZoneInfo:
+    """Return the IANA zone ``name``.
+
+    Raises: ValueError when the name is not a known IANA zone.
+    """
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {name!r}") from None
+
+
+def local_day_bounds(day: date, tz_name: str) -> tuple[datetime, datetime]:
+    """Return the UTC instants ``[start, end)`` of local calendar ``day`` in ``tz_name``.
+
+    A day is not always 24 hours (DST elsewhere), so both ends come from the zone.
+    """
+    tz = zone(tz_name)
+    start = datetime.combine(day, time(0, 0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0, 0), tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def local_date(instant: datetime, tz_name: str) -> date:
+    """Return the calendar date of the aware ``instant`` in zone ``tz_name``."""
+    return instant.astimezone(zone(tz_name)).date()
+
+
+def local_instant(day: date, clock: time, tz_name: str) -> datetime:
+    """Return the UTC instant of wall-clock ``clock`` on ``day`` in ``tz_name``."""
+    return datetime.combine(day, clock, tzinfo=zone(tz_name)).astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A DateTime column that only accepts aware datetimes and always returns UTC.
+
+    SQLite has no timezone type, so values are stored there as naive UTC text; on
+    PostgreSQL as ``timestamptz``. Either way Python sees aware UTC datetimes.
+    Raises ValueError on binding a naive datetime, which would be ambiguous.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a UTC instant is required")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)

@@ -1,0 +1,144 @@
+"""Antri configuration: every setting comes from an environment variable.
+
+Values are parsed strictly: a malformed boolean or integer is a startup error, not a
+silent default. In production (``ANTRI_ENV=production``) the secrets must be given;
+in development they are generated once into ``instance/`` so sessions survive restarts.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; raised at startup so a bad deploy fails fast."""
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse a boolean setting.
+
+    Args: name of the variable (for the message), raw text.
+    Returns: True for 1/true/yes/on, False for 0/false/no/off (case-insensitive).
+    Raises: ConfigError for anything else, so a typo never turns a guard off.
+    """
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def parse_int(name: str, raw: str, minimum: int = 0) -> int:
+    """Parse an integer setting of at least ``minimum``.
+
+    Raises: ConfigError when the text is not an integer or is below the minimum.
+    """
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _instance_secret(instance_path: Path, filename: str) -> str:
+    """Read, or create once, a random development secret under ``instance/``.
+
+    Creation uses O_EXCL so concurrent workers agree on one value.
+    """
+    path = instance_path / filename
+    instance_path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the Flask config mapping from the environment.
+
+    Args: instance_path, the app's instance folder (SQLite file, dev secrets, keys);
+      env, the variables to read (default ``os.environ``).
+    Returns: a dict of Flask config keys.
+    Raises: ConfigError for malformed values, or missing secrets in production.
+    """
+    env = os.environ if env is None else env
+
+    def get(name: str, default: str) -> str:
+        return env.get(name, default)
+
+    production = get("ANTRI_ENV", "development").strip().lower() == "production"
+    secret_key = env.get("SECRET_KEY")
+    if not secret_key:
+        if production:
+            raise ConfigError("SECRET_KEY must be set when ANTRI_ENV=production")
+        secret_key = _instance_secret(instance_path, "secret_key")
+    nik_key = env.get("NIK_HASH_KEY")
+    if not nik_key:
+        if production:
+            raise ConfigError("NIK_HASH_KEY must be set when ANTRI_ENV=production")
+        nik_key = _instance_secret(instance_path, "nik_hash_key")
+
+    database_url = get("DATABASE_URL", "") or f"sqlite:///{instance_path / 'antri.db'}"
+    # Heroku-style URLs name the old driver; psycopg 3 is the one installed.
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://") :]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
+
+    return {
+        "ANTRI_ENV": "production" if production else "development",
+        "SECRET_KEY": secret_key,
+        "NIK_HASH_KEY": nik_key,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "REDIS_URL": get("REDIS_URL", "").strip() or None,
+        "TICKET_KEY_DIR": get("TICKET_KEY_DIR", "") or str(instance_path / "keys"),
+        "DEFAULT_TIMEZONE": get("DEFAULT_TIMEZONE", "Asia/Jakarta"),
+        "DEFAULT_SAFE_LIMIT": parse_int("DEFAULT_SAFE_LIMIT", get("DEFAULT_SAFE_LIMIT", "40"), 1),
+        "BOOKING_LIMIT_PER_NIK": parse_int(
+            "BOOKING_LIMIT_PER_NIK", get("BOOKING_LIMIT_PER_NIK", "1"), 1
+        ),
+        "BOOKING_LIMIT_WINDOW_DAYS": parse_int(
+            "BOOKING_LIMIT_WINDOW_DAYS", get("BOOKING_LIMIT_WINDOW_DAYS", "7"), 1
+        ),
+        "CANCEL_CUTOFF_MINUTES": parse_int(
+            "CANCEL_CUTOFF_MINUTES", get("CANCEL_CUTOFF_MINUTES", "60"), 0
+        ),
+        "CHECKIN_EARLY_MINUTES": parse_int(
+            "CHECKIN_EARLY_MINUTES", get("CHECKIN_EARLY_MINUTES", "15"), 0
+        ),
+        "CHECKIN_LATE_MINUTES": parse_int(
+            "CHECKIN_LATE_MINUTES", get("CHECKIN_LATE_MINUTES", "30"), 0
+        ),
+        "DWELL_MINUTES": parse_int("DWELL_MINUTES", get("DWELL_MINUTES", "60"), 1),
+        "BOOKING_DAYS_AHEAD": parse_int("BOOKING_DAYS_AHEAD", get("BOOKING_DAYS_AHEAD", "7"), 1),
+        "SESSION_COOKIE_SECURE": parse_bool(
+            "SESSION_COOKIE_SECURE",
+            get("SESSION_COOKIE_SECURE", "true" if production else "false"),
+        ),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_ENABLED": parse_bool("WTF_CSRF_ENABLED", get("WTF_CSRF_ENABLED", "true")),
+        # A booking form may sit open while a resident finds their KTP.
+        "WTF_CSRF_TIME_LIMIT": None,
+        "BABEL_DEFAULT_LOCALE": get("BABEL_DEFAULT_LOCALE", "id"),
+        "BABEL_DEFAULT_TIMEZONE": get("DEFAULT_TIMEZONE", "Asia/Jakarta"),
+        "BABEL_TRANSLATION_DIRECTORIES": str(BASE_DIR / "translations"),
+        "LANGUAGES": ("id", "en"),
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+        "JSON_SORT_KEYS": False,
+    }

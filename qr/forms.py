@@ -1,0 +1,18 @@
+"""Ticket look-up and cancel forms."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import StringField, TelField
+
+
+class LookupForm(FlaskForm):
+    """Booking code and the phone number it was made with."""
+
+    code = StringField(_l("Booking code"))
+    phone = TelField(_l("Mobile phone number"))
+
+
+class CancelForm(FlaskForm):
+    """An empty form: only its CSRF token matters."""

@@ -1,0 +1,94 @@
+"""Resident ticket pages: the ticket with its QR code, look-up, cancel."""
+
+from __future__ import annotations
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from common.errors import DomainError
+from extensions import db
+from qr import bp
+from qr.forms import CancelForm, LookupForm
+from qr.render import qr_png
+from qr.service import issue_ticket
+from slots import service as slots_service
+from slots.models import Booking
+
+
+def _booking_from_url(code: str, key: str) -> Booking:
+    """Return the booking of a ticket capability URL, or 404 for any mismatch."""
+    booking = slots_service.find_booking(code)
+    if booking is None or not slots_service.check_access_key(booking.code, key):
+        abort(404)
+    return booking
+
+
+@bp.get("/tickets/<code>/<key>")
+def ticket(code: str, key: str):
+    """The ticket: QR code, booking code, market point and local slot time."""
+    booking = _booking_from_url(code, key)
+    start, end = slots_service.slot_local_times(booking.slot)
+    response = Response(
+        render_template(
+            "qr/ticket.html",
+            booking=booking,
+            key=key,
+            start=start,
+            end=end,
+            token=issue_ticket(booking),
+            cancel_form=CancelForm(),
+            new=request.args.get("new") == "1",
+        )
+    )
+    # The URL is the ticket's key: keep it out of shared caches and referrers.
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.get("/tickets/<code>/<key>/qr.png")
+def ticket_qr(code: str, key: str):
+    """The ticket's QR code as a PNG image."""
+    booking = _booking_from_url(code, key)
+    response = Response(qr_png(issue_ticket(booking)), mimetype="image/png")
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@bp.route("/tickets/lookup", methods=["GET", "POST"])
+def lookup():
+    """Find a ticket again with its booking code and phone number."""
+    form = LookupForm()
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            booking = slots_service.get_booking_for_resident(
+                form.code.data or "", form.phone.data or ""
+            )
+        except DomainError as exc:
+            error, status = exc, exc.status
+        else:
+            key = slots_service.booking_access_key(booking.code)
+            return redirect(url_for("qr.ticket", code=booking.code, key=key))
+    elif request.method == "POST":
+        status = 400
+    return render_template("qr/lookup.html", form=form, error=error), status
+
+
+@bp.post("/tickets/<code>/<key>/cancel")
+def cancel(code: str, key: str):
+    """Cancel the booking of this ticket."""
+    booking = _booking_from_url(code, key)
+    form = CancelForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        slots_service.cancel_booking(booking)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc.message), "error")
+    else:
+        db.session.commit()
+        flash(_("Your booking is cancelled. Your place is free for someone else."), "ok")
+    return redirect(url_for("qr.ticket", code=booking.code, key=key))

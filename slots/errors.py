@@ -1,0 +1,92 @@
+"""Domain errors of booking: each has a stable code and a plain message."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+
+from common.errors import DomainError, NotFound, ValidationError
+
+
+class InvalidNIK(ValidationError):
+    """The NIK fails a rule; ``fault`` says which (length, region, birth_date, serial)."""
+
+    code = "invalid_nik"
+    default_message = _l("The NIK is not valid.")
+
+
+class InvalidPhone(ValidationError):
+    """The phone number cannot be parsed as an Indonesian mobile number."""
+
+    code = "invalid_phone"
+    default_message = _l(
+        "The phone number is not valid. Use a mobile number such as 0812 3456 7890."
+    )
+
+
+class InvalidName(ValidationError):
+    """The name is empty or too long."""
+
+    code = "invalid_name"
+    default_message = _l("Enter your name as on your KTP (2 to 120 characters).")
+
+
+class SlotNotFound(NotFound):
+    """No published slot has this id."""
+
+    code = "slot_not_found"
+    default_message = _l("This slot does not exist.")
+
+
+class MarketPointNotFound(NotFound):
+    """No active market point has this code."""
+
+    code = "market_point_not_found"
+    default_message = _l("This market point does not exist.")
+
+
+class BookingNotFound(NotFound):
+    """No booking matches this code and phone (one answer for both faults)."""
+
+    code = "booking_not_found"
+    default_message = _l("No booking matches this code and phone number.")
+
+
+class SlotFull(DomainError):
+    """Every place of the slot is taken."""
+
+    code = "slot_full"
+    status = 409
+    default_message = _l("This slot is full. Please choose another slot.")
+
+
+class SlotClosed(DomainError):
+    """The slot has ended, so it can no longer be booked."""
+
+    code = "slot_closed"
+    status = 409
+    default_message = _l("This slot has already ended. Please choose a later slot.")
+
+
+class LimitReached(DomainError):
+    """The NIK already holds the most active bookings allowed in the rolling window."""
+
+    code = "limit_reached"
+    status = 409
+    default_message = _l(
+        "This NIK already has a booking in this period. Each person may book once per period."
+    )
+
+
+class CancelNotAllowed(DomainError):
+    """The booking can no longer be cancelled (not confirmed, or past the cut-off)."""
+
+    code = "cancel_not_allowed"
+    status = 409
+    default_message = _l("This booking can no longer be cancelled.")
+
+
+class InvalidSlotRange(ValidationError):
+    """A slot generation request has an impossible time range or length."""
+
+    code = "invalid_slot_range"
+    default_message = _l("The slot times are not valid.")

@@ -1,0 +1,15 @@
+"""The booking form. Fields are checked by ``slots.service.book_slot``, the one rule set."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import StringField, TelField
+
+
+class BookingForm(FlaskForm):
+    """Name, NIK and phone of the resident booking a slot (CSRF-protected)."""
+
+    name = StringField(_l("Full name (as on KTP)"))
+    nik = StringField(_l("NIK (16 digits)"))
+    phone = TelField(_l("Mobile phone number"))

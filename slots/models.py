@@ -1,0 +1,155 @@
+"""Market points, slots, residents and bookings.
+
+The database keeps the capacity promise: ``slot.booked_count`` counts the slot's
+active bookings and a CHECK constraint holds it between 0 and ``capacity``; bookings
+change it only through conditional updates in ``slots.service``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from common.timeutil import UTCDateTime, utcnow
+from extensions import db
+
+# Booking statuses (DESIGN.md): confirmed -> checked_in -> checked_out,
+# confirmed -> cancelled, confirmed -> no_show.
+CONFIRMED = "confirmed"
+CHECKED_IN = "checked_in"
+CHECKED_OUT = "checked_out"
+CANCELLED = "cancelled"
+NO_SHOW = "no_show"
+BOOKING_STATUSES = (CONFIRMED, CHECKED_IN, CHECKED_OUT, CANCELLED, NO_SHOW)
+# Statuses that hold a place in the slot and count towards the per-NIK limit.
+ACTIVE_STATUSES = (CONFIRMED, CHECKED_IN, CHECKED_OUT)
+
+
+class MarketPoint(db.Model):
+    """A place where goods are handed out, with a safe occupancy limit (people inside)."""
+
+    __tablename__ = "market_point"
+    __table_args__ = (CheckConstraint("safe_limit > 0", name="safe_limit_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(300), default="")
+    kecamatan: Mapped[str] = mapped_column(String(100), default="")
+    kecamatan_code: Mapped[str] = mapped_column(String(6), default="")
+    city: Mapped[str] = mapped_column(String(100), default="")
+    latitude: Mapped[float | None]
+    longitude: Mapped[float | None]
+    safe_limit: Mapped[int]
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Jakarta")
+    opens_at: Mapped[time | None]
+    closes_at: Mapped[time | None]
+    active: Mapped[bool] = mapped_column(default=True)
+    source_id: Mapped[int | None] = mapped_column(
+        doc="Market id in the InfoPangan Jakarta master data, where it came from there."
+    )
+
+    slots: Mapped[list[Slot]] = relationship(back_populates="market_point")
+
+    def __repr__(self) -> str:
+        return f"<MarketPoint {self.code} {self.name!r}>"
+
+
+class Slot(db.Model):
+    """A time window ``[starts_at, ends_at)`` at one market point with a booking capacity.
+
+    Instants are aware UTC; ``booked_count`` is the number of active bookings.
+    """
+
+    __tablename__ = "slot"
+    __table_args__ = (
+        CheckConstraint("capacity >= 0", name="capacity_not_negative"),
+        CheckConstraint("booked_count >= 0", name="booked_not_negative"),
+        CheckConstraint("booked_count <= capacity", name="booked_within_capacity"),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        UniqueConstraint("market_point_id", "starts_at", name="uq_slot_point_start"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    market_point_id: Mapped[int] = mapped_column(ForeignKey("market_point.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    capacity: Mapped[int]
+    booked_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    market_point: Mapped[MarketPoint] = relationship(back_populates="slots")
+
+    @property
+    def remaining(self) -> int:
+        """Places left (count), never negative."""
+        return max(self.capacity - self.booked_count, 0)
+
+    def __repr__(self) -> str:
+        return f"<Slot {self.id} {self.starts_at:%Y-%m-%d %H:%M}Z cap={self.capacity}>"
+
+
+class Resident(db.Model):
+    """A person known only by a keyed hash of their NIK.
+
+    The row exists so concurrent bookings by one NIK can be serialised: every booking
+    transaction first bumps ``lock_version``, which takes the row's write lock.
+    """
+
+    __tablename__ = "resident"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nik_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    nik_last4: Mapped[str] = mapped_column(String(4))
+    lock_version: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Booking(db.Model):
+    """One resident's reservation of one slot; ``code`` is the random booking code."""
+
+    __tablename__ = "booking"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('confirmed','checked_in','checked_out','cancelled','no_show')",
+            name="status_known",
+        ),
+        # One active booking per resident and slot, whatever the per-NIK limit is.
+        Index(
+            "uq_booking_active_resident_slot",
+            "slot_id",
+            "resident_id",
+            unique=True,
+            sqlite_where=text("status IN ('confirmed','checked_in','checked_out')"),
+            postgresql_where=text("status IN ('confirmed','checked_in','checked_out')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"), index=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    nik_last4: Mapped[str] = mapped_column(String(4))
+    phone: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16), default=CONFIRMED)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    checked_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    slot: Mapped[Slot] = relationship()
+    resident: Mapped[Resident] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Booking {self.code} {self.status}>"

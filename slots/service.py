@@ -1,0 +1,414 @@
+"""Booking rules: finding points and slots, booking, cancelling, generating slots.
+
+Every function here takes plain values, flushes, and leaves the commit to the request
+or CLI wrapper, so one use case is one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from common.timeutil import local_day_bounds, local_instant, utcnow, zone
+from extensions import db
+from slots.errors import (
+    BookingNotFound,
+    CancelNotAllowed,
+    InvalidPhone,
+    InvalidSlotRange,
+    LimitReached,
+    MarketPointNotFound,
+    SlotClosed,
+    SlotFull,
+    SlotNotFound,
+)
+from slots.identity import clean_name, hash_nik, normalise_phone, validate_nik
+from slots.models import (
+    ACTIVE_STATUSES,
+    CANCELLED,
+    CONFIRMED,
+    Booking,
+    MarketPoint,
+    Resident,
+    Slot,
+)
+
+# Booking codes avoid look-alikes (0/O, 1/I/L, 2/Z, 5/S, 8/B) so they can be read
+# aloud and typed at the gate; every character is also QR-alphanumeric.
+CODE_ALPHABET = "ACDEFGHJKMNPQRTUVWXY34679"
+CODE_LENGTH = 8  # 25**8 ~ 1.5e11 codes: unguessable behind a phone check and rate limits
+_CODE_RE = re.compile(rf"[{CODE_ALPHABET}]{{{CODE_LENGTH}}}")
+
+
+def new_booking_code() -> str:
+    """Return a fresh random booking code of CODE_LENGTH characters (secrets-grade)."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalise_code(raw: str) -> str | None:
+    """Return the canonical booking code typed as ``raw`` or None if it cannot be one.
+
+    Case, spaces and dashes are ignored (``abcd-efgh`` is ``ABCDEFGH``).
+    """
+    code = re.sub(r"[\s\-]", "", raw or "").upper()
+    return code if _CODE_RE.fullmatch(code) else None
+
+
+def booking_access_key(code: str) -> str:
+    """Return the key (20 hex chars) in a ticket's capability URL.
+
+    HMAC-SHA256 of the booking code under SECRET_KEY: only someone given the URL, or
+    who proved the phone number at look-up, can open the ticket page and QR image.
+    """
+    secret = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(secret, b"ticket:" + code.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def check_access_key(code: str, key: str) -> bool:
+    """True when ``key`` is the access key of booking ``code`` (constant-time)."""
+    return hmac.compare_digest(booking_access_key(code), key or "")
+
+
+# Market points -----------------------------------------------------------------
+
+
+def search_market_points(query: str = "") -> list[MarketPoint]:
+    """Return active market points whose name or kecamatan contains ``query``.
+
+    Case-insensitive; an empty query returns all, ordered by city then name.
+    """
+    stmt = select(MarketPoint).where(MarketPoint.active.is_(True))
+    words = query.strip()
+    if words:
+        like = f"%{words.lower()}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(MarketPoint.name).like(like),
+                func.lower(MarketPoint.kecamatan).like(like),
+                func.lower(MarketPoint.city).like(like),
+            )
+        )
+    return list(db.session.scalars(stmt.order_by(MarketPoint.city, MarketPoint.name)))
+
+
+def get_market_point(code: str) -> MarketPoint:
+    """Return the active market point with ``code``.
+
+    Raises: MarketPointNotFound.
+    """
+    point = db.session.scalar(
+        select(MarketPoint).where(
+            MarketPoint.code == (code or "").strip().upper(),
+            MarketPoint.active.is_(True),
+        )
+    )
+    if point is None:
+        raise MarketPointNotFound()
+    return point
+
+
+def import_market_points(path: Path, safe_limit: int, tz_name: str) -> tuple[int, int]:
+    """Create or update market points from the shipped Jakarta market CSV.
+
+    Args: path to a CSV with columns name, address, kecamatan, city, latitude,
+      longitude, kecamatan_code, infopangan_market_id; safe_limit (people) and
+      tz_name for new points.
+    Returns: (created, updated) counts. Codes are ``JKT-<infopangan id, 3 digits>``
+      so they stay stable across imports.
+    """
+    created = updated = 0
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            source_id = int(row["infopangan_market_id"])
+            code = f"JKT-{source_id:03d}"
+            point = db.session.scalar(select(MarketPoint).where(MarketPoint.code == code))
+            if point is None:
+                point = MarketPoint(
+                    code=code,
+                    safe_limit=safe_limit,
+                    timezone=tz_name,
+                    opens_at=time(7, 0),
+                    closes_at=time(12, 0),
+                )
+                db.session.add(point)
+                created += 1
+            else:
+                updated += 1
+            point.name = row["name"].strip()
+            point.address = row["address"].strip()
+            point.kecamatan = row["kecamatan"].strip()
+            point.kecamatan_code = row["kecamatan_code"].strip()
+            point.city = row["city"].strip()
+            point.latitude = float(row["latitude"]) if row["latitude"] else None
+            point.longitude = float(row["longitude"]) if row["longitude"] else None
+            point.source_id = source_id
+    db.session.flush()
+    return created, updated
+
+
+# Slots -------------------------------------------------------------------------
+
+
+def list_slots(point: MarketPoint, day: date, now: datetime | None = None) -> list[Slot]:
+    """Return the published slots of ``point`` on local calendar ``day``, by start time.
+
+    Args: day in the point's timezone; now, an aware UTC instant (default: now).
+    """
+    now = now or utcnow()
+    start, end = local_day_bounds(day, point.timezone)
+    stmt = (
+        select(Slot)
+        .where(
+            Slot.market_point_id == point.id,
+            Slot.starts_at >= start,
+            Slot.starts_at < end,
+            Slot.published_at <= now,
+        )
+        .order_by(Slot.starts_at)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def get_slot(slot_id: int, now: datetime | None = None) -> Slot:
+    """Return the published slot ``slot_id``.
+
+    Raises: SlotNotFound when there is none or it is not published yet.
+    """
+    now = now or utcnow()
+    slot = db.session.get(Slot, slot_id) if isinstance(slot_id, int) else None
+    if slot is None or slot.published_at > now or not slot.market_point.active:
+        raise SlotNotFound()
+    return slot
+
+
+@dataclass(frozen=True)
+class GeneratedSlots:
+    """Result of ``generate_slots``: slots made now and slots that already existed."""
+
+    created: list[Slot]
+    existing: list[Slot]
+
+
+def generate_slots(
+    point: MarketPoint,
+    day: date,
+    start: time,
+    end: time,
+    length_minutes: int,
+    capacity: int,
+    now: datetime | None = None,
+) -> GeneratedSlots:
+    """Create back-to-back slots at ``point`` from ``start`` to ``end`` local time on ``day``.
+
+    Idempotent: a slot already starting at the same instant is kept as it is. Slots
+    are published at once (DESIGN.md: generated slots without a publish time).
+    Args: length_minutes > 0; capacity >= 0 bookings per slot.
+    Returns: GeneratedSlots(created, existing).
+    Raises: InvalidSlotRange when end is not after start, the length is not positive,
+      or no whole slot fits.
+    """
+    now = now or utcnow()
+    if length_minutes <= 0 or capacity < 0 or end <= start:
+        raise InvalidSlotRange()
+    first = local_instant(day, start, point.timezone)
+    last = local_instant(day, end, point.timezone)
+    step = timedelta(minutes=length_minutes)
+    if first + step > last:
+        raise InvalidSlotRange()
+    existing_by_start = {
+        slot.starts_at: slot
+        for slot in db.session.scalars(
+            select(Slot).where(
+                Slot.market_point_id == point.id,
+                Slot.starts_at >= first,
+                Slot.starts_at < last,
+            )
+        )
+    }
+    created: list[Slot] = []
+    existing: list[Slot] = []
+    cursor = first
+    while cursor + step <= last:
+        if cursor in existing_by_start:
+            existing.append(existing_by_start[cursor])
+        else:
+            slot = Slot(
+                market_point=point,
+                starts_at=cursor,
+                ends_at=cursor + step,
+                capacity=capacity,
+                booked_count=0,
+                published_at=now,
+            )
+            db.session.add(slot)
+            created.append(slot)
+        cursor += step
+    db.session.flush()
+    return GeneratedSlots(created=created, existing=existing)
+
+
+# Bookings ----------------------------------------------------------------------
+
+
+def _lock_resident(nik_hash: str, last4: str) -> int:
+    """Create or touch the resident row of ``nik_hash`` and return its id.
+
+    This upsert is the first write of the booking transaction on purpose: on
+    PostgreSQL it takes the row lock, on SQLite the database write lock, so a second
+    booking by the same NIK waits here until the first has committed and then sees it.
+    """
+    dialect = db.session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = (
+        insert(Resident)
+        .values(nik_hash=nik_hash, nik_last4=last4, lock_version=0, created_at=utcnow())
+        .on_conflict_do_update(
+            index_elements=[Resident.nik_hash],
+            set_={"lock_version": Resident.lock_version + 1},
+        )
+        .returning(Resident.id)
+    )
+    return db.session.execute(stmt).scalar_one()
+
+
+def book_slot(
+    slot_id: int, name: str, nik: str, phone: str, now: datetime | None = None
+) -> Booking:
+    """Book one place in a slot for a resident.
+
+    Args: slot_id; name as on the KTP; nik, 16 digits (separators allowed); phone,
+      an Indonesian mobile number in any common form; now, aware UTC (default now).
+    Returns: the new confirmed Booking (flushed, not committed).
+    Raises: InvalidName, InvalidNIK, InvalidPhone (422); SlotNotFound (404);
+      SlotClosed, LimitReached, SlotFull (409).
+    Rules (DESIGN.md): capacity is a hard cap, enforced by a conditional update of
+      ``slot.booked_count`` under a CHECK constraint; one NIK holds at most
+      BOOKING_LIMIT_PER_NIK active bookings whose slots start within
+      BOOKING_LIMIT_WINDOW_DAYS of this one, serialised per NIK by ``_lock_resident``.
+    """
+    now = now or utcnow()
+    config = current_app.config
+    clean = clean_name(name)
+    digits = validate_nik(nik)
+    e164 = normalise_phone(phone)
+    resident_id = _lock_resident(hash_nik(digits, config["NIK_HASH_KEY"]), digits[-4:])
+
+    slot = get_slot(slot_id, now)
+    if slot.ends_at <= now:
+        raise SlotClosed()
+
+    window = timedelta(days=config["BOOKING_LIMIT_WINDOW_DAYS"])
+    held = db.session.scalar(
+        select(func.count(Booking.id))
+        .join(Slot, Booking.slot_id == Slot.id)
+        .where(
+            Booking.resident_id == resident_id,
+            Booking.status.in_(ACTIVE_STATUSES),
+            Slot.starts_at > slot.starts_at - window,
+            Slot.starts_at < slot.starts_at + window,
+        )
+    )
+    if held >= config["BOOKING_LIMIT_PER_NIK"]:
+        raise LimitReached()
+
+    taken = db.session.execute(
+        update(Slot)
+        .where(Slot.id == slot.id, Slot.booked_count < Slot.capacity)
+        .values(booked_count=Slot.booked_count + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:
+        raise SlotFull()
+    db.session.expire(slot, ["booked_count"])
+
+    booking = Booking(
+        code=new_booking_code(),
+        slot=slot,
+        resident_id=resident_id,
+        name=clean,
+        nik_last4=digits[-4:],
+        phone=e164,
+        status=CONFIRMED,
+        created_at=now,
+    )
+    db.session.add(booking)
+    db.session.flush()
+    return booking
+
+
+def find_booking(code: str) -> Booking | None:
+    """Return the booking with booking code ``code`` (any typing of it), or None."""
+    canonical = normalise_code(code)
+    if canonical is None:
+        return None
+    return db.session.scalar(select(Booking).where(Booking.code == canonical))
+
+
+def get_booking_for_resident(code: str, phone: str) -> Booking:
+    """Return the booking matching both its code and the phone it was made with.
+
+    Raises: BookingNotFound, the same for an unknown code, a malformed phone and a
+      wrong phone, so the answer does not reveal which codes exist.
+    """
+    booking = find_booking(code)
+    try:
+        e164 = normalise_phone(phone)
+    except InvalidPhone:  # a malformed phone is just another non-match here
+        e164 = None
+    if booking is None or e164 is None or not hmac.compare_digest(booking.phone, e164):
+        raise BookingNotFound()
+    return booking
+
+
+def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
+    """Cancel a confirmed booking and free its place at once.
+
+    Args: booking; now, aware UTC (default now).
+    Returns: the booking, now ``cancelled``.
+    Raises: CancelNotAllowed when it is not confirmed any more, or the slot starts
+      within CANCEL_CUTOFF_MINUTES (DESIGN.md: status moves only forward).
+    """
+    now = now or utcnow()
+    cutoff = timedelta(minutes=current_app.config["CANCEL_CUTOFF_MINUTES"])
+    if booking.slot.starts_at - cutoff <= now:
+        raise CancelNotAllowed(
+            CancelNotAllowed.default_message,
+            cutoff_minutes=current_app.config["CANCEL_CUTOFF_MINUTES"],
+        )
+    # Conditional update: a concurrent scan or cancel decides once, not twice.
+    changed = db.session.execute(
+        update(Booking)
+        .where(Booking.id == booking.id, Booking.status == CONFIRMED)
+        .values(status=CANCELLED, cancelled_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:
+        db.session.refresh(booking)
+        raise CancelNotAllowed()
+    db.session.execute(
+        update(Slot)
+        .where(Slot.id == booking.slot_id)
+        .values(booked_count=Slot.booked_count - 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.flush()
+    db.session.refresh(booking)
+    db.session.expire(booking.slot, ["booked_count"])
+    return booking
+
+
+def slot_local_times(slot: Slot) -> tuple[datetime, datetime]:
+    """Return (starts_at, ends_at) of ``slot`` in its market point's timezone."""
+    tz = zone(slot.market_point.timezone)
+    return slot.starts_at.astimezone(tz), slot.ends_at.astimezone(tz)
