@@ -101,7 +101,8 @@ def normalise_phone(raw: str) -> str:
         number = phonenumbers.parse(text, "ID")
     except phonenumbers.NumberParseException:
         raise InvalidPhone() from None
-    if not phonenumbers.is_valid_number(number):
+    # Notices go through Indonesian SMS/WhatsApp gateways: Indonesian numbers only.
+    if not phonenumbers.is_valid_number_for_region(number, "ID"):
         raise InvalidPhone()
     kind = phonenumbers.number_type(number)
     if kind not in (

@@ -1,0 +1,201 @@
+"""Shared fixtures: one app per database backend, clean tables per test, factories.
+
+Every test that uses ``app`` (directly or through ``client``, ``make_slot``, ...) runs
+once on SQLite and once on PostgreSQL at 127.0.0.1:5432. PostgreSQL is skipped when it
+cannot be reached, except under CI=true, where it must be there. The summary line
+names the databases that ran.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from itertools import count
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from app import create_app
+from common.timeutil import utcnow
+from extensions import db
+
+PG_URLS = (
+    os.environ.get("TEST_POSTGRES_URL", ""),
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    "postgresql+psycopg://root@127.0.0.1:5432/test",
+)
+BACKENDS_RUN: set[str] = set()
+# A valid NIK head: Kec. Senen (317104), born 12-05-1990 (a man); a serial follows.
+NIK_PREFIX = "317104120590"
+
+
+def _postgres_url() -> str | None:
+    for url in filter(None, PG_URLS):
+        try:
+            engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            engine.dispose()
+            return url
+        except sa.exc.OperationalError:
+            continue
+    return None
+
+
+def _reset_schema(app) -> None:
+    """Drop every table (the project's and Alembic's) and run the migrations."""
+    with app.app_context():
+        meta = sa.MetaData()
+        meta.reflect(bind=db.engine)
+        meta.drop_all(bind=db.engine)
+        upgrade()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def app(request, tmp_path_factory):
+    """The Antri app on one backend, schema built by the Alembic migrations."""
+    instance = tmp_path_factory.mktemp(f"instance-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{instance / 'test.db'}"
+    else:
+        url = _postgres_url()
+        if url is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("PostgreSQL at 127.0.0.1:5432 is required under CI")
+            pytest.skip("PostgreSQL is not reachable")
+    application = create_app(
+        {
+            "INSTANCE_PATH": str(instance),
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": "test-secret",
+            "NIK_HASH_KEY": "test-nik-key",
+            "TICKET_KEY_DIR": str(instance / "keys"),
+            "WTF_CSRF_ENABLED": False,
+            "SERVER_NAME": "antri.test",
+            "TESTING": True,
+        }
+    )
+    _reset_schema(application)
+    BACKENDS_RUN.add(request.param)
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def backend(app) -> str:
+    """The name of the database dialect under test: ``sqlite`` or ``postgresql``."""
+    return "postgresql" if "postgresql" in app.config["SQLALCHEMY_DATABASE_URI"] else "sqlite"
+
+
+@pytest.fixture
+def ctx(app):
+    """An app context for the test; every table is emptied afterwards."""
+    with app.app_context():
+        yield app
+        db.session.remove()
+        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+        with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for name in tables:
+                    conn.execute(sa.text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def client(ctx):
+    """A Flask test client on the backend under test."""
+    return ctx.test_client()
+
+
+_serial = count(1)
+
+
+@pytest.fixture
+def nik():
+    """Return a callable giving a fresh valid NIK on each call (distinct serials)."""
+
+    def make() -> str:
+        return f"{NIK_PREFIX}{next(_serial) % 9999 + 1:04d}"
+
+    return make
+
+
+@pytest.fixture
+def make_point(ctx):
+    """Return a callable creating a market point: ``make_point(code="JKT-900")``."""
+    from slots.models import MarketPoint
+
+    def make(code: str = "JKT-900", safe_limit: int = 40, **fields) -> MarketPoint:
+        point = MarketPoint(
+            code=code,
+            name=fields.pop("name", f"Pasar Uji {code}"),
+            address=fields.pop("address", "Jl. Uji No. 1"),
+            kecamatan=fields.pop("kecamatan", "Senen"),
+            kecamatan_code=fields.pop("kecamatan_code", "317104"),
+            city=fields.pop("city", "Jakarta Pusat"),
+            safe_limit=safe_limit,
+            timezone=fields.pop("timezone", "Asia/Jakarta"),
+            **fields,
+        )
+        db.session.add(point)
+        db.session.commit()
+        return point
+
+    return make
+
+
+@pytest.fixture
+def make_slot(ctx, make_point):
+    """Return a callable creating a published slot.
+
+    ``make_slot(capacity=3, starts_in=-10, minutes=30, point=None)``: the slot starts
+    ``starts_in`` minutes from now (negative: already running), whole minutes.
+    """
+    from slots.models import MarketPoint, Slot
+
+    def make(
+        capacity: int = 5,
+        starts_in: int = -10,
+        minutes: int = 30,
+        point=None,
+        now: datetime | None = None,
+    ) -> Slot:
+        point = point or db.session.scalar(sa.select(MarketPoint)) or make_point()
+        base = (now or utcnow()).replace(second=0, microsecond=0)
+        start = base + timedelta(minutes=starts_in)
+        slot = Slot(
+            market_point=point,
+            starts_at=start,
+            ends_at=start + timedelta(minutes=minutes),
+            capacity=capacity,
+            booked_count=0,
+            published_at=base - timedelta(days=1),
+        )
+        db.session.add(slot)
+        db.session.commit()
+        return slot
+
+    return make
+
+
+@pytest.fixture
+def make_user(ctx):
+    """Return a callable creating an account and a bearer token: ``(user, token)``."""
+    from accounts.service import create_user, issue_token
+
+    def make(email: str, role: str, point=None) -> tuple:
+        user = create_user(email, role, "correct-horse-1", point)
+        token = issue_token(user, "test")
+        db.session.commit()
+        return user, token
+
+    return make
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say which databases the suite exercised."""
+    ran = ", ".join(sorted(BACKENDS_RUN)) or "none"
+    terminalreporter.write_line(f"databases exercised: {ran}")
