@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request, session
+from flask import Flask, has_request_context, jsonify, render_template, request, session
 from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -60,6 +60,8 @@ def _select_locale() -> str:
     from flask import current_app
 
     languages = current_app.config["LANGUAGES"]
+    if not has_request_context():  # CLI commands and jobs speak the default language
+        return languages[0]
     chosen = request.args.get("lang")
     if chosen in languages:
         session["lang"] = chosen

@@ -1,0 +1,182 @@
+"""Gate rules through the API: every refusal reason, first scan wins, roles and points."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from checkin.models import Scan
+from extensions import db
+from qr.keys import load_keyring
+from qr.tokens import TicketClaims, make_token
+
+
+@pytest.fixture
+def gate(client, make_slot, make_user, nik):
+    """A running slot at a point with a staff token, and a helper to book and scan."""
+    slot = make_slot(capacity=10, starts_in=-5, minutes=30)
+    _, token = make_user("gate@antri.test", "staff", slot.market_point)
+
+    class Gate:
+        point = slot.market_point
+        headers = {"Authorization": f"Bearer {token}"}
+
+        @staticmethod
+        def book(slot_id=slot.id):
+            response = client.post(
+                "/api/v1/bookings",
+                json={"slot_id": slot_id, "name": "Rina", "nik": nik(), "phone": "081234567890"},
+            )
+            assert response.status_code == 201, response.json
+            return response.json
+
+        @classmethod
+        def scan(cls, headers=None, **body):
+            return client.post("/api/v1/checkin", json=body, headers=headers or cls.headers)
+
+    Gate.slot_id = slot.id
+    return Gate
+
+
+def test_typed_booking_code_is_admitted(gate):
+    booking = gate.book()
+    typed = booking["code"][:4].lower() + "-" + booking["code"][4:].lower()
+    response = gate.scan(code=typed)
+    assert response.json["result"] == "admitted"
+    assert response.json["booking"]["nik_last4"] == booking["nik_last4"]
+    assert "nik" not in response.json["booking"]
+
+
+def test_refusals_have_codes_and_are_logged(gate, make_slot, make_point):
+    other_day = gate.book(make_slot(capacity=2, starts_in=24 * 60 * 3).id)
+    elsewhere = make_point(code="JKT-902", name="Pasar Lain")
+    wrong = gate.book(make_slot(capacity=2, starts_in=-5, point=elsewhere).id)
+
+    assert gate.scan(code=other_day["code"]).json["reason"] == "not_today"
+    refused = gate.scan(ticket=wrong["ticket"]).json
+    assert refused["reason"] == "wrong_point" and "Pasar Lain" in refused["message"]
+    assert refused["booking"] is None  # another point's resident stays private
+    not_a_ticket = gate.scan(ticket="HELLO WORLD THIS IS NOT A TICKET").json
+    assert (not_a_ticket["result"], not_a_ticket["reason"]) == ("refused", "invalid_format")
+    assert gate.scan(code="ACDEFGHJ").json["reason"] == "unknown_ticket"
+    empty = gate.scan(code="   ")
+    assert empty.status_code == 422 and empty.json["error"] == "invalid_scan"
+
+    logged = db.session.execute(select(Scan.result, Scan.reason).order_by(Scan.id)).all()
+    assert logged == [
+        ("refused", "not_today"),
+        ("refused", "wrong_point"),
+        ("refused", "invalid_format"),
+        ("refused", "unknown_ticket"),
+    ]
+
+
+def test_too_early_and_too_late(gate, make_slot, ctx):
+    from accounts.models import User
+    from checkin.service import check_in
+    from slots.models import Booking
+
+    booking = gate.book()
+    row = db.session.scalar(select(Booking).where(Booking.code == booking["code"]))
+
+    user = db.session.scalar(select(User).where(User.email == "gate@antri.test"))
+    start, end = row.slot.starts_at, row.slot.ends_at
+    too_early = check_in(booking["code"], gate.point, user, now=start - timedelta(minutes=16))
+    assert (too_early.result, too_early.reason) == ("refused", "too_early")
+    edge_early = start - timedelta(minutes=15)
+    too_late = check_in(booking["code"], gate.point, user, now=end + timedelta(minutes=31))
+    assert (too_late.result, too_late.reason) == ("refused", "too_late")
+    admitted = check_in(booking["code"], gate.point, user, now=edge_early)
+    assert (admitted.result, admitted.reason) == ("admitted", "")
+    db.session.commit()
+
+
+def test_cancelled_booking_is_refused(gate, make_slot, client):
+    slot = make_slot(capacity=2, starts_in=24 * 60 * 2)
+    booking = gate.book(slot.id)
+    cancel = client.post(
+        f"/api/v1/bookings/{booking['code']}/cancel", json={"phone": "081234567890"}
+    )
+    assert cancel.json["status"] == "cancelled"
+    response = gate.scan(ticket=booking["ticket"]).json
+    assert (response["result"], response["reason"]) == ("refused", "cancelled")
+
+
+@pytest.mark.parametrize("position", [0, 5, 60, 118])
+def test_any_altered_character_is_refused(gate, position):
+    ticket = gate.book()["ticket"]
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
+    swapped = alphabet[(alphabet.index(ticket[position]) + 1) % len(alphabet)]
+    altered = ticket[:position] + swapped + ticket[position + 1 :]
+    response = gate.scan(ticket=altered).json
+    assert response["result"] == "refused"
+    assert response["reason"] in {"invalid_signature", "invalid_format", "unknown_key"}
+    assert gate.scan(ticket=ticket).json["result"] == "admitted"
+
+
+def test_ticket_signed_with_another_key_is_refused(gate, tmp_path, ctx):
+    from slots.models import Booking
+
+    booking = gate.book()
+    row = db.session.scalar(select(Booking).where(Booking.code == booking["code"]))
+    forger = load_keyring(tmp_path / "forger")
+    forged = make_token(
+        TicketClaims(1, row.id, row.slot.market_point_id, row.slot.starts_at, row.slot.ends_at),
+        forger.signing_key,
+    )
+    assert forged != booking["ticket"]
+    response = gate.scan(ticket=forged).json
+    assert (response["result"], response["reason"]) == ("refused", "invalid_signature")
+    unknown_kid = make_token(
+        TicketClaims(7, row.id, row.slot.market_point_id, row.slot.starts_at, row.slot.ends_at),
+        forger.signing_key,
+    )
+    assert gate.scan(ticket=unknown_kid).json["reason"] == "unknown_key"
+
+
+def test_auth_and_scope(gate, client, make_point, make_user):
+    booking = gate.book()
+    assert client.post("/api/v1/checkin", json={"code": booking["code"]}).status_code == 401
+    bad = gate.scan(headers={"Authorization": "Bearer antri_nope"}, code=booking["code"])
+    assert bad.status_code == 401 and bad.json["error"] == "unauthorized"
+
+    elsewhere = make_point(code="JKT-903")
+    _, other_staff = make_user("other@antri.test", "staff", elsewhere)
+    headers = {"Authorization": f"Bearer {other_staff}"}
+    forbidden = gate.scan(headers=headers, code=booking["code"], market_point=gate.point.code)
+    assert forbidden.status_code == 403
+    own_point = gate.scan(headers=headers, code=booking["code"]).json
+    assert own_point["reason"] == "wrong_point"
+
+    _, boss = make_user("boss@antri.test", "supervisor")
+    boss_headers = {"Authorization": f"Bearer {boss}"}
+    assert gate.scan(headers=boss_headers, code=booking["code"]).status_code == 422
+    as_boss = gate.scan(headers=boss_headers, code=booking["code"], market_point=gate.point.code)
+    assert as_boss.json["result"] == "admitted"
+
+    staff_occupancy = client.get("/api/v1/occupancy", headers=gate.headers)
+    assert staff_occupancy.status_code == 403
+    assert client.get("/api/v1/occupancy").status_code == 401
+
+
+def test_first_scan_wins_across_two_devices(app, gate):
+    ticket = gate.book()["ticket"]
+    headers = gate.headers
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def scan() -> None:
+        with app.test_client() as device:
+            barrier.wait()
+            response = device.post("/api/v1/checkin", json={"ticket": ticket}, headers=headers)
+        results.append(response.json["reason"] or response.json["result"])
+
+    threads = [threading.Thread(target=scan) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["admitted", "already_checked_in"]
