@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
+
 
 class DomainError(Exception):
     """A rule refused a request.
@@ -18,7 +20,7 @@ class DomainError(Exception):
 
     code = "error"
     status = 400
-    default_message = "The request could not be completed."
+    default_message = _l("The request could not be completed.")
 
     def __init__(
         self,
@@ -44,7 +46,7 @@ class NotFound(DomainError):
 
     code = "not_found"
     status = 404
-    default_message = "Not found."
+    default_message = _l("Not found.")
 
 
 class ValidationError(DomainError):
@@ -52,7 +54,7 @@ class ValidationError(DomainError):
 
     code = "invalid_input"
     status = 422
-    default_message = "The input is not valid."
+    default_message = _l("The input is not valid.")
 
 
 class Forbidden(DomainError):
@@ -60,4 +62,4 @@ class Forbidden(DomainError):
 
     code = "forbidden"
     status = 403
-    default_message = "You may not do this."
+    default_message = _l("You may not do this.")

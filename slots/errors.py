@@ -73,7 +73,8 @@ class LimitReached(DomainError):
     code = "limit_reached"
     status = 409
     default_message = _l(
-        "This NIK already has a booking in this period. Each person may book once per period."
+        "This NIK has reached its booking limit for this period. "
+        "Cancel the other booking first if you want this one."
     )
 
 

@@ -320,7 +320,11 @@ def book_slot(
         )
     )
     if held >= config["BOOKING_LIMIT_PER_NIK"]:
-        raise LimitReached()
+        raise LimitReached(
+            LimitReached.default_message,
+            limit=config["BOOKING_LIMIT_PER_NIK"],
+            window_days=config["BOOKING_LIMIT_WINDOW_DAYS"],
+        )
 
     taken = db.session.execute(
         update(Slot)

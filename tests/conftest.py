@@ -26,6 +26,7 @@ PG_URLS = (
     "postgresql+psycopg://root@127.0.0.1:5432/test",
 )
 BACKENDS_RUN: set[str] = set()
+SERVICES_RUN: set[str] = set()
 # A valid NIK head: Kec. Senen (317104), born 12-05-1990 (a man); a serial follows.
 NIK_PREFIX = "317104120590"
 
@@ -195,7 +196,27 @@ def make_user(ctx):
     return make
 
 
+@pytest.fixture
+def redis_url() -> str:
+    """URL of the local Redis, database 15 (flushed); skipped when absent, except in CI."""
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except redis.RedisError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis at {url} is required under CI")
+        pytest.skip("Redis is not reachable")
+    SERVICES_RUN.add("redis")
+    yield url
+    client.flushdb()
+    client.close()
+
+
 def pytest_terminal_summary(terminalreporter):
-    """Say which databases the suite exercised."""
+    """Say which databases and services the suite exercised."""
     ran = ", ".join(sorted(BACKENDS_RUN)) or "none"
     terminalreporter.write_line(f"databases exercised: {ran}")
+    terminalreporter.write_line(f"services exercised: {', '.join(sorted(SERVICES_RUN)) or 'none'}")

@@ -141,3 +141,15 @@ def test_unknown_pages_are_clean_404s(client):
     assert api.status_code == 404 and api.json["error"] == "not_found"
     assert client.get("/points/NOPE").status_code == 404
     assert client.get("/slots/999999/book").status_code == 404
+
+
+def test_healthz_reports_redis(client, app, redis_url):
+    app.config["REDIS_URL"] = redis_url
+    try:
+        live = client.get("/healthz")
+        app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+        dead = client.get("/healthz")
+    finally:
+        app.config["REDIS_URL"] = None
+    assert (live.status_code, live.json["redis"], live.json["status"]) == (200, "ok", "ok")
+    assert (dead.status_code, dead.json["redis"], dead.json["status"]) == (200, "error", "degraded")
