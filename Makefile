@@ -22,7 +22,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	touch $@ $(VENV)/.runtime
 
 translations: $(VENV)/.runtime
-	$(BIN)/pybabel compile -q -d translations
+	$(BIN)/pybabel compile -d translations
 
 # Browser tests drive Debian's Chromium; install it when we may (root), once.
 browser:
