@@ -193,8 +193,14 @@ def _local_time(instant, tz_name: str, fmt: str = "%H:%M") -> str:
     return instant.astimezone(zone(tz_name)).strftime(fmt)
 
 
+def _booking_code(code: str) -> str:
+    """Jinja filter: a booking code as read aloud and printed, ``ABCD-EFGH``."""
+    return f"{code[:4]}-{code[4:]}"
+
+
 def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["local"] = _local_time
+    app.jinja_env.filters["booking_code"] = _booking_code
     app.jinja_env.globals.update(format_date=format_date, get_locale=get_locale)
 
 

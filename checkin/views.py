@@ -64,6 +64,8 @@ def supervisor():
     )
     inside = service.inside_now([p.id for p in points], now)
     stats = service.slot_stats(points, now)
+    # Fullest first: the points that may need a held gate come to the top.
+    points.sort(key=lambda p: -inside[p.id] / p.safe_limit)
     return render_template(
         "checkin/supervisor.html", points=points, inside=inside, stats=stats, now=now
     )

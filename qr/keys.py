@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,21 +32,27 @@ class Keyring:
 
 
 def _write_new_key(directory: Path, kid: int) -> bool:
-    """Create key ``kid`` unless it exists; True when this call created it."""
+    """Create key ``kid`` unless it exists; True when this call created it.
+
+    The key is written to a temporary file and hard-linked into place, so another
+    process sees either no key file or a complete one, and only one creator wins.
+    """
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    path = directory / f"ed25519-{kid}.pem"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".new-key-")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        os.link(tmp, directory / f"ed25519-{kid}.pem")
+        return True
     except FileExistsError:
         return False
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    return True
+    finally:
+        os.unlink(tmp)
 
 
 def load_keyring(directory: str | Path) -> Keyring:
@@ -63,10 +70,7 @@ def load_keyring(directory: str | Path) -> Keyring:
         match = _KEY_FILE.fullmatch(path.name)
         if not match:
             continue
-        data = path.read_bytes()
-        if not data:  # another worker is still writing it; that key is not ours yet
-            continue
-        key = serialization.load_pem_private_key(data, password=None)
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} is not an Ed25519 private key")
         private[int(match.group(1))] = key

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from common.errors import DomainError
@@ -37,6 +37,8 @@ def ticket(code: str, key: str):
             end=end,
             token=issue_ticket(booking),
             cancel_form=CancelForm(),
+            can_cancel=slots_service.can_cancel(booking),
+            cancel_cutoff=current_app.config["CANCEL_CUTOFF_MINUTES"],
             new=request.args.get("new") == "1",
         )
     )

@@ -375,6 +375,17 @@ def get_booking_for_resident(code: str, phone: str) -> Booking:
     return booking
 
 
+def cancel_deadline(booking: Booking) -> datetime:
+    """Return the last UTC instant at which ``booking`` may be cancelled: the slot
+    start minus CANCEL_CUTOFF_MINUTES."""
+    return booking.slot.starts_at - timedelta(minutes=current_app.config["CANCEL_CUTOFF_MINUTES"])
+
+
+def can_cancel(booking: Booking, now: datetime | None = None) -> bool:
+    """True when ``booking`` is confirmed and ``now`` (aware UTC) is before its deadline."""
+    return booking.status == CONFIRMED and (now or utcnow()) < cancel_deadline(booking)
+
+
 def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
     """Cancel a confirmed booking and free its place at once.
 
@@ -384,8 +395,7 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
       within CANCEL_CUTOFF_MINUTES (DESIGN.md: status moves only forward).
     """
     now = now or utcnow()
-    cutoff = timedelta(minutes=current_app.config["CANCEL_CUTOFF_MINUTES"])
-    if booking.slot.starts_at - cutoff <= now:
+    if now >= cancel_deadline(booking):
         raise CancelNotAllowed(
             CancelNotAllowed.default_message,
             cutoff_minutes=current_app.config["CANCEL_CUTOFF_MINUTES"],

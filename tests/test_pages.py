@@ -153,3 +153,17 @@ def test_healthz_reports_redis(client, app, redis_url):
         app.config["REDIS_URL"] = None
     assert (live.status_code, live.json["redis"], live.json["status"]) == (200, "ok", "ok")
     assert (dead.status_code, dead.json["redis"], dead.json["status"]) == (200, "error", "degraded")
+
+
+def test_cancel_button_only_while_cancelling_is_allowed(client, make_slot, nik):
+    soon = make_slot(capacity=2, starts_in=30)
+    later = make_slot(capacity=2, starts_in=24 * 60)
+    pages = {}
+    for name, slot in (("soon", soon), ("later", later)):
+        done = client.post(
+            f"/slots/{slot.id}/book",
+            data={"name": "Ani Lestari", "nik": nik(), "phone": "081234567890"},
+        )
+        pages[name] = client.get(done.headers["Location"]).text
+    assert "/cancel" not in pages["soon"] and "60" in pages["soon"]
+    assert "/cancel" in pages["later"]
