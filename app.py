@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from common.errors import DomainError
+from common.text import ensure_clean
 from common.timeutil import zone
 from config import load_config
 from extensions import babel, csrf, db, login_manager, migrate
@@ -42,13 +43,17 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(overrides)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Wait for SQLite's write lock rather than fail at once under a rush.
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+        engine_options = {"connect_args": {"timeout": 30}}
     else:
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+        engine_options = {"pool_pre_ping": True}
+    # Keep phone numbers, e-mails and NIK hashes out of logged SQL errors.
+    engine_options["hide_parameters"] = True
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options)
 
     _register_extensions(app)
     _register_blueprints(app)
     _register_error_handlers(app)
+    app.before_request(_reject_forbidden_characters)
     _register_template_helpers(app)
     _register_cli(app)
     app.add_url_rule("/healthz", "healthz", healthz)
@@ -99,6 +104,17 @@ def _register_blueprints(app: Flask) -> None:
     # The API authenticates with bearer tokens, never cookies, so CSRF does not apply.
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)
+
+
+def _reject_forbidden_characters() -> None:
+    """Turn away a path, query or form holding NUL or lone surrogates (422, not a 500)."""
+    ensure_clean(request.path)
+    ensure_clean(list(request.args.values()))
+    if request.method == "POST" and request.mimetype in (
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ):
+        ensure_clean(list(request.form.values()))
 
 
 def _wants_json() -> bool:
@@ -180,7 +196,7 @@ def healthz():
         try:
             redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping()
             redis_state = "ok"
-        except redis.RedisError as exc:
+        except (redis.RedisError, ValueError) as exc:
             log.error("healthz redis: %s", exc)
             redis_state = "error"
     status = "ok" if database == "ok" and redis_state != "error" else "degraded"

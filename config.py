@@ -68,6 +68,16 @@ def _instance_secret(instance_path: Path, filename: str) -> str:
     return path.read_text().strip()
 
 
+def _redis_url(raw: str) -> str | None:
+    """Return REDIS_URL or None when unset. Raises ConfigError for another scheme."""
+    url = raw.strip()
+    if not url:
+        return None
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {url!r}")
+    return url
+
+
 def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from the environment.
 
@@ -105,7 +115,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "SECRET_KEY": secret_key,
         "NIK_HASH_KEY": nik_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "REDIS_URL": get("REDIS_URL", "").strip() or None,
+        "REDIS_URL": _redis_url(get("REDIS_URL", "")),
         "TICKET_KEY_DIR": get("TICKET_KEY_DIR", "") or str(instance_path / "keys"),
         "DEFAULT_TIMEZONE": get("DEFAULT_TIMEZONE", "Asia/Jakarta"),
         "DEFAULT_SAFE_LIMIT": parse_int("DEFAULT_SAFE_LIMIT", get("DEFAULT_SAFE_LIMIT", "40"), 1),

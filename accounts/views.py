@@ -20,7 +20,7 @@ def _home_for(user) -> str:
 
 def _safe_next(target: str | None) -> str | None:
     """Only follow a same-site relative ``next`` (no open redirect)."""
-    if not target:
+    if not target or any(ord(ch) < 32 or ch == "\\" for ch in target):
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):

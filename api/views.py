@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from flask import g, jsonify, request
@@ -13,15 +12,21 @@ from api import bp
 from api.schemas import booking_json, market_point_json, slot_json
 from checkin import service as checkin_service
 from common.errors import ValidationError
+from common.text import ensure_clean
+from common.timeutil import local_date, parse_day, utcnow
 from extensions import db
 from slots import service as slots_service
 
 
 def _json_body() -> dict[str, Any]:
     """Return the request's JSON object. Raises ValidationError (422) otherwise."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting
+        body = None
     if not isinstance(body, dict):
         raise ValidationError("Send a JSON object.", code="invalid_json")
+    ensure_clean(body)
     return body
 
 
@@ -48,12 +53,12 @@ def market_point_slots(code: str):
     raw = request.args.get("date")
     if raw:
         try:
-            day = date.fromisoformat(raw)
+            day = parse_day(raw)
         except ValueError:
-            raise ValidationError("date must be YYYY-MM-DD.", code="invalid_date") from None
+            raise ValidationError(
+                "date must be a date YYYY-MM-DD between 2000 and 2100.", code="invalid_date"
+            ) from None
     else:
-        from common.timeutil import local_date, utcnow
-
         day = local_date(utcnow(), point.timezone)
     return jsonify([slot_json(s) for s in slots_service.list_slots(point, day)])
 
@@ -89,10 +94,8 @@ def cancel_booking(code: str):
     return jsonify({"code": booking.code, "status": booking.status})
 
 
-@bp.post("/checkin")
-@api_roles(STAFF, SUPERVISOR, ADMIN)
-def checkin():
-    """Scan at the gate: ``{ticket}`` or ``{code}`` (+ ``market_point`` for supervisors)."""
+def _gate_scan(scan) -> tuple:
+    """Parse a gate body, run ``scan`` (check_in or check_out) and answer in JSON."""
     body = _json_body()
     scanned = body.get("ticket") if body.get("ticket") is not None else body.get("code")
     if not isinstance(scanned, str) or not scanned.strip():
@@ -102,25 +105,38 @@ def checkin():
     if point_code is None and user.role == STAFF:
         point = user.market_point
     elif isinstance(point_code, str):
-        point = slots_service.get_market_point(point_code)  # check_in refuses others' points
+        point = slots_service.get_market_point(point_code)  # the scan refuses others' points
     else:
         raise ValidationError(
             "Name the gate's 'market_point' (staff default to their own).",
             code="invalid_market_point",
         )
-    result = checkin_service.check_in(scanned, point, user, device=str(body.get("device") or ""))
+    result = scan(scanned, point, user, device=str(body.get("device") or ""))
     db.session.commit()
+    show_booking = result.booking is not None and result.reason != "wrong_point"
     return jsonify(
         {
             "result": result.result,
             "reason": result.reason or None,
             "message": result.message,
-            "booking": booking_json(result.booking, with_ticket=False)
-            if result.booking is not None and result.reason != "wrong_point"
-            else None,
+            "booking": booking_json(result.booking, with_ticket=False) if show_booking else None,
             "inside_now": checkin_service.inside_now([point.id])[point.id],
         }
     )
+
+
+@bp.post("/checkin")
+@api_roles(STAFF, SUPERVISOR, ADMIN)
+def checkin():
+    """Scan at the gate: ``{ticket}`` or ``{code}`` (+ ``market_point`` for supervisors)."""
+    return _gate_scan(checkin_service.check_in)
+
+
+@bp.post("/checkout")
+@api_roles(STAFF, SUPERVISOR, ADMIN)
+def checkout():
+    """End a visit: same body and auth as ``/checkin``."""
+    return _gate_scan(checkin_service.check_out)
 
 
 @bp.get("/occupancy")

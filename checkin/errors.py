@@ -17,4 +17,10 @@ REFUSALS = {
     "not_today": _l("This booking is for another day: %(when)s."),
     "too_early": _l("Too early. Check-in opens at %(time)s."),
     "too_late": _l("Too late. The slot ended at %(time)s."),
+    "point_full": _l(
+        "Valid ticket, but the point is full (%(inside)d of %(limit)d inside). "
+        "Ask the resident to wait and scan again when someone leaves."
+    ),
+    "not_checked_in": _l("This ticket was not checked in, so it cannot check out."),
+    "already_checked_out": _l("This visit has already checked out."),
 }

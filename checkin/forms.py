@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import RadioField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Optional
 
 
 class ScanForm(FlaskForm):
     """One field: a scanner's keystrokes (the QR payload) or a typed booking code."""
 
+    direction = RadioField(
+        _l("Mode"),
+        choices=[SelectChoice("in", _l("Check-in")), SelectChoice("out", _l("Check-out"))],
+        default="in",
+        validators=[Optional()],  # a bare scan (no mode sent) is a check-in
+    )
     scan = StringField(_l("Scan the QR code or type the booking code"))

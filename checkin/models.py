@@ -14,13 +14,16 @@ from slots.models import Booking, MarketPoint
 
 ADMITTED = "admitted"
 REFUSED = "refused"
+WAIT = "wait"
 
 
 class Scan(db.Model):
     """A scan: when, where, by whom, with what device, and what the gate answered.
 
     ``booking_id`` is empty when the scanned text matched no booking (a forged or
-    unknown ticket); ``reason`` is the refusal code, empty when admitted.
+    unknown ticket); ``reason`` is the refusal code, empty when accepted. Direction
+    ``in`` is a check-in (admitted, wait or refused), ``out`` a check-out (admitted
+    means the check-out was accepted).
     """
 
     __tablename__ = "scan"

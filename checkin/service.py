@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 
 from accounts.models import User
 from checkin.errors import REFUSALS
-from checkin.models import ADMITTED, REFUSED, Scan
+from checkin.models import ADMITTED, REFUSED, WAIT, Scan
 from common.errors import Forbidden
 from common.timeutil import local_date, local_day_bounds, utcnow, zone
 from extensions import db
@@ -39,8 +39,8 @@ from slots.service import find_booking, normalise_code
 
 @dataclass(frozen=True)
 class ScanResult:
-    """What the gate shows: ``result`` admitted|refused, ``reason`` code ("" when
-    admitted), a plain ``message``, the booking when one was found, the logged scan."""
+    """What the gate shows: ``result`` admitted|wait|refused|checked_out, ``reason``
+    code ("" when accepted), a plain ``message``, the booking if found, the scan row."""
 
     result: str
     reason: str
@@ -112,6 +112,51 @@ def _refusal(booking: Booking, point: MarketPoint, now: datetime) -> tuple[str, 
     return "too_late", {"time": _clock(slot.ends_at, point)}
 
 
+def _lock_point(point: MarketPoint) -> None:
+    """Serialise admissions at one point: a no-op write that takes the point's row lock
+    on PostgreSQL and the write lock on SQLite, so two gates cannot both admit the
+    last place under the safe limit."""
+    db.session.execute(
+        update(MarketPoint)
+        .where(MarketPoint.id == point.id)
+        .values(safe_limit=MarketPoint.safe_limit)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _log(
+    point: MarketPoint,
+    user: User,
+    booking: Booking | None,
+    now: datetime,
+    direction: str,
+    kind: str,
+    result: str,
+    reason: str,
+    device: str,
+) -> Scan:
+    scan = Scan(
+        scanned_at=now,
+        direction=direction,
+        market_point_id=point.id,
+        booking_id=booking.id if booking else None,
+        user_id=user.id,
+        device=(device or "")[:100],
+        input_kind=kind,
+        result=result,
+        reason=reason,
+    )
+    db.session.add(scan)
+    db.session.flush()
+    return scan
+
+
+def _message(reason: str, args: dict, booking: Booking | None) -> str:
+    if reason:
+        return str(REFUSALS[reason]) % args if args else str(REFUSALS[reason])
+    return f"{booking.name} · NIK ****{booking.nik_last4}"
+
+
 def check_in(
     scanned: str,
     point: MarketPoint,
@@ -123,7 +168,10 @@ def check_in(
 
     Args: scanned, the QR payload or a typed booking code; point, where the gate is;
       user, the staff member scanning; now, aware UTC; device, a free-form label.
-    Returns: ScanResult; a refusal is a result, not an exception, so it is logged.
+    Returns: ScanResult with result ``admitted``, ``refused`` (with a reason), or
+      ``wait`` (reason ``point_full``: the ticket is valid but the point holds its
+      safe limit; the ticket is not used up and admits once someone leaves).
+      A refusal is a result, not an exception, so it is logged.
     Raises: Forbidden (403) when ``user`` may not scan at ``point``.
     """
     if not user.can_act_at(point):
@@ -131,37 +179,72 @@ def check_in(
     now = now or utcnow()
     kind, booking, reason = _resolve(scanned or "")
     args: dict = {}
+    result = REFUSED
     if booking is not None:
         reason, args = _refusal(booking, point, now)
     if booking is not None and not reason:
-        # First scan wins: only one transaction can move this booking out of confirmed.
-        won = db.session.execute(
-            update(Booking)
-            .where(Booking.id == booking.id, Booking.status == CONFIRMED)
-            .values(status=CHECKED_IN, checked_in_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        db.session.refresh(booking)
-        if won.rowcount != 1:
-            reason, args = _refusal(booking, point, now)
-    scan = Scan(
-        scanned_at=now,
-        direction="in",
-        market_point_id=point.id,
-        booking_id=booking.id if booking else None,
-        user_id=user.id,
-        device=(device or "")[:100],
-        input_kind=kind,
-        result=REFUSED if reason else ADMITTED,
-        reason=reason,
-    )
-    db.session.add(scan)
-    db.session.flush()
-    if reason:
-        message = str(REFUSALS[reason]) % args if args else str(REFUSALS[reason])
-    else:
-        message = f"{booking.name} · NIK ****{booking.nik_last4}"
-    return ScanResult(scan.result, reason, message, booking, scan)
+        _lock_point(point)
+        inside = inside_now([point.id], now)[point.id]
+        if inside >= point.safe_limit:
+            result, reason = WAIT, "point_full"
+            args = {"inside": inside, "limit": point.safe_limit}
+        else:
+            # First scan wins: one transaction only moves this booking out of confirmed.
+            won = db.session.execute(
+                update(Booking)
+                .where(Booking.id == booking.id, Booking.status == CONFIRMED)
+                .values(status=CHECKED_IN, checked_in_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            db.session.refresh(booking)
+            if won.rowcount == 1:
+                result = ADMITTED
+            else:
+                reason, args = _refusal(booking, point, now)
+    scan = _log(point, user, booking, now, "in", kind, result, reason, device)
+    return ScanResult(result, reason, _message(reason, args, booking), booking, scan)
+
+
+def check_out(
+    scanned: str,
+    point: MarketPoint,
+    user: User,
+    now: datetime | None = None,
+    device: str = "",
+) -> ScanResult:
+    """End a visit: scan a checked-in ticket or code on the way out, and log it.
+
+    Returns: ScanResult with result ``checked_out``, or ``refused`` with reason
+      ``not_checked_in``, ``already_checked_out``, ``wrong_point`` or a ticket reason.
+      The log row is direction ``out``; its result is ``admitted`` when accepted.
+    Raises: Forbidden (403) when ``user`` may not scan at ``point``.
+    """
+    if not user.can_act_at(point):
+        raise Forbidden()
+    now = now or utcnow()
+    kind, booking, reason = _resolve(scanned or "")
+    args: dict = {}
+    result = REFUSED
+    if booking is not None:
+        if booking.slot.market_point_id != point.id:
+            reason, args = "wrong_point", {"point": booking.slot.market_point.name}
+        else:
+            left = db.session.execute(
+                update(Booking)
+                .where(Booking.id == booking.id, Booking.status == CHECKED_IN)
+                .values(status=CHECKED_OUT, checked_out_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            db.session.refresh(booking)
+            if left.rowcount == 1:
+                result = CHECKED_OUT
+            elif booking.status == CHECKED_OUT:
+                reason = "already_checked_out"
+            else:
+                reason = "not_checked_in"
+    logged = ADMITTED if result == CHECKED_OUT else REFUSED
+    scan = _log(point, user, booking, now, "out", kind, logged, reason, device)
+    return ScanResult(result, reason, _message(reason, args, booking), booking, scan)
 
 
 # Occupancy ---------------------------------------------------------------------

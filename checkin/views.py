@@ -41,7 +41,8 @@ def gate():
         scanned = (form.scan.data or "").strip("\r\n\t")
         if not scanned.strip():
             raise ValidationError("Scan a ticket or type a booking code.", code="invalid_scan")
-        result = service.check_in(scanned, point, current_user, device="gate-page")
+        scan = service.check_out if form.direction.data == "out" else service.check_in
+        result = scan(scanned, point, current_user, device="gate-page")
         db.session.commit()
         form.scan.data = ""
     inside = service.inside_now([point.id])[point.id]

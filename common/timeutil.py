@@ -27,6 +27,17 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown timezone {name!r}") from None
 
 
+def parse_day(text: str) -> date:
+    """Parse a calendar date ``YYYY-MM-DD`` between the years 2000 and 2100.
+
+    Raises: ValueError for another format or year (far dates overflow zone maths).
+    """
+    day = date.fromisoformat(text)
+    if not 2000 <= day.year <= 2100 or len(text) != 10:
+        raise ValueError(f"date out of range: {text!r}")
+    return day
+
+
 def local_day_bounds(day: date, tz_name: str) -> tuple[datetime, datetime]:
     """Return the UTC instants ``[start, end)`` of local calendar ``day`` in ``tz_name``.
 

@@ -91,3 +91,11 @@ class InvalidSlotRange(ValidationError):
 
     code = "invalid_slot_range"
     default_message = _l("The slot times are not valid.")
+
+
+class SlotOverlap(DomainError):
+    """A new slot would overlap an existing slot of a different window."""
+
+    code = "slot_overlap"
+    status = 409
+    default_message = _l("These slots would overlap existing slots at this market point.")

@@ -57,7 +57,9 @@ def validate_nik(raw: str) -> str:
       +40), ``serial`` (digits 13-16 are 0000).
     """
     nik = _SEPARATORS.sub("", raw or "")
-    if not re.fullmatch(r"\d{16}", nik):
+    # ASCII only: Python's \d also matches full-width and other scripts' digits,
+    # which would give one person several different hashes.
+    if not re.fullmatch(r"[0-9]{16}", nik):
         raise InvalidNIK(_l("A NIK has exactly 16 digits."), fault="length")
     if nik[:6] not in kecamatan_codes():
         raise InvalidNIK(

@@ -32,6 +32,7 @@ from slots.errors import (
     SlotClosed,
     SlotFull,
     SlotNotFound,
+    SlotOverlap,
 )
 from slots.identity import clean_name, hash_nik, normalise_phone, validate_nik
 from slots.models import (
@@ -180,13 +181,18 @@ def list_slots(point: MarketPoint, day: date, now: datetime | None = None) -> li
     return list(db.session.scalars(stmt))
 
 
+def _valid_id(value: object) -> bool:
+    """True for an int that fits the database's 32-bit id columns."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
+
+
 def get_slot(slot_id: int, now: datetime | None = None) -> Slot:
     """Return the published slot ``slot_id``.
 
     Raises: SlotNotFound when there is none or it is not published yet.
     """
     now = now or utcnow()
-    slot = db.session.get(Slot, slot_id) if isinstance(slot_id, int) else None
+    slot = db.session.get(Slot, slot_id) if _valid_id(slot_id) else None
     if slot is None or slot.published_at > now or not slot.market_point.active:
         raise SlotNotFound()
     return slot
@@ -211,12 +217,12 @@ def generate_slots(
 ) -> GeneratedSlots:
     """Create back-to-back slots at ``point`` from ``start`` to ``end`` local time on ``day``.
 
-    Idempotent: a slot already starting at the same instant is kept as it is. Slots
+    Idempotent: a slot with the same start and end is kept as it is. Slots
     are published at once (DESIGN.md: generated slots without a publish time).
     Args: length_minutes > 0; capacity >= 0 bookings per slot.
     Returns: GeneratedSlots(created, existing).
     Raises: InvalidSlotRange when end is not after start, the length is not positive,
-      or no whole slot fits.
+      or no whole slot fits; SlotOverlap when a new slot would overlap another one.
     """
     now = now or utcnow()
     if length_minutes <= 0 or capacity < 0 or end <= start:
@@ -226,34 +232,38 @@ def generate_slots(
     step = timedelta(minutes=length_minutes)
     if first + step > last:
         raise InvalidSlotRange()
-    existing_by_start = {
-        slot.starts_at: slot
-        for slot in db.session.scalars(
+    around = list(
+        db.session.scalars(
             select(Slot).where(
                 Slot.market_point_id == point.id,
-                Slot.starts_at >= first,
                 Slot.starts_at < last,
+                Slot.ends_at > first,
             )
         )
-    }
+    )
     created: list[Slot] = []
     existing: list[Slot] = []
     cursor = first
     while cursor + step <= last:
-        if cursor in existing_by_start:
-            existing.append(existing_by_start[cursor])
+        window_end = cursor + step
+        same = [s for s in around if s.starts_at == cursor and s.ends_at == window_end]
+        if same:
+            existing.append(same[0])
+        elif any(s.starts_at < window_end and s.ends_at > cursor for s in around):
+            # An overlapping slot would silently add capacity at the same time.
+            raise SlotOverlap()
         else:
             slot = Slot(
                 market_point=point,
                 starts_at=cursor,
-                ends_at=cursor + step,
+                ends_at=window_end,
                 capacity=capacity,
                 booked_count=0,
                 published_at=now,
             )
             db.session.add(slot)
             created.append(slot)
-        cursor += step
+        cursor = window_end
     db.session.flush()
     return GeneratedSlots(created=created, existing=existing)
 
@@ -298,6 +308,8 @@ def book_slot(
       BOOKING_LIMIT_WINDOW_DAYS of this one, serialised per NIK by ``_lock_resident``.
     """
     now = now or utcnow()
+    if not _valid_id(slot_id):
+        raise SlotNotFound()
     config = current_app.config
     clean = clean_name(name)
     digits = validate_nik(nik)

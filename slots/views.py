@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask import current_app, redirect, render_template, request, url_for
 
 from common.errors import DomainError
-from common.timeutil import local_date, utcnow
+from common.timeutil import local_date, parse_day, utcnow
 from extensions import db
 from slots import bp, service
 from slots.forms import BookingForm
@@ -28,9 +28,7 @@ def point(code: str):
     today = local_date(utcnow(), market_point.timezone)
     days = [today + timedelta(days=i) for i in range(current_app.config["BOOKING_DAYS_AHEAD"])]
     try:
-        day = (
-            date.fromisoformat(request.args.get("date", "")) if request.args.get("date") else today
-        )
+        day = parse_day(request.args.get("date", "")) if request.args.get("date") else today
     except ValueError:
         day = today
     now = utcnow()
@@ -54,6 +52,7 @@ def book(slot_id: int):
             db.session.rollback()
             error, status = exc, exc.status
             slot = service.get_slot(slot_id)
+            form.nik.data = ""  # never echo a full NIK back into the page
         else:
             db.session.commit()
             key = service.booking_access_key(booking.code)
@@ -61,7 +60,7 @@ def book(slot_id: int):
     elif request.method == "POST":
         status = 400
     start, end = service.slot_local_times(slot)
-    return (
-        render_template("slots/book.html", slot=slot, form=form, error=error, start=start, end=end),
-        status,
+    page = render_template(
+        "slots/book.html", slot=slot, form=form, error=error, start=start, end=end
     )
+    return page, status, {"Cache-Control": "private, no-store"}

@@ -117,27 +117,39 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _running_slot_window(now: datetime) -> tuple[datetime, datetime] | None:
-    """Return the local (start, end) of a slot that contains ``now``, or None.
+# seed-demo's slots at every point: 07:00-12:00 local, 30 minutes each.
+DEMO_FIRST, DEMO_LAST, DEMO_LENGTH = 7 * 60, 12 * 60, 30
+EARLY_MINUTES = 15  # CHECKIN_EARLY_MINUTES default
 
-    Whole minutes, inside ``now``'s local day, ending at least 3 minutes from now so the
-    whole test runs inside it. The start avoids seed-demo's :00/:30 starts between 07:00
-    and 12:00 (``slots generate`` keeps an existing slot with the same start as it is).
-    None in the last minutes of the day, when no such slot fits before midnight.
+
+def _running_slot_window(now: datetime) -> tuple[datetime, datetime, bool] | None:
+    """Return the local (start, end, must_generate) of a slot to book and scan now.
+
+    A seed-demo slot is used when the gate would admit it now and it is still bookable
+    for 3 more minutes; otherwise a slot is generated around now, beside the demo slots
+    (overlapping slots are refused). None in the last minutes of the day.
     """
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for minute in range(DEMO_FIRST, DEMO_LAST, DEMO_LENGTH):
+        start = midnight + timedelta(minutes=minute)
+        end = start + timedelta(minutes=DEMO_LENGTH)
+        if start - timedelta(minutes=EARLY_MINUTES) <= now and end - now >= timedelta(minutes=3):
+            return start, end, False
+    demo_start = midnight + timedelta(minutes=DEMO_FIRST)
+    demo_end = midnight + timedelta(minutes=DEMO_LAST)
     start = max((now - timedelta(minutes=7)).replace(second=0, microsecond=0), midnight)
-    if start.minute in (0, 30) and 7 <= start.hour < 12:
-        start -= timedelta(minutes=1)
-    end = min(
-        start + timedelta(minutes=30), now.replace(hour=23, minute=59, second=0, microsecond=0)
-    )
-    if end - now < timedelta(minutes=3):
+    end = start + timedelta(minutes=30)
+    if start < demo_start:
+        end = min(end, demo_start)
+    else:
+        start = max(start, demo_end)
+        end = min(start + timedelta(minutes=30), midnight + timedelta(hours=23, minutes=59))
+    if end - now < timedelta(minutes=3) or end <= start:
         return None
-    return start, end
+    return start, end, True
 
 
-def _slot_window() -> tuple[datetime, datetime]:
+def _slot_window() -> tuple[datetime, datetime, bool]:
     """A running slot window, waiting past local midnight when the day is nearly over."""
     now = datetime.now(JAKARTA)
     window = _running_slot_window(now)
@@ -214,24 +226,25 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
     env = _app_env(instance)
     _flask(env, "db", "upgrade")
     _flask(env, "seed-demo", "--days", "1")
-    start, end = _slot_window()
-    made = _flask(
-        env,
-        "slots",
-        "generate",
-        POINT_CODE,
-        "--date",
-        start.date().isoformat(),
-        "--start",
-        f"{start:%H:%M}",
-        "--end",
-        f"{end:%H:%M}",
-        "--length",
-        str((end - start) // timedelta(minutes=1)),
-        "--capacity",
-        "5",
-    )
-    assert "1 slots created" in made, made
+    start, end, must_generate = _slot_window()
+    if must_generate:
+        made = _flask(
+            env,
+            "slots",
+            "generate",
+            POINT_CODE,
+            "--date",
+            start.date().isoformat(),
+            "--start",
+            f"{start:%H:%M}",
+            "--end",
+            f"{end:%H:%M}",
+            "--length",
+            str((end - start) // timedelta(minutes=1)),
+            "--capacity",
+            "5",
+        )
+        assert "1 slots created" in made, made
     _flask(
         env,
         "users",

@@ -180,3 +180,57 @@ def test_first_scan_wins_across_two_devices(app, gate):
     for thread in threads:
         thread.join()
     assert sorted(results) == ["admitted", "already_checked_in"]
+
+
+def test_safe_limit_makes_valid_tickets_wait(gate, client):
+    gate.point.safe_limit = 1
+    db.session.commit()
+    first, second = gate.book(), gate.book()
+    assert gate.scan(code=first["code"]).json["result"] == "admitted"
+    waiting = gate.scan(ticket=second["ticket"]).json
+    assert (waiting["result"], waiting["reason"]) == ("wait", "point_full")
+    assert waiting["inside_now"] == 1 and "1" in waiting["message"]
+    assert waiting["booking"]["status"] == "confirmed"  # not used up
+
+    out = client.post("/api/v1/checkout", json={"code": first["code"]}, headers=gate.headers).json
+    assert (out["result"], out["inside_now"]) == ("checked_out", 0)
+    assert gate.scan(ticket=second["ticket"]).json["result"] == "admitted"
+    logged = db.session.execute(select(Scan.direction, Scan.result).order_by(Scan.id)).all()
+    assert logged == [("in", "admitted"), ("in", "wait"), ("out", "admitted"), ("in", "admitted")]
+
+
+def test_checkout_refusals(gate, client):
+    booking = gate.book()
+
+    def out():
+        return client.post(
+            "/api/v1/checkout", json={"code": booking["code"]}, headers=gate.headers
+        ).json
+
+    assert out()["reason"] == "not_checked_in"
+    gate.scan(code=booking["code"])
+    assert out()["result"] == "checked_out"
+    assert out()["reason"] == "already_checked_out"
+    assert gate.scan(code=booking["code"]).json["reason"] == "already_checked_in"
+
+
+def test_two_gates_cannot_both_fill_the_last_place(app, gate):
+    gate.point.safe_limit = 1
+    db.session.commit()
+    tickets = [gate.book()["ticket"], gate.book()["ticket"]]
+    headers = gate.headers
+    barrier = threading.Barrier(2)
+    results: list[str] = []
+
+    def scan(ticket: str) -> None:
+        with app.test_client() as device:
+            barrier.wait()
+            response = device.post("/api/v1/checkin", json={"ticket": ticket}, headers=headers)
+        results.append(response.json["result"])
+
+    threads = [threading.Thread(target=scan, args=(t,)) for t in tickets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["admitted", "wait"]

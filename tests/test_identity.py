@@ -69,3 +69,33 @@ def test_names_are_trimmed_and_bounded():
         with pytest.raises(Exception) as caught:
             clean_name(bad)
         assert caught.value.code == "invalid_name"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "３１７１０４１２０５９０００００１",
+        "317104١٢٠٥٩٠٠٠٠١",
+        "317104१२०५९००००१",
+        "3171041205900０01",
+    ],
+)
+def test_only_ascii_digits_count(raw):
+    """Other scripts' digits would give one person many different NIK hashes."""
+    with pytest.raises(InvalidNIK) as caught:
+        validate_nik(raw)
+    assert caught.value.details == {"fault": "length"}
+
+
+def test_malformed_redis_url_stops_startup(tmp_path):
+    from config import ConfigError, load_config
+
+    with pytest.raises(ConfigError):
+        load_config(tmp_path, {"REDIS_URL": "notaurl"})
+    assert (
+        load_config(tmp_path, {"REDIS_URL": "redis://h:6379/0"})["REDIS_URL"] == "redis://h:6379/0"
+    )
+    with pytest.raises(ConfigError):
+        load_config(tmp_path, {"ANTRI_ENV": "production"})
+    with pytest.raises(ConfigError):
+        load_config(tmp_path, {"WTF_CSRF_ENABLED": "maybe"})

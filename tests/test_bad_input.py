@@ -1,0 +1,95 @@
+"""Bad input gets a clear 4xx, never a 500, and writes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from extensions import db
+from slots.models import Booking, Resident
+
+
+@pytest.mark.parametrize("slot_id", [2**31, 2**63, -(2**63) - 1, 0, -1])
+def test_out_of_range_slot_ids(client, slot_id, nik):
+    body = {"slot_id": slot_id, "name": "Budi", "nik": nik(), "phone": "081234567890"}
+    response = client.post("/api/v1/bookings", json=body)
+    assert response.status_code == 404 and response.json["error"] == "slot_not_found"
+    assert db.session.scalar(select(func.count(Resident.id))) == 0
+
+
+def test_huge_slot_id_in_page_url(client):
+    assert client.get(f"/slots/{2**63}/book").status_code == 404
+    assert client.get(f"/slots/{2**31}/book").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/market-points?q=%00",
+        "/?q=%00",
+        "/points/%00",
+        "/api/v1/market-points/%00/slots",
+    ],
+)
+def test_nul_bytes_in_urls(client, url):
+    response = client.get(url)
+    assert response.status_code == 422
+    assert "invalid_characters" in response.text
+
+
+@pytest.mark.parametrize("name", ["A\ud800B", "Bu\x00di"])
+def test_lone_surrogates_and_nul_in_json(client, make_slot, nik, name):
+    slot = make_slot(capacity=2, starts_in=120)
+    body = {"slot_id": slot.id, "name": name, "nik": nik(), "phone": "081234567890"}
+    response = client.post("/api/v1/bookings", json=body)
+    assert response.status_code == 422 and response.json["error"] == "invalid_characters"
+    assert db.session.scalar(select(func.count(Booking.id))) == 0
+
+
+def test_deeply_nested_json(client):
+    body = '{"a":' + "[" * 20000 + "]" * 20000 + "}"
+    response = client.post("/api/v1/bookings", data=body, content_type="application/json")
+    assert response.status_code == 422 and response.json["error"] == "invalid_json"
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "2026-02-30", "20260101"])
+def test_far_or_bad_dates(client, make_point, day):
+    point = make_point()
+    api = client.get(f"/api/v1/market-points/{point.code}/slots?date={day}")
+    assert api.status_code == 422 and api.json["error"] == "invalid_date"
+    assert client.get(f"/points/{point.code}?date={day}").status_code == 200  # shows today
+
+
+def test_login_next_with_newlines_is_ignored(client, make_user):
+    make_user("boss@antri.test", "supervisor")
+    response = client.post(
+        "/login?next=/%0D%0ALocation:%20http://evil.example",
+        data={"email": "boss@antri.test", "password": "correct-horse-1"},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/supervisor")
+
+
+def test_failed_booking_form_does_not_echo_the_nik(client, make_slot, nik):
+    slot = make_slot(capacity=2, starts_in=120)
+    person = nik()
+    response = client.post(
+        f"/slots/{slot.id}/book", data={"name": "Ani", "nik": person, "phone": "12"}
+    )
+    assert response.status_code == 422
+    assert person not in response.text
+    assert response.headers["Cache-Control"] == "private, no-store"
+
+
+def test_overlapping_slots_are_refused(ctx, make_point):
+    from datetime import date, time
+
+    from slots.errors import SlotOverlap
+    from slots.service import generate_slots
+
+    point = make_point()
+    generate_slots(point, date(2031, 1, 5), time(9, 0), time(10, 0), 30, 10)
+    with pytest.raises(SlotOverlap):
+        generate_slots(point, date(2031, 1, 5), time(9, 35), time(9, 40), 5, 10)
+    again = generate_slots(point, date(2031, 1, 5), time(9, 0), time(11, 0), 30, 10)
+    assert (len(again.existing), len(again.created)) == (2, 2)
