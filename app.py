@@ -15,12 +15,13 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common.errors import DomainError
 from common.text import ensure_clean
 from common.timeutil import zone
 from config import load_config
-from extensions import babel, csrf, db, login_manager, migrate
+from extensions import babel, csrf, db, limiter, login_manager, migrate
 
 log = logging.getLogger("antri")
 
@@ -50,6 +51,10 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     engine_options["hide_parameters"] = True
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options)
 
+    if app.config["PROXY_HOPS"]:
+        # Behind a load balancer the client's IP (for rate limits) is in X-Forwarded-For.
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     _register_extensions(app)
     _register_blueprints(app)
     _register_error_handlers(app)
@@ -80,6 +85,7 @@ def _register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
     login_manager.init_app(app)
+    limiter.init_app(app)
     login_manager.login_view = "accounts.login"
     login_manager.login_message = None
 

@@ -78,6 +78,20 @@ def _redis_url(raw: str) -> str | None:
     return url
 
 
+def parse_limit(name: str, raw: str) -> str:
+    """Check a rate-limit string such as ``5/minute;20/hour``.
+
+    Raises: ConfigError when Flask-Limiter's parser rejects it.
+    """
+    from limits import parse_many
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate limit like '5/minute;20/hour', got {raw!r}")
+    return raw
+
+
 def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from the environment.
 
@@ -116,6 +130,8 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "NIK_HASH_KEY": nik_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": _redis_url(get("REDIS_URL", "")),
+        "NOTIFY_LOG_FILE": get("NOTIFY_LOG_FILE", "") or str(instance_path / "notifications.jsonl"),
+        "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
         "TICKET_KEY_DIR": get("TICKET_KEY_DIR", "") or str(instance_path / "keys"),
         "DEFAULT_TIMEZONE": get("DEFAULT_TIMEZONE", "Asia/Jakarta"),
         "DEFAULT_SAFE_LIMIT": parse_int("DEFAULT_SAFE_LIMIT", get("DEFAULT_SAFE_LIMIT", "40"), 1),
@@ -145,6 +161,27 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "WTF_CSRF_ENABLED": parse_bool("WTF_CSRF_ENABLED", get("WTF_CSRF_ENABLED", "true")),
         # A booking form may sit open while a resident finds their KTP.
         "WTF_CSRF_TIME_LIMIT": None,
+        "RATELIMIT_ENABLED": parse_bool("RATELIMIT_ENABLED", get("RATELIMIT_ENABLED", "true")),
+        "RATELIMIT_STORAGE_URI": _redis_url(get("REDIS_URL", "")) or "memory://",
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+        # A dead Redis must not refuse bookings: count in memory until it is back.
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_KEY_PREFIX": "antri",
+        "RATE_LIMIT_BOOKING_IP": parse_limit(
+            "RATE_LIMIT_BOOKING_IP", get("RATE_LIMIT_BOOKING_IP", "120/minute;2000/hour")
+        ),
+        "RATE_LIMIT_BOOKING_NIK": parse_limit(
+            "RATE_LIMIT_BOOKING_NIK", get("RATE_LIMIT_BOOKING_NIK", "5/minute;20/hour")
+        ),
+        "RATE_LIMIT_LOOKUP_IP": parse_limit(
+            "RATE_LIMIT_LOOKUP_IP", get("RATE_LIMIT_LOOKUP_IP", "60/minute;600/hour")
+        ),
+        "RATE_LIMIT_LOOKUP_CODE": parse_limit(
+            "RATE_LIMIT_LOOKUP_CODE", get("RATE_LIMIT_LOOKUP_CODE", "10/minute;50/hour")
+        ),
+        "PROXY_HOPS": parse_int("PROXY_HOPS", get("PROXY_HOPS", "0"), 0),
         "BABEL_DEFAULT_LOCALE": get("BABEL_DEFAULT_LOCALE", "id"),
         "BABEL_DEFAULT_TIMEZONE": get("DEFAULT_TIMEZONE", "Asia/Jakarta"),
         "BABEL_TRANSLATION_DIRECTORIES": str(BASE_DIR / "translations"),

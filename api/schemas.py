@@ -9,8 +9,8 @@ from flask import url_for
 
 from common.timeutil import zone
 from qr.service import issue_ticket
-from slots.models import Booking, MarketPoint, Slot
-from slots.service import booking_access_key
+from slots.models import Booking, MarketPoint, Slot, WaitingListEntry
+from slots.service import booking_access_key, waiting_position
 
 
 def local_iso(instant: datetime, point: MarketPoint) -> str:
@@ -70,3 +70,21 @@ def booking_json(booking: Booking, with_ticket: bool = True) -> dict[str, Any]:
         body["qr_png_url"] = url_for("qr.ticket_qr", code=booking.code, key=key, _external=True)
         body["ticket_url"] = url_for("qr.ticket", code=booking.code, key=key, _external=True)
     return body
+
+
+def waiting_json(entry: WaitingListEntry) -> dict[str, Any]:
+    """A waiting-list place: code, status, position (1 = next; None when not waiting),
+    the slot, and the booking with its ticket once promoted."""
+    slot = entry.slot
+    return {
+        "code": entry.code,
+        "status": entry.status,
+        "position": waiting_position(entry),
+        "slot": {
+            "id": slot.id,
+            "starts_at": local_iso(slot.starts_at, slot.market_point),
+            "ends_at": local_iso(slot.ends_at, slot.market_point),
+        },
+        "market_point": {"code": slot.market_point.code, "name": slot.market_point.name},
+        "booking": booking_json(entry.booking) if entry.booking is not None else None,
+    }

@@ -9,13 +9,23 @@ from flask import g, jsonify, request
 from accounts.auth import api_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
 from api import bp
-from api.schemas import booking_json, market_point_json, slot_json
+from api.schemas import booking_json, market_point_json, slot_json, waiting_json
 from checkin import service as checkin_service
 from common.errors import ValidationError
+from common.limits import (
+    booking_ip_limit,
+    booking_nik_limit,
+    code_key,
+    lookup_code_limit,
+    lookup_ip_limit,
+    nik_key,
+    no_nik,
+)
 from common.text import ensure_clean
 from common.timeutil import local_date, parse_day, utcnow
-from extensions import db
+from extensions import db, limiter
 from slots import service as slots_service
+from slots.notices import commit_and_deliver
 
 
 def _json_body() -> dict[str, Any]:
@@ -64,20 +74,36 @@ def market_point_slots(code: str):
 
 
 @bp.post("/bookings")
+@limiter.limit(booking_ip_limit)
+@limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik)
 def create_booking():
-    """Book a slot: ``{slot_id, name, nik, phone}`` -> 201 with the ticket."""
+    """Book a slot: ``{slot_id, name, nik, phone}`` -> 201 with the ticket.
+
+    With an ``Idempotency-Key`` header, a repeat of the same request returns the
+    first booking (header ``Idempotent-Replayed: true``) instead of booking again.
+    """
     body = _json_body()
     slot_id = body.get("slot_id")
     if not isinstance(slot_id, int) or isinstance(slot_id, bool):
         raise ValidationError("'slot_id' must be an integer.", code="invalid_slot_id")
-    booking = slots_service.book_slot(
-        slot_id, _text(body, "name"), _text(body, "nik"), _text(body, "phone")
-    )
-    db.session.commit()
-    return jsonify(booking_json(booking)), 201
+    fields = (_text(body, "name"), _text(body, "nik"), _text(body, "phone"))
+    key = request.headers.get("Idempotency-Key")
+    headers = {}
+    if key is None:
+        booking = slots_service.book_slot(slot_id, *fields)
+    else:
+        fingerprint = slots_service.request_fingerprint(
+            {"slot_id": slot_id, "name": fields[0], "nik": fields[1], "phone": fields[2]}
+        )
+        booking, replayed = slots_service.book_slot_once(key, fingerprint, slot_id, *fields)
+        headers["Idempotent-Replayed"] = "true" if replayed else "false"
+    commit_and_deliver()
+    return jsonify(booking_json(booking)), 201, headers
 
 
 @bp.get("/bookings/<code>")
+@limiter.limit(lookup_ip_limit)
+@limiter.limit(lookup_code_limit, key_func=code_key)
 def get_booking(code: str):
     """Fetch a booking by code and ``?phone=``; one 404 for any mismatch."""
     booking = slots_service.get_booking_for_resident(code, request.args.get("phone", ""))
@@ -85,12 +111,14 @@ def get_booking(code: str):
 
 
 @bp.post("/bookings/<code>/cancel")
+@limiter.limit(lookup_ip_limit)
+@limiter.limit(lookup_code_limit, key_func=code_key)
 def cancel_booking(code: str):
     """Cancel a booking: ``{phone}`` -> ``{status: "cancelled"}``."""
     body = _json_body()
     booking = slots_service.get_booking_for_resident(code, _text(body, "phone", False))
     slots_service.cancel_booking(booking)
-    db.session.commit()
+    commit_and_deliver()
     return jsonify({"code": booking.code, "status": booking.status})
 
 
@@ -123,6 +151,40 @@ def _gate_scan(scan) -> tuple:
             "inside_now": checkin_service.inside_now([point.id])[point.id],
         }
     )
+
+
+@bp.post("/slots/<int:slot_id>/waiting-list")
+@limiter.limit(booking_ip_limit)
+@limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik)
+def join_waiting_list(slot_id: int):
+    """Join a full slot's waiting list: ``{name, nik, phone}`` -> 201 with the position."""
+    body = _json_body()
+    entry = slots_service.join_waiting_list(
+        slot_id, _text(body, "name"), _text(body, "nik"), _text(body, "phone")
+    )
+    db.session.commit()
+    return jsonify(waiting_json(entry)), 201
+
+
+@bp.get("/waiting-list/<code>")
+@limiter.limit(lookup_ip_limit)
+@limiter.limit(lookup_code_limit, key_func=code_key)
+def get_waiting_entry(code: str):
+    """A waiting-list place by code and ``?phone=``: status, position, booking if promoted."""
+    entry = slots_service.get_waiting_entry_for_resident(code, request.args.get("phone", ""))
+    return jsonify(waiting_json(entry))
+
+
+@bp.post("/waiting-list/<code>/leave")
+@limiter.limit(lookup_ip_limit)
+@limiter.limit(lookup_code_limit, key_func=code_key)
+def leave_waiting_list(code: str):
+    """Leave a waiting list: ``{phone}`` -> ``{status: "left"}``."""
+    body = _json_body()
+    entry = slots_service.get_waiting_entry_for_resident(code, _text(body, "phone", False))
+    slots_service.leave_waiting_list(entry)
+    db.session.commit()
+    return jsonify(waiting_json(entry))
 
 
 @bp.post("/checkin")

@@ -6,13 +6,15 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from flask_babel import gettext as _
 
 from common.errors import DomainError
-from extensions import db
+from common.limits import code_key, lookup_code_limit, lookup_ip_limit
+from extensions import db, limiter
 from qr import bp
 from qr.forms import CancelForm, LookupForm
 from qr.render import qr_png
 from qr.service import issue_ticket
 from slots import service as slots_service
 from slots.models import Booking
+from slots.notices import commit_and_deliver
 
 
 def _booking_from_url(code: str, key: str) -> Booking:
@@ -58,6 +60,8 @@ def ticket_qr(code: str, key: str):
 
 
 @bp.route("/tickets/lookup", methods=["GET", "POST"])
+@limiter.limit(lookup_ip_limit, methods=["POST"])
+@limiter.limit(lookup_code_limit, key_func=code_key, methods=["POST"])
 def lookup():
     """Find a ticket again with its booking code and phone number."""
     form = LookupForm()
@@ -91,6 +95,6 @@ def cancel(code: str, key: str):
         db.session.rollback()
         flash(str(exc.message), "error")
     else:
-        db.session.commit()
+        commit_and_deliver()
         flash(_("Your booking is cancelled. Your place is free for someone else."), "ok")
     return redirect(url_for("qr.ticket", code=booking.code, key=key))

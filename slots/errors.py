@@ -99,3 +99,48 @@ class SlotOverlap(DomainError):
     code = "slot_overlap"
     status = 409
     default_message = _l("These slots would overlap existing slots at this market point.")
+
+
+class SlotNotFull(DomainError):
+    """The slot still has places: book it instead of joining its waiting list."""
+
+    code = "slot_not_full"
+    status = 409
+    default_message = _l("This slot still has free places. Book it directly.")
+
+
+class AlreadyWaiting(DomainError):
+    """The resident is already on this slot's waiting list."""
+
+    code = "already_waiting"
+    status = 409
+    default_message = _l("You are already on the waiting list for this slot.")
+
+
+class NotWaiting(DomainError):
+    """The waiting-list entry is no longer waiting (promoted, left or expired)."""
+
+    code = "not_waiting"
+    status = 409
+    default_message = _l("You are no longer on this waiting list.")
+
+
+class WaitingEntryNotFound(NotFound):
+    """No waiting-list entry matches this code and phone."""
+
+    code = "waiting_entry_not_found"
+    default_message = _l("No waiting-list place matches this code and phone number.")
+
+
+class InvalidIdempotencyKey(ValidationError):
+    """The Idempotency-Key header is empty, too long or not printable ASCII."""
+
+    code = "invalid_idempotency_key"
+    default_message = _l("The Idempotency-Key must be 1 to 200 printable ASCII characters.")
+
+
+class IdempotencyKeyReused(ValidationError):
+    """The Idempotency-Key was already used for a different request."""
+
+    code = "idempotency_key_reused"
+    default_message = _l("This Idempotency-Key was already used for a different request.")

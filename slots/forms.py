@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import StringField, TelField
+from wtforms import HiddenField, StringField, TelField
 
 
 class BookingForm(FlaskForm):
@@ -13,3 +13,17 @@ class BookingForm(FlaskForm):
     name = StringField(_l("Full name (as on KTP)"))
     nik = StringField(_l("NIK (16 digits)"))
     phone = TelField(_l("Mobile phone number"))
+    # A random id per rendered form: a double tap or a resend is one booking, not two.
+    request_id = HiddenField()
+
+
+class WaitingListForm(FlaskForm):
+    """Name, NIK and phone of a resident joining a full slot's waiting list."""
+
+    name = StringField(_l("Full name (as on KTP)"))
+    nik = StringField(_l("NIK (16 digits)"))
+    phone = TelField(_l("Mobile phone number"))
+
+
+class LeaveForm(FlaskForm):
+    """An empty form: only its CSRF token matters."""

@@ -153,3 +153,89 @@ class Booking(db.Model):
 
     def __repr__(self) -> str:
         return f"<Booking {self.code} {self.status}>"
+
+
+# Waiting-list entry statuses: waiting -> promoted (got a booking), left (resident
+# left the list), skipped (over the per-NIK limit when their turn came), expired
+# (the slot ended first).
+WAITING = "waiting"
+PROMOTED = "promoted"
+LEFT = "left"
+SKIPPED = "skipped"
+EXPIRED = "expired"
+
+
+class WaitingListEntry(db.Model):
+    """A resident waiting for a place in a full slot; first in, first promoted."""
+
+    __tablename__ = "waiting_list_entry"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('waiting','promoted','left','skipped','expired')", name="status_known"
+        ),
+        # One place in the line per resident and slot.
+        Index(
+            "uq_waiting_list_entry_resident_slot",
+            "slot_id",
+            "resident_id",
+            unique=True,
+            sqlite_where=text("status = 'waiting'"),
+            postgresql_where=text("status = 'waiting'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"), index=True)
+    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    nik_last4: Mapped[str] = mapped_column(String(4))
+    phone: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16), default=WAITING)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"))
+
+    slot: Mapped[Slot] = relationship()
+    booking: Mapped[Booking | None] = relationship()
+
+
+class IdempotencyKey(db.Model):
+    """A client's ``Idempotency-Key`` and the booking its first request made.
+
+    ``request_hash`` is a SHA-256 of the canonical request body, so a repeat with the
+    same key but another body is recognised and refused.
+    """
+
+    __tablename__ = "idempotency_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    booking: Mapped[Booking | None] = relationship()
+
+
+class Notice(db.Model):
+    """An outbox row: a message owed to a resident about a booking.
+
+    Written in the same transaction as the change it tells about; UNIQUE
+    (booking_id, kind) makes one message per booking per kind.
+    """
+
+    __tablename__ = "notice"
+    __table_args__ = (
+        UniqueConstraint("booking_id", "kind", name="uq_notice_booking_kind"),
+        CheckConstraint("status IN ('pending','sent','failed')", name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("booking.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    booking: Mapped[Booking] = relationship()

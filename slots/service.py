@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -23,26 +24,41 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from common.timeutil import local_day_bounds, local_instant, utcnow, zone
 from extensions import db
 from slots.errors import (
+    AlreadyWaiting,
     BookingNotFound,
     CancelNotAllowed,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
     InvalidPhone,
     InvalidSlotRange,
     LimitReached,
     MarketPointNotFound,
+    NotWaiting,
     SlotClosed,
     SlotFull,
     SlotNotFound,
+    SlotNotFull,
     SlotOverlap,
+    WaitingEntryNotFound,
 )
 from slots.identity import clean_name, hash_nik, normalise_phone, validate_nik
 from slots.models import (
     ACTIVE_STATUSES,
     CANCELLED,
     CONFIRMED,
+    EXPIRED,
+    LEFT,
+    NO_SHOW,
+    PROMOTED,
+    SKIPPED,
+    WAITING,
     Booking,
+    IdempotencyKey,
     MarketPoint,
+    Notice,
     Resident,
     Slot,
+    WaitingListEntry,
 )
 
 # Booking codes avoid look-alikes (0/O, 1/I/L, 2/Z, 5/S, 8/B) so they can be read
@@ -74,6 +90,17 @@ def booking_access_key(code: str) -> str:
     """
     secret = current_app.config["SECRET_KEY"].encode()
     return hmac.new(secret, b"ticket:" + code.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def waiting_access_key(code: str) -> str:
+    """Return the key (20 hex chars) in a waiting-list page's capability URL."""
+    secret = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(secret, b"waiting:" + code.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def check_waiting_access_key(code: str, key: str) -> bool:
+    """True when ``key`` is the access key of waiting-list entry ``code``."""
+    return hmac.compare_digest(waiting_access_key(code), key or "")
 
 
 def check_access_key(code: str, key: str) -> bool:
@@ -277,6 +304,8 @@ def _lock_resident(nik_hash: str, last4: str) -> int:
     This upsert is the first write of the booking transaction on purpose: on
     PostgreSQL it takes the row lock, on SQLite the database write lock, so a second
     booking by the same NIK waits here until the first has committed and then sees it.
+    Lock order everywhere: booking being cancelled, then residents, then waiting-list
+    entries, then the slot row.
     """
     dialect = db.session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -292,6 +321,57 @@ def _lock_resident(nik_hash: str, last4: str) -> int:
     return db.session.execute(stmt).scalar_one()
 
 
+def _held_in_window(resident_id: int, starts_at: datetime) -> int:
+    """Count the resident's active bookings whose slots start within
+    BOOKING_LIMIT_WINDOW_DAYS (before or after) of ``starts_at``."""
+    window = timedelta(days=current_app.config["BOOKING_LIMIT_WINDOW_DAYS"])
+    return db.session.scalar(
+        select(func.count(Booking.id))
+        .join(Slot, Booking.slot_id == Slot.id)
+        .where(
+            Booking.resident_id == resident_id,
+            Booking.status.in_(ACTIVE_STATUSES),
+            Slot.starts_at > starts_at - window,
+            Slot.starts_at < starts_at + window,
+        )
+    )
+
+
+def _check_limit(resident_id: int, starts_at: datetime) -> None:
+    """Raise LimitReached when the resident already holds BOOKING_LIMIT_PER_NIK
+    bookings around ``starts_at`` (DESIGN.md: per-resident limit)."""
+    config = current_app.config
+    if _held_in_window(resident_id, starts_at) >= config["BOOKING_LIMIT_PER_NIK"]:
+        raise LimitReached(
+            LimitReached.default_message,
+            limit=config["BOOKING_LIMIT_PER_NIK"],
+            window_days=config["BOOKING_LIMIT_WINDOW_DAYS"],
+        )
+
+
+@dataclass(frozen=True)
+class ResidentInput:
+    """A resident's validated details: clean name, NIK hash, last four, E.164 phone."""
+
+    name: str
+    nik_hash: str
+    nik_last4: str
+    phone: str
+
+
+def resident_input(name: str, nik: str, phone: str) -> ResidentInput:
+    """Validate a resident's name, NIK and phone.
+
+    Raises: InvalidName, InvalidNIK, InvalidPhone (422).
+    """
+    clean = clean_name(name)
+    digits = validate_nik(nik)
+    e164 = normalise_phone(phone)
+    return ResidentInput(
+        clean, hash_nik(digits, current_app.config["NIK_HASH_KEY"]), digits[-4:], e164
+    )
+
+
 def book_slot(
     slot_id: int, name: str, nik: str, phone: str, now: datetime | None = None
 ) -> Booking:
@@ -299,7 +379,8 @@ def book_slot(
 
     Args: slot_id; name as on the KTP; nik, 16 digits (separators allowed); phone,
       an Indonesian mobile number in any common form; now, aware UTC (default now).
-    Returns: the new confirmed Booking (flushed, not committed).
+    Returns: the new confirmed Booking (flushed, not committed), with a pending
+      ``confirmation`` notice.
     Raises: InvalidName, InvalidNIK, InvalidPhone (422); SlotNotFound (404);
       SlotClosed, LimitReached, SlotFull (409).
     Rules (DESIGN.md): capacity is a hard cap, enforced by a conditional update of
@@ -310,33 +391,13 @@ def book_slot(
     now = now or utcnow()
     if not _valid_id(slot_id):
         raise SlotNotFound()
-    config = current_app.config
-    clean = clean_name(name)
-    digits = validate_nik(nik)
-    e164 = normalise_phone(phone)
-    resident_id = _lock_resident(hash_nik(digits, config["NIK_HASH_KEY"]), digits[-4:])
+    person = resident_input(name, nik, phone)
+    resident_id = _lock_resident(person.nik_hash, person.nik_last4)
 
     slot = get_slot(slot_id, now)
     if slot.ends_at <= now:
         raise SlotClosed()
-
-    window = timedelta(days=config["BOOKING_LIMIT_WINDOW_DAYS"])
-    held = db.session.scalar(
-        select(func.count(Booking.id))
-        .join(Slot, Booking.slot_id == Slot.id)
-        .where(
-            Booking.resident_id == resident_id,
-            Booking.status.in_(ACTIVE_STATUSES),
-            Slot.starts_at > slot.starts_at - window,
-            Slot.starts_at < slot.starts_at + window,
-        )
-    )
-    if held >= config["BOOKING_LIMIT_PER_NIK"]:
-        raise LimitReached(
-            LimitReached.default_message,
-            limit=config["BOOKING_LIMIT_PER_NIK"],
-            window_days=config["BOOKING_LIMIT_WINDOW_DAYS"],
-        )
+    _check_limit(resident_id, slot.starts_at)
 
     taken = db.session.execute(
         update(Slot)
@@ -347,20 +408,90 @@ def book_slot(
     if taken.rowcount != 1:
         raise SlotFull()
     db.session.expire(slot, ["booked_count"])
+    return _new_booking(slot, resident_id, person, now, "confirmation")
 
+
+def _new_booking(
+    slot: Slot, resident_id: int, person: ResidentInput, now: datetime, notice: str
+) -> Booking:
+    """Insert a confirmed booking whose place is already counted, and its notice."""
     booking = Booking(
         code=new_booking_code(),
         slot=slot,
         resident_id=resident_id,
-        name=clean,
-        nik_last4=digits[-4:],
-        phone=e164,
+        name=person.name,
+        nik_last4=person.nik_last4,
+        phone=person.phone,
         status=CONFIRMED,
         created_at=now,
     )
     db.session.add(booking)
     db.session.flush()
+    queue_notice(booking, notice, now)
     return booking
+
+
+def queue_notice(booking: Booking, kind: str, now: datetime | None = None) -> None:
+    """Add the outbox row for message ``kind`` about ``booking`` (once per kind).
+
+    Kinds: confirmation, cancellation, promotion. The row commits with the change
+    it tells about; delivery happens after the commit.
+    """
+    db.session.add(Notice(booking_id=booking.id, kind=kind, created_at=now or utcnow()))
+    db.session.flush()
+
+
+def request_fingerprint(fields: dict[str, object]) -> str:
+    """Return a SHA-256 hex digest of a request's fields (canonical JSON), used to
+    tell a replay of an Idempotency-Key from a different request under the same key."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def book_slot_once(
+    key: str,
+    fingerprint: str,
+    slot_id: int,
+    name: str,
+    nik: str,
+    phone: str,
+    now: datetime | None = None,
+) -> tuple[Booking, bool]:
+    """Book a slot at most once per idempotency ``key``.
+
+    Args: key, the client's Idempotency-Key (1 to 200 printable ASCII characters);
+      fingerprint, ``request_fingerprint`` of the request; the rest as ``book_slot``.
+    Returns: (booking, replayed): replayed is True when the key was used before with
+      the same request, and the booking is that first request's.
+    Raises: IdempotencyKeyReused (422) for the same key with another request,
+      InvalidIdempotencyKey (422) for a malformed key, and whatever ``book_slot``
+      raises (then the key is not kept, so the client may retry with it).
+    """
+    if not re.fullmatch(r"[\x21-\x7e]{1,200}", key or ""):
+        raise InvalidIdempotencyKey()
+    now = now or utcnow()
+    dialect = db.session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # The first write claims the key; a concurrent twin waits here, then finds it.
+    claimed = db.session.execute(
+        insert(IdempotencyKey)
+        .values(key=key, request_hash=fingerprint, created_at=now)
+        .on_conflict_do_nothing(index_elements=[IdempotencyKey.key])
+        .returning(IdempotencyKey.id)
+    ).scalar_one_or_none()
+    if claimed is None:
+        previous = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.key == key))
+        if previous.request_hash != fingerprint or previous.booking is None:
+            raise IdempotencyKeyReused()
+        return previous.booking, True
+    booking = book_slot(slot_id, name, nik, phone, now)
+    db.session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.id == claimed)
+        .values(booking_id=booking.id)
+        .execution_options(synchronize_session=False)
+    )
+    return booking, False
 
 
 def find_booking(code: str) -> Booking | None:
@@ -401,8 +532,11 @@ def can_cancel(booking: Booking, now: datetime | None = None) -> bool:
 def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
     """Cancel a confirmed booking and free its place at once.
 
+    The freed place goes straight to the first resident on the slot's waiting list
+    who is still within the per-NIK limit (see ``_promote``); only when nobody can
+    take it does the slot's count go down.
     Args: booking; now, aware UTC (default now).
-    Returns: the booking, now ``cancelled``.
+    Returns: the booking, now ``cancelled``, with a pending ``cancellation`` notice.
     Raises: CancelNotAllowed when it is not confirmed any more, or the slot starts
       within CANCEL_CUTOFF_MINUTES (DESIGN.md: status moves only forward).
     """
@@ -422,16 +556,219 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
     if changed.rowcount != 1:
         db.session.refresh(booking)
         raise CancelNotAllowed()
-    db.session.execute(
-        update(Slot)
-        .where(Slot.id == booking.slot_id)
-        .values(booked_count=Slot.booked_count - 1)
+    queue_notice(booking, "cancellation", now)
+    _free_place(booking.slot, now)
+    db.session.refresh(booking)
+    return booking
+
+
+def _free_place(slot: Slot, now: datetime) -> None:
+    """Hand one freed place of ``slot`` to the waiting list, or give it back."""
+    if _promote(slot, now) is None:
+        db.session.execute(
+            update(Slot)
+            .where(Slot.id == slot.id)
+            .values(booked_count=Slot.booked_count - 1)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.flush()
+    db.session.expire(slot, ["booked_count"])
+
+
+def _promote(slot: Slot, now: datetime) -> Booking | None:
+    """Give one place that is already counted in ``slot.booked_count`` to the first
+    waiting resident who is within the per-NIK limit; return their new booking.
+
+    Entries over the limit when their turn comes are marked ``skipped``. Nobody is
+    promoted into a slot that has ended. Returns None when nobody could take it.
+    Rule (issue 3): a freed place goes to the first in line still within the limit.
+    """
+    if slot.ends_at <= now:
+        return None
+    while True:
+        entry = db.session.scalar(
+            select(WaitingListEntry)
+            .where(WaitingListEntry.slot_id == slot.id, WaitingListEntry.status == WAITING)
+            .order_by(WaitingListEntry.id)
+            .limit(1)
+        )
+        if entry is None:
+            return None
+        resident = db.session.get(Resident, entry.resident_id)
+        _lock_resident(resident.nik_hash, resident.nik_last4)
+        within = (
+            _held_in_window(entry.resident_id, slot.starts_at)
+            < current_app.config["BOOKING_LIMIT_PER_NIK"]
+        )
+        claimed = db.session.execute(
+            update(WaitingListEntry)
+            .where(WaitingListEntry.id == entry.id, WaitingListEntry.status == WAITING)
+            .values(status=PROMOTED if within else SKIPPED, resolved_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1 or not within:
+            continue  # another transaction took this entry, or it is over the limit
+        person = ResidentInput(entry.name, resident.nik_hash, entry.nik_last4, entry.phone)
+        booking = _new_booking(slot, entry.resident_id, person, now, "promotion")
+        db.session.execute(
+            update(WaitingListEntry)
+            .where(WaitingListEntry.id == entry.id)
+            .values(booking_id=booking.id)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.expire(entry)
+        return booking
+
+
+# Waiting list ------------------------------------------------------------------
+
+
+def join_waiting_list(
+    slot_id: int, name: str, nik: str, phone: str, now: datetime | None = None
+) -> WaitingListEntry:
+    """Put a resident on a full slot's waiting list.
+
+    Returns: the new entry (flushed); its ``code`` lets the resident check the
+      position (see ``waiting_position``).
+    Raises: InvalidName/InvalidNIK/InvalidPhone (422), SlotNotFound (404),
+      SlotClosed, SlotNotFull (book instead), LimitReached, AlreadyWaiting (409).
+    """
+    now = now or utcnow()
+    if not _valid_id(slot_id):
+        raise SlotNotFound()
+    person = resident_input(name, nik, phone)
+    resident_id = _lock_resident(person.nik_hash, person.nik_last4)
+    slot = get_slot(slot_id, now)
+    if slot.ends_at <= now:
+        raise SlotClosed()
+    db.session.refresh(slot, ["booked_count"])
+    if slot.booked_count < slot.capacity:
+        raise SlotNotFull()
+    _check_limit(resident_id, slot.starts_at)
+    already = db.session.scalar(
+        select(WaitingListEntry.id).where(
+            WaitingListEntry.slot_id == slot.id,
+            WaitingListEntry.resident_id == resident_id,
+            WaitingListEntry.status == WAITING,
+        )
+    )
+    if already is not None:
+        raise AlreadyWaiting()
+    entry = WaitingListEntry(
+        code=new_booking_code(),
+        slot=slot,
+        resident_id=resident_id,
+        name=person.name,
+        nik_last4=person.nik_last4,
+        phone=person.phone,
+        status=WAITING,
+        created_at=now,
+    )
+    db.session.add(entry)
+    db.session.flush()
+    return entry
+
+
+def waiting_position(entry: WaitingListEntry) -> int | None:
+    """Return the entry's place in line (1 = next), or None when it is not waiting."""
+    if entry.status != WAITING:
+        return None
+    ahead = db.session.scalar(
+        select(func.count(WaitingListEntry.id)).where(
+            WaitingListEntry.slot_id == entry.slot_id,
+            WaitingListEntry.status == WAITING,
+            WaitingListEntry.id < entry.id,
+        )
+    )
+    return ahead + 1
+
+
+def find_waiting_entry(code: str) -> WaitingListEntry | None:
+    """Return the waiting-list entry with ``code`` (any typing of it), or None."""
+    canonical = normalise_code(code)
+    if canonical is None:
+        return None
+    return db.session.scalar(select(WaitingListEntry).where(WaitingListEntry.code == canonical))
+
+
+def get_waiting_entry_for_resident(code: str, phone: str) -> WaitingListEntry:
+    """Return the entry matching its code and phone.
+
+    Raises: WaitingEntryNotFound, one answer for an unknown code and a wrong phone.
+    """
+    entry = find_waiting_entry(code)
+    try:
+        e164 = normalise_phone(phone)
+    except InvalidPhone:
+        e164 = None
+    if entry is None or e164 is None or not hmac.compare_digest(entry.phone, e164):
+        raise WaitingEntryNotFound()
+    return entry
+
+
+def leave_waiting_list(entry: WaitingListEntry, now: datetime | None = None) -> WaitingListEntry:
+    """Take a waiting resident off the list.
+
+    Raises: NotWaiting (409) when the entry was already promoted, left or expired.
+    """
+    left = db.session.execute(
+        update(WaitingListEntry)
+        .where(WaitingListEntry.id == entry.id, WaitingListEntry.status == WAITING)
+        .values(status=LEFT, resolved_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
+    db.session.refresh(entry)
+    if left.rowcount != 1:
+        raise NotWaiting()
+    return entry
+
+
+def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
+    """Close what the clock has ended: confirmed bookings never checked in by the end
+    of their slot plus CHECKIN_LATE_MINUTES become ``no_show`` (freeing the place),
+    and waiting-list entries of ended slots become ``expired``.
+
+    Args: now, aware UTC. Returns: (no-shows marked, entries expired). Safe to repeat.
+    """
+    now = now or utcnow()
+    late = timedelta(minutes=current_app.config["CHECKIN_LATE_MINUTES"])
+    overdue = db.session.scalars(
+        select(Booking.id)
+        .join(Slot, Booking.slot_id == Slot.id)
+        .where(Booking.status == CONFIRMED, Slot.ends_at <= now - late)
+        .order_by(Booking.id)
+    ).all()
+    marked = 0
+    for booking_id in overdue:
+        changed = db.session.execute(
+            update(Booking)
+            .where(Booking.id == booking_id, Booking.status == CONFIRMED)
+            .values(status=NO_SHOW)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount == 1:
+            marked += 1
+            db.session.execute(
+                update(Slot)
+                .where(
+                    Slot.id
+                    == select(Booking.slot_id).where(Booking.id == booking_id).scalar_subquery()
+                )
+                .values(booked_count=Slot.booked_count - 1)
+                .execution_options(synchronize_session=False)
+            )
+    expired = db.session.execute(
+        update(WaitingListEntry)
+        .where(
+            WaitingListEntry.status == WAITING,
+            WaitingListEntry.slot_id.in_(select(Slot.id).where(Slot.ends_at <= now)),
+        )
+        .values(status=EXPIRED, resolved_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
     db.session.flush()
-    db.session.refresh(booking)
-    db.session.expire(booking.slot, ["booked_count"])
-    return booking
+    db.session.expire_all()
+    return marked, expired
 
 
 def slot_local_times(slot: Slot) -> tuple[datetime, datetime]:

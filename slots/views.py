@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
-from flask import current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from common.errors import DomainError
+from common.limits import booking_ip_limit, booking_nik_limit, nik_key, no_nik
 from common.timeutil import local_date, parse_day, utcnow
-from extensions import db
+from extensions import db, limiter
 from slots import bp, service
-from slots.forms import BookingForm
+from slots.forms import BookingForm, LeaveForm, WaitingListForm
+from slots.notices import commit_and_deliver
 
 
 @bp.get("/")
@@ -36,7 +40,13 @@ def point(code: str):
     return render_template("slots/point.html", point=market_point, day=day, days=days, slots=slots)
 
 
+def _no_store(page: str, status: int):
+    return page, status, {"Cache-Control": "private, no-store"}
+
+
 @bp.route("/slots/<int:slot_id>/book", methods=["GET", "POST"])
+@limiter.limit(booking_ip_limit, methods=["POST"])
+@limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik, methods=["POST"])
 def book(slot_id: int):
     """The booking form; on success, the ticket page."""
     slot = service.get_slot(slot_id)
@@ -44,23 +54,110 @@ def book(slot_id: int):
     error = None
     status = 200
     if form.validate_on_submit():
+        fields = (form.name.data or "", form.nik.data or "", form.phone.data or "")
         try:
-            booking = service.book_slot(
-                slot_id, form.name.data or "", form.nik.data or "", form.phone.data or ""
+            request_id = form.request_id.data or secrets.token_urlsafe(16)
+            booking, _ = service.book_slot_once(
+                f"form:{request_id}",
+                service.request_fingerprint({"slot_id": slot_id, "fields": fields}),
+                slot_id,
+                *fields,
             )
         except DomainError as exc:
             db.session.rollback()
             error, status = exc, exc.status
             slot = service.get_slot(slot_id)
             form.nik.data = ""  # never echo a full NIK back into the page
+            form.request_id.data = secrets.token_urlsafe(16)  # a corrected form is new
         else:
-            db.session.commit()
+            commit_and_deliver()
             key = service.booking_access_key(booking.code)
             return redirect(url_for("qr.ticket", code=booking.code, key=key, new=1))
     elif request.method == "POST":
         status = 400
+    if not form.request_id.data:
+        form.request_id.data = secrets.token_urlsafe(16)
     start, end = service.slot_local_times(slot)
     page = render_template(
         "slots/book.html", slot=slot, form=form, error=error, start=start, end=end
     )
-    return page, status, {"Cache-Control": "private, no-store"}
+    return _no_store(page, status)
+
+
+@bp.route("/slots/<int:slot_id>/waiting-list", methods=["GET", "POST"])
+@limiter.limit(booking_ip_limit, methods=["POST"])
+@limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik, methods=["POST"])
+def join_waiting_list(slot_id: int):
+    """Join a full slot's waiting list; on success, the waiting page with the position."""
+    slot = service.get_slot(slot_id)
+    form = WaitingListForm()
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            entry = service.join_waiting_list(
+                slot_id, form.name.data or "", form.nik.data or "", form.phone.data or ""
+            )
+        except DomainError as exc:
+            db.session.rollback()
+            error, status = exc, exc.status
+            slot = service.get_slot(slot_id)
+            form.nik.data = ""
+        else:
+            db.session.commit()
+            key = service.waiting_access_key(entry.code)
+            return redirect(url_for("slots.waiting", code=entry.code, key=key))
+    elif request.method == "POST":
+        status = 400
+    start, end = service.slot_local_times(slot)
+    page = render_template(
+        "slots/waiting_join.html", slot=slot, form=form, error=error, start=start, end=end
+    )
+    return _no_store(page, status)
+
+
+def _entry_from_url(code: str, key: str):
+    entry = service.find_waiting_entry(code)
+    if entry is None or not service.check_waiting_access_key(entry.code, key):
+        abort(404)
+    return entry
+
+
+@bp.get("/waiting/<code>/<key>")
+def waiting(code: str, key: str):
+    """A waiting-list place: position in line, or the ticket once promoted."""
+    entry = _entry_from_url(code, key)
+    start, end = service.slot_local_times(entry.slot)
+    ticket_url = None
+    if entry.booking is not None:
+        ticket_url = url_for(
+            "qr.ticket", code=entry.booking.code, key=service.booking_access_key(entry.booking.code)
+        )
+    page = render_template(
+        "slots/waiting.html",
+        entry=entry,
+        key=key,
+        position=service.waiting_position(entry),
+        start=start,
+        end=end,
+        ticket_url=ticket_url,
+        leave_form=LeaveForm(),
+    )
+    return _no_store(page, 200)
+
+
+@bp.post("/waiting/<code>/<key>/leave")
+def leave_waiting_list(code: str, key: str):
+    """Leave the waiting list."""
+    entry = _entry_from_url(code, key)
+    if not LeaveForm().validate_on_submit():
+        abort(400)
+    try:
+        service.leave_waiting_list(entry)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(str(exc.message), "error")
+    else:
+        db.session.commit()
+        flash(_("You have left the waiting list."), "ok")
+    return redirect(url_for("slots.waiting", code=entry.code, key=key))

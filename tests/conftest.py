@@ -73,6 +73,7 @@ def app(request, tmp_path_factory):
             "NIK_HASH_KEY": "test-nik-key",
             "TICKET_KEY_DIR": str(instance / "keys"),
             "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": False,  # tests/test_rate_limits.py turns them on
             "SERVER_NAME": "antri.test",
             "TESTING": True,
         }
