@@ -167,6 +167,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         # A dead Redis must not refuse bookings: count in memory until it is back.
         "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK": get("RATE_LIMIT_BOOKING_IP", "120/minute;2000/hour"),
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_KEY_PREFIX": "antri",
         "RATE_LIMIT_BOOKING_IP": parse_limit(

@@ -9,6 +9,7 @@ names the databases that ran.
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timedelta
 from itertools import count
 
@@ -96,14 +97,19 @@ def ctx(app):
     """An app context for the test; every table is emptied afterwards."""
     with app.app_context():
         yield app
-        db.session.remove()
-        tables = [t.name for t in reversed(db.metadata.sorted_tables)]
-        with db.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))  # noqa: S608
-            else:
-                for name in tables:
-                    conn.execute(sa.text(f"DELETE FROM {name}"))  # noqa: S608  (names from our metadata)
+        empty_tables()
+
+
+def empty_tables() -> None:
+    """Delete every row of every table (inside an app context)."""
+    db.session.remove()
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))  # noqa: S608
+        else:
+            for name in tables:
+                conn.execute(sa.text(f"DELETE FROM {name}"))  # noqa: S608  (names from our metadata)
 
 
 @pytest.fixture
@@ -221,3 +227,4 @@ def pytest_terminal_summary(terminalreporter):
     ran = ", ".join(sorted(BACKENDS_RUN)) or "none"
     terminalreporter.write_line(f"databases exercised: {ran}")
     terminalreporter.write_line(f"services exercised: {', '.join(sorted(SERVICES_RUN)) or 'none'}")
+    terminalreporter.write_line(f"process timezone: {os.environ.get('TZ', 'system')} {time.tzname}")
