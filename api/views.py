@@ -97,8 +97,9 @@ def create_booking():
         )
         booking, replayed = slots_service.book_slot_once(key, fingerprint, slot_id, *fields)
         headers["Idempotent-Replayed"] = "true" if replayed else "false"
+    body = booking_json(booking)  # before the commit, which would expire what it reads
     commit_and_deliver()
-    return jsonify(booking_json(booking)), 201, headers
+    return jsonify(body), 201, headers
 
 
 @bp.get("/bookings/<code>")

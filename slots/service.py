@@ -14,12 +14,14 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import joinedload
 
 from common.timeutil import local_day_bounds, local_instant, utcnow, zone
 from extensions import db
@@ -219,7 +221,11 @@ def get_slot(slot_id: int, now: datetime | None = None) -> Slot:
     Raises: SlotNotFound when there is none or it is not published yet.
     """
     now = now or utcnow()
-    slot = db.session.get(Slot, slot_id) if _valid_id(slot_id) else None
+    slot = (
+        db.session.get(Slot, slot_id, options=[joinedload(Slot.market_point)])
+        if _valid_id(slot_id)
+        else None
+    )
     if slot is None or slot.published_at > now or not slot.market_point.active:
         raise SlotNotFound()
     return slot
@@ -298,6 +304,29 @@ def generate_slots(
 # Bookings ----------------------------------------------------------------------
 
 
+# The booking path's statements are built once and reused with bound values: on a
+# rush, building SQLAlchemy statements costs as much CPU as running them.
+
+
+@cache
+def _resident_upsert(dialect: str):
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(Resident)
+        .values(
+            nik_hash=bindparam("nik_hash"),
+            nik_last4=bindparam("nik_last4"),
+            lock_version=0,
+            created_at=bindparam("created_at", type_=Resident.created_at.type),
+        )
+        .on_conflict_do_update(
+            index_elements=[Resident.nik_hash],
+            set_={"lock_version": Resident.lock_version + 1},
+        )
+        .returning(Resident.id)
+    )
+
+
 def _lock_resident(nik_hash: str, last4: str) -> int:
     """Create or touch the resident row of ``nik_hash`` and return its id.
 
@@ -307,34 +336,40 @@ def _lock_resident(nik_hash: str, last4: str) -> int:
     Lock order everywhere: booking being cancelled, then residents, then waiting-list
     entries, then the slot row.
     """
-    dialect = db.session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = (
-        insert(Resident)
-        .values(nik_hash=nik_hash, nik_last4=last4, lock_version=0, created_at=utcnow())
-        .on_conflict_do_update(
-            index_elements=[Resident.nik_hash],
-            set_={"lock_version": Resident.lock_version + 1},
-        )
-        .returning(Resident.id)
+    stmt = _resident_upsert(db.session.get_bind().dialect.name)
+    params = {"nik_hash": nik_hash, "nik_last4": last4, "created_at": utcnow()}
+    return db.session.execute(stmt, params).scalar_one()
+
+
+_HELD_IN_WINDOW = (
+    select(func.count(Booking.id))
+    .join(Slot, Booking.slot_id == Slot.id)
+    .where(
+        Booking.resident_id == bindparam("resident_id"),
+        Booking.status.in_(ACTIVE_STATUSES),
+        Slot.starts_at > bindparam("after", type_=Slot.starts_at.type),
+        Slot.starts_at < bindparam("before", type_=Slot.starts_at.type),
     )
-    return db.session.execute(stmt).scalar_one()
+)
+
+_TAKE_PLACE = (
+    update(Slot)
+    .where(Slot.id == bindparam("slot_id"), Slot.booked_count < Slot.capacity)
+    .values(booked_count=Slot.booked_count + 1)
+    .execution_options(synchronize_session=False)
+)
 
 
 def _held_in_window(resident_id: int, starts_at: datetime) -> int:
     """Count the resident's active bookings whose slots start within
     BOOKING_LIMIT_WINDOW_DAYS (before or after) of ``starts_at``."""
     window = timedelta(days=current_app.config["BOOKING_LIMIT_WINDOW_DAYS"])
-    return db.session.scalar(
-        select(func.count(Booking.id))
-        .join(Slot, Booking.slot_id == Slot.id)
-        .where(
-            Booking.resident_id == resident_id,
-            Booking.status.in_(ACTIVE_STATUSES),
-            Slot.starts_at > starts_at - window,
-            Slot.starts_at < starts_at + window,
-        )
-    )
+    params = {
+        "resident_id": resident_id,
+        "after": starts_at - window,
+        "before": starts_at + window,
+    }
+    return db.session.scalar(_HELD_IN_WINDOW, params)
 
 
 def _check_limit(resident_id: int, starts_at: datetime) -> None:
@@ -399,12 +434,7 @@ def book_slot(
         raise SlotClosed()
     _check_limit(resident_id, slot.starts_at)
 
-    taken = db.session.execute(
-        update(Slot)
-        .where(Slot.id == slot.id, Slot.booked_count < Slot.capacity)
-        .values(booked_count=Slot.booked_count + 1)
-        .execution_options(synchronize_session=False)
-    )
+    taken = db.session.execute(_TAKE_PLACE, {"slot_id": slot.id})
     if taken.rowcount != 1:
         raise SlotFull()
     db.session.expire(slot, ["booked_count"])
@@ -426,8 +456,8 @@ def _new_booking(
         created_at=now,
     )
     db.session.add(booking)
-    db.session.flush()
     queue_notice(booking, notice, now)
+    db.session.flush()  # one round trip inserts the booking and its notice
     return booking
 
 
@@ -435,10 +465,12 @@ def queue_notice(booking: Booking, kind: str, now: datetime | None = None) -> No
     """Add the outbox row for message ``kind`` about ``booking`` (once per kind).
 
     Kinds: confirmation, cancellation, promotion. The row commits with the change
-    it tells about; delivery happens after the commit.
+    it tells about (it is flushed with it); ``slots.notices.commit_and_deliver``
+    delivers the notices of the session after the commit.
     """
-    db.session.add(Notice(booking_id=booking.id, kind=kind, created_at=now or utcnow()))
-    db.session.flush()
+    notice = Notice(booking=booking, kind=kind, created_at=now or utcnow())
+    db.session.add(notice)
+    db.session.info.setdefault("new_notices", []).append(notice)
 
 
 def request_fingerprint(fields: dict[str, object]) -> str:

@@ -12,10 +12,13 @@ from slots import service
 from slots.models import Booking, Notice, Slot, WaitingListEntry
 
 
+# buffered=True makes the test client close each response, as a server does, which
+# runs the notice delivery registered with call_on_close.
 def _join(client, slot_id, nik, phone="081298765432"):
     return client.post(
         f"/api/v1/slots/{slot_id}/waiting-list",
         json={"name": "Rudi Hartono", "nik": nik, "phone": phone},
+        buffered=True,
     )
 
 
@@ -23,11 +26,12 @@ def _book(client, slot_id, nik, phone="081234567890"):
     return client.post(
         "/api/v1/bookings",
         json={"slot_id": slot_id, "name": "Budi", "nik": nik, "phone": phone},
+        buffered=True,
     )
 
 
 def _cancel(client, code, phone="081234567890"):
-    return client.post(f"/api/v1/bookings/{code}/cancel", json={"phone": phone})
+    return client.post(f"/api/v1/bookings/{code}/cancel", json={"phone": phone}, buffered=True)
 
 
 def test_join_only_a_full_slot_and_only_once(client, make_slot, nik):

@@ -1,0 +1,263 @@
+"""Booking rush benchmark: gunicorn + a real database, clients in separate processes.
+
+Starts Antri under gunicorn on PostgreSQL (database ``antri_bench`` at 127.0.0.1, made
+if missing) or on SQLite (``--sqlite``), seeds the Jakarta market points with slots,
+then drives ``--clients`` concurrent clients (spread over several processes, each
+client one keep-alive connection) that book with distinct NIKs: most across many
+slots, a share (``--hot``) into one hot slot. It prints bookings per second, p50/p99
+latency, errors and oversold places, then measures the same server on ``/healthz``.
+
+The last line reads ``ratio=<booking throughput / trivial throughput> oversold=<n>``.
+
+    .venv/bin/python bench/booking_rush.py --quick          # < 1 minute
+    .venv/bin/python bench/booking_rush.py --sqlite --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.servers import gunicorn  # noqa: E402  (after the path is set)
+
+VENV_BIN = Path(sys.executable).parent
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/antri_bench")
+
+
+def make_nik(n: int) -> str:
+    """A valid, distinct NIK for every n < 28*12*50*9999 (Kec. Senen, varied birth dates)."""
+    serial, rest = n % 9999 + 1, n // 9999
+    day, rest = rest % 28 + 1, rest // 28
+    month, rest = rest % 12 + 1, rest // 12
+    year = 50 + rest % 50
+    return f"317104{day:02d}{month:02d}{year:02d}{serial:04d}"
+
+
+def prepare_database(sqlite: bool, instance: Path) -> dict[str, str]:
+    """Create an empty database, migrate it, seed it; return the app's environment."""
+    env = {
+        "ANTRI_INSTANCE_PATH": str(instance),
+        "SECRET_KEY": "bench-secret",
+        "NIK_HASH_KEY": "bench-nik-key",
+        "RATELIMIT_ENABLED": "false",
+        "REDIS_URL": "",
+        "FLASK_APP": "app",
+    }
+    if sqlite:
+        env["DATABASE_URL"] = f"sqlite:///{instance / 'bench.db'}"
+    else:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS antri_bench WITH (FORCE)")
+            conn.execute("CREATE DATABASE antri_bench")
+        env["DATABASE_URL"] = PG_URL
+    full_env = {**os.environ, **env}
+    for args in (["db", "upgrade"], ["seed-demo", "--days", "7"]):
+        subprocess.run(
+            [str(VENV_BIN / "flask"), *args], cwd=REPO, env=full_env, check=True,
+            capture_output=True,
+        )  # fmt: skip
+    return env
+
+
+def slot_ids(base: str) -> tuple[list[int], int]:
+    """Return (bookable slot ids of every point for the coming days, the hot slot id)."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", "/api/v1/market-points")
+    points = json.loads(conn.getresponse().read())
+    ids: list[int] = []
+    from datetime import date, timedelta
+
+    today = date.today()
+    for point in points[:12]:
+        for offset in range(1, 7):
+            conn.request(
+                "GET",
+                f"/api/v1/market-points/{point['code']}/slots"
+                f"?date={today + timedelta(days=offset)}",
+            )
+            ids += [s["id"] for s in json.loads(conn.getresponse().read())]
+    conn.close()
+    return ids[1:], ids[0]
+
+
+def client_process(base, slot_list, hot, hot_share, clients, start_n, deadline, path, out):
+    """Run ``clients`` threads, each a keep-alive connection sending requests until
+    ``deadline``; put [(status, seconds), ...] on ``out``."""
+    import threading
+
+    host, port = base.removeprefix("http://").split(":")
+    results: list[tuple[int, float]] = []
+    lock = threading.Lock()
+
+    def run(index: int) -> None:
+        rng = random.Random(start_n + index)
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        n = start_n + index * 1_000_000
+        mine = []
+        while time.time() < deadline:
+            began = time.perf_counter()
+            try:
+                if path == "/healthz":
+                    conn.request("GET", "/healthz")
+                else:
+                    slot = hot if rng.random() < hot_share else rng.choice(slot_list)
+                    body = json.dumps({
+                        "slot_id": slot, "name": "Warga Bench", "nik": make_nik(n),
+                        "phone": "081234567890",
+                    })  # fmt: skip
+                    n += 1
+                    conn.request("POST", "/api/v1/bookings", body,
+                                 {"Content-Type": "application/json"})  # fmt: skip
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                status = 0
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            mine.append((status, time.perf_counter() - began))
+        conn.close()
+        with lock:
+            results.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.put(results)
+
+
+def drive(base, path, seconds, clients, processes, slot_list=(), hot=0, hot_share=0.0, seed=0):
+    """Run the load for ``seconds``; return (results, elapsed seconds)."""
+    out: mp.Queue = mp.Queue()
+    per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    start = time.time() + 1.0  # let every process start before the clock runs
+    deadline = start + seconds
+    procs = [
+        mp.Process(
+            target=client_process,
+            args=(
+                base,
+                list(slot_list),
+                hot,
+                hot_share,
+                per[i],
+                seed + i * 50_000_000,
+                deadline,
+                path,
+                out,
+            ),
+        )  # fmt: skip
+        for i in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    results = []
+    for _ in procs:
+        results += out.get()
+    for proc in procs:
+        proc.join()
+    return results, seconds
+
+
+def summarise(name: str, results, seconds) -> float:
+    """Print throughput, latency percentiles and status counts; return requests/s."""
+    latencies = sorted(r[1] for r in results)
+    statuses: dict[int, int] = {}
+    for status, _ in results:
+        statuses[status] = statuses.get(status, 0) + 1
+    rate = len(results) / seconds
+    p50 = statistics.median(latencies) * 1000 if latencies else 0
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else 0
+    print(
+        f"{name}: {len(results)} requests in {seconds:.0f} s = {rate:.0f}/s, "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, statuses {dict(sorted(statuses.items()))}"
+    )
+    return rate
+
+
+def oversold(env: dict[str, str]) -> tuple[int, int]:
+    """Count places sold beyond capacity and slots whose counter disagrees with rows."""
+    os.environ.update(env)
+    from sqlalchemy import func, select
+
+    from app import create_app
+    from extensions import db
+    from slots.models import ACTIVE_STATUSES, Booking, Slot
+
+    app = create_app()
+    with app.app_context():
+        rows = db.session.execute(
+            select(Slot.capacity, Slot.booked_count, func.count(Booking.id))
+            .outerjoin(Booking, (Booking.slot_id == Slot.id) & Booking.status.in_(ACTIVE_STATUSES))
+            .group_by(Slot.id)
+        ).all()
+        db.engine.dispose()
+    over = sum(max(0, active - capacity) for capacity, _, active in rows)
+    mismatched = sum(1 for _, counter, active in rows if counter != active)
+    return over, mismatched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sqlite", action="store_true", help="SQLite instead of PostgreSQL")
+    parser.add_argument("--quick", action="store_true", help="10 s phases (< 1 minute)")
+    parser.add_argument("--seconds", type=int, default=30, help="length of the booking phase")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent clients")
+    parser.add_argument("--processes", type=int, default=5, help="client processes")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--hot", type=float, default=0.2, help="share of requests to one slot")
+    args = parser.parse_args()
+    seconds = 10 if args.quick else args.seconds
+
+    with tempfile.TemporaryDirectory(prefix="antri-bench-") as tmp:
+        instance = Path(tmp)
+        env = prepare_database(args.sqlite, instance)
+        db_name = "SQLite" if args.sqlite else "PostgreSQL"
+        print(
+            f"database {db_name}; gunicorn {args.workers} workers x {args.threads} threads; "
+            f"{args.clients} clients in {args.processes} processes; {os.cpu_count()} cores"
+        )
+        with gunicorn(env, workers=args.workers, threads=args.threads) as base:
+            slots, hot = slot_ids(base)
+            results, elapsed = drive(
+                base, "/api/v1/bookings", seconds, args.clients, args.processes,
+                slots, hot, args.hot,
+            )  # fmt: skip
+            booking_rate = summarise("bookings", results, elapsed)
+            confirmed = sum(1 for status, _ in results if status == 201)
+            refused = sum(1 for status, _ in results if status == 409)
+            errors = len(results) - confirmed - refused
+            trivial, elapsed = drive(
+                base, "/healthz", max(5, seconds // 2), args.clients, args.processes
+            )
+            trivial_rate = summarise("healthz", trivial, elapsed)
+        over, mismatched = oversold(env)
+        print(
+            f"confirmed {confirmed}, refused (slot_full/limit) {refused}, errors {errors}, "
+            f"counter mismatches {mismatched}, slots {len(slots) + 1}"
+        )
+        print(f"ratio={booking_rate / trivial_rate:.2f} oversold={over}")
+
+
+if __name__ == "__main__":
+    main()
