@@ -24,12 +24,15 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 translations: $(VENV)/.runtime
 	$(BIN)/pybabel compile -d translations
 
-# Browser tests drive Debian's Chromium; install it when we may (root), once.
+# Browser tests drive Debian's Chromium; printed tickets need fonts for every script and
+# the PDF tests read pages with poppler. Install them when we may (root), once.
+SYSTEM_PACKAGES := chromium poppler-utils fonts-dejavu-core fonts-droid-fallback
 browser:
-	@command -v chromium >/dev/null || { \
+	@if ! command -v chromium >/dev/null || ! command -v pdftoppm >/dev/null \
+	    || [ ! -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "chromium missing (apt-get install chromium as root): browser tests will skip"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	  else echo "missing: $(SYSTEM_PACKAGES) (apt-get install as root): those tests will skip"; fi; fi
 
 run: $(VENV)/.runtime translations
 	$(BIN)/flask db upgrade

@@ -46,6 +46,7 @@ def _parse_time(value: str) -> time:
 
 
 slots_cli = AppGroup("slots", help="Create and inspect slots.")
+tickets_cli = AppGroup("tickets", help="Ticket signing keys.")
 users_cli = AppGroup("users", help="Manage staff, supervisor and admin accounts.")
 
 
@@ -110,6 +111,68 @@ def users_token(email, name):
     db.session.commit()
     click.echo(f"Bearer token for {user.email} ({user.role}), shown once:")
     click.echo(token)
+
+
+@tickets_cli.command("keys")
+def tickets_keys():
+    """List the ticket keys: id, created, and which one signs."""
+    from qr.service import public_keys_json
+
+    for key in public_keys_json():
+        mark = "  (signs new tickets)" if key["signing"] else ""
+        click.echo(f"{key['kid']:>5}  {key['created_at'] or '-':<32} {key['public_key']}{mark}")
+
+
+@tickets_cli.command("rotate-key")
+def tickets_rotate_key():
+    """Make a new signing key; older keys keep verifying the tickets they signed."""
+    from qr.keys import rotate
+
+    kid = rotate(current_app.config["TICKET_KEY_DIR"])
+    click.echo(f"key {kid} now signs new tickets; older keys still verify")
+
+
+@tickets_cli.command("retire-key")
+@click.argument("kid", type=int)
+@click.option("--force", is_flag=True, help="Retire even if tickets may still carry it.")
+def tickets_retire_key(kid, force):
+    """Delete key KID once no ticket signed with it can still be used.
+
+    Tickets are signed when shown, so a key may be on any ticket shown before the next
+    key was made. It is refused while a confirmed booking made before then has a slot
+    that has not ended yet, unless --force.
+    """
+    from sqlalchemy import func, select
+
+    from qr.keys import key_ids, load_keyring, retire
+    from slots.models import CONFIRMED, Booking, Slot
+
+    directory = current_app.config["TICKET_KEY_DIR"]
+    ring = load_keyring(directory)
+    later = [k for k in key_ids(directory) if k > kid]
+    successor_made = ring.created_at.get(later[0]) if later else None
+    if not force and later:
+        if successor_made is None:
+            raise click.ClickException("the next key has no creation time; use --force")
+        open_tickets = db.session.scalar(
+            select(func.count(Booking.id))
+            .join(Slot, Booking.slot_id == Slot.id)
+            .where(
+                Booking.status == CONFIRMED,
+                Booking.created_at < successor_made,
+                Slot.ends_at > utcnow(),
+            )
+        )
+        if open_tickets:
+            raise click.ClickException(
+                f"{open_tickets} confirmed bookings from before key {later[0]} have slots "
+                "that have not ended; retire later or use --force"
+            )
+    try:
+        retire(directory, kid)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"key {kid} retired")
 
 
 @click.command("seed-demo")
@@ -180,4 +243,5 @@ def register(app: Flask) -> None:
     """Add Antri's commands to ``app.cli``."""
     app.cli.add_command(slots_cli)
     app.cli.add_command(users_cli)
+    app.cli.add_command(tickets_cli)
     app.cli.add_command(seed_demo)

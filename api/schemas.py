@@ -69,6 +69,9 @@ def booking_json(booking: Booking, with_ticket: bool = True) -> dict[str, Any]:
         body["ticket"] = issue_ticket(booking)
         body["qr_png_url"] = url_for("qr.ticket_qr", code=booking.code, key=key, _external=True)
         body["ticket_url"] = url_for("qr.ticket", code=booking.code, key=key, _external=True)
+        body["qr_svg_url"] = url_for("qr.ticket_qr_svg", code=booking.code, key=key, _external=True)
+        body["pdf_url"] = url_for("qr.ticket_pdf", code=booking.code, key=key, _external=True)
+        body["ics_url"] = url_for("qr.ticket_ics", code=booking.code, key=key, _external=True)
     return body
 
 

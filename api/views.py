@@ -24,6 +24,7 @@ from common.limits import (
 from common.text import ensure_clean
 from common.timeutil import local_date, parse_day, utcnow
 from extensions import db, limiter
+from qr.service import public_keys_json
 from slots import service as slots_service
 from slots.notices import commit_and_deliver
 
@@ -200,6 +201,14 @@ def checkin():
 def checkout():
     """End a visit: same body and auth as ``/checkin``."""
     return _gate_scan(checkin_service.check_out)
+
+
+@bp.get("/keys")
+def keys():
+    """The public keys that verify tickets, for offline scanners (docs/tickets.md)."""
+    response = jsonify({"keys": public_keys_json()})
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 @bp.get("/occupancy")

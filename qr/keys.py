@@ -1,16 +1,21 @@
 """The Ed25519 keyring that signs tickets.
 
 Keys live as PKCS#8 PEM files ``ed25519-<kid>.pem`` in TICKET_KEY_DIR (default
-``instance/keys``); the highest key id signs, every key verifies. The first key is
+``instance/keys``), each with a ``ed25519-<kid>.json`` beside it recording when it was
+made. The highest key id signs; every key in the folder verifies, so tickets issued
+before a rotation keep working until the old key is retired. The first key is
 created on first use, atomically, so several workers starting together agree on it.
+A deployment may instead mount the folder from its secret store.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -19,40 +24,95 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from common.timeutil import utcnow
+
 _KEY_FILE = re.compile(r"ed25519-(\d{1,5})\.pem")
+MAX_KID = 65535  # the token stores the key id in two bytes
 
 
 @dataclass(frozen=True)
 class Keyring:
-    """Signing key id and key, and every public key by id (``kid`` is 1..65535)."""
+    """Signing key id and key, every public key by id (``kid`` 1..65535), and when
+    each key was made (aware UTC, or None for a key without its metadata file)."""
 
     signing_kid: int
     signing_key: Ed25519PrivateKey
     public_keys: dict[int, Ed25519PublicKey]
+    created_at: dict[int, datetime | None]
 
 
-def _write_new_key(directory: Path, kid: int) -> bool:
-    """Create key ``kid`` unless it exists; True when this call created it.
-
-    The key is written to a temporary file and hard-linked into place, so another
-    process sees either no key file or a complete one, and only one creator wins.
-    """
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".new-key-")
+def _write_atomically(path: Path, data: bytes) -> bool:
+    """Create ``path`` with ``data`` unless it exists (temp file + hard link, so a
+    reader sees no file or a whole one). True when this call created it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".new-")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        os.link(tmp, directory / f"ed25519-{kid}.pem")
+            handle.write(data)
+        os.chmod(tmp, 0o600)
+        os.link(tmp, path)
         return True
     except FileExistsError:
         return False
     finally:
         os.unlink(tmp)
+
+
+def create_key(directory: str | Path, kid: int) -> bool:
+    """Generate key ``kid`` in ``directory`` unless it exists; True when created.
+
+    Raises: ValueError when ``kid`` is outside 1..65535.
+    """
+    if not 1 <= kid <= MAX_KID:
+        raise ValueError(f"key id must be 1..{MAX_KID}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    meta = json.dumps({"kid": kid, "created_at": utcnow().isoformat()}).encode()
+    _write_atomically(directory / f"ed25519-{kid}.json", meta)
+    return _write_atomically(directory / f"ed25519-{kid}.pem", pem)
+
+
+def key_ids(directory: str | Path) -> list[int]:
+    """Return the ids of the keys in ``directory``, ascending."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(
+        int(match.group(1))
+        for match in (_KEY_FILE.fullmatch(p.name) for p in directory.iterdir())
+        if match
+    )
+
+
+def rotate(directory: str | Path) -> int:
+    """Create the next key (highest id + 1), which signs from now on; return its id.
+
+    Raises: ValueError when the ids are used up.
+    """
+    kids = key_ids(directory)
+    kid = (kids[-1] if kids else 0) + 1
+    while not create_key(directory, kid):  # another process rotated at the same time
+        kid += 1
+    return kid
+
+
+def retire(directory: str | Path, kid: int) -> None:
+    """Delete key ``kid``: tickets signed with it stop verifying.
+
+    Raises: ValueError when it is the signing (newest) key or does not exist.
+    """
+    kids = key_ids(directory)
+    if kid not in kids:
+        raise ValueError(f"no key {kid}")
+    if kid == kids[-1]:
+        raise ValueError("the signing key cannot be retired; rotate first")
+    directory = Path(directory)
+    (directory / f"ed25519-{kid}.pem").unlink()
+    (directory / f"ed25519-{kid}.json").unlink(missing_ok=True)
 
 
 def load_keyring(directory: str | Path) -> Keyring:
@@ -62,21 +122,26 @@ def load_keyring(directory: str | Path) -> Keyring:
     Raises: ValueError when a key file is not an Ed25519 private key.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not any(_KEY_FILE.fullmatch(p.name) for p in directory.iterdir()):
-        _write_new_key(directory, 1)
+    if not key_ids(directory):
+        create_key(directory, 1)
     private: dict[int, Ed25519PrivateKey] = {}
-    for path in directory.iterdir():
-        match = _KEY_FILE.fullmatch(path.name)
-        if not match:
-            continue
+    created: dict[int, datetime | None] = {}
+    for kid in key_ids(directory):
+        path = directory / f"ed25519-{kid}.pem"
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} is not an Ed25519 private key")
-        private[int(match.group(1))] = key
+        private[kid] = key
+        meta = directory / f"ed25519-{kid}.json"
+        created[kid] = (
+            datetime.fromisoformat(json.loads(meta.read_text())["created_at"])
+            if meta.exists()
+            else None
+        )
     kid = max(private)
     return Keyring(
         signing_kid=kid,
         signing_key=private[kid],
         public_keys={k: v.public_key() for k, v in private.items()},
+        created_at=created,
     )

@@ -21,3 +21,18 @@ def qr_png(data: str, box_size: int = 8, border: int = 4) -> bytes:
     out = io.BytesIO()
     image.save(out, format="PNG")
     return out.getvalue()
+
+
+def qr_svg(data: str, border: int = 4) -> bytes:
+    """Return an SVG of a QR code for ``data`` (error correction M, quiet zone
+    ``border`` modules): black modules on an explicit white background."""
+    from qrcode.image.svg import SvgPathFillImage
+
+    code = qrcode.QRCode(
+        error_correction=ERROR_CORRECT_M, border=border, image_factory=SvgPathFillImage
+    )
+    code.add_data(data)
+    code.make(fit=True)
+    out = io.BytesIO()
+    code.make_image().save(out)
+    return out.getvalue()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
 from flask import current_app
 
 from qr.keys import Keyring, load_keyring
@@ -10,12 +14,42 @@ from slots.models import Booking
 
 
 def keyring() -> Keyring:
-    """Return the app's ticket keyring, loading it once per process from TICKET_KEY_DIR."""
-    ring = current_app.extensions.get("antri_keyring")
-    if ring is None:
-        ring = load_keyring(current_app.config["TICKET_KEY_DIR"])
-        current_app.extensions["antri_keyring"] = ring
-    return ring
+    """Return the app's ticket keyring from TICKET_KEY_DIR.
+
+    It is cached per process and reloaded when the folder changes (a rotation or a
+    retirement by ``flask tickets``), checked with one stat per call.
+    """
+    directory = Path(current_app.config["TICKET_KEY_DIR"])
+    try:
+        stamp = directory.stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = None
+    cached = current_app.extensions.get("antri_keyring")
+    if cached is None or cached[0] != stamp or stamp is None:
+        ring = load_keyring(directory)
+        current_app.extensions["antri_keyring"] = (directory.stat().st_mtime_ns, ring)
+        return ring
+    return cached[1]
+
+
+def public_keys_json() -> list[dict]:
+    """The published verification keys: ``[{kid, alg, public_key, created_at,
+    signing}]`` with the raw 32-byte Ed25519 key in unpadded base64url."""
+    ring = keyring()
+    keys = []
+    for kid, key in sorted(ring.public_keys.items()):
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        created = ring.created_at.get(kid)
+        keys.append(
+            {
+                "kid": kid,
+                "alg": "Ed25519",
+                "public_key": base64.urlsafe_b64encode(raw).rstrip(b"=").decode(),
+                "created_at": created.isoformat() if created else None,
+                "signing": kid == ring.signing_kid,
+            }
+        )
+    return keys
 
 
 def issue_ticket(booking: Booking) -> str:

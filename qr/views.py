@@ -8,9 +8,10 @@ from flask_babel import gettext as _
 from common.errors import DomainError
 from common.limits import code_key, lookup_code_limit, lookup_ip_limit
 from extensions import db, limiter
-from qr import bp
+from qr import bp, printable
 from qr.forms import CancelForm, LookupForm
-from qr.render import qr_png
+from qr.printable import TicketFacts
+from qr.render import qr_png, qr_svg
 from qr.service import issue_ticket
 from slots import service as slots_service
 from slots.models import Booking
@@ -40,6 +41,11 @@ def ticket(code: str, key: str):
             token=issue_ticket(booking),
             cancel_form=CancelForm(),
             can_cancel=slots_service.can_cancel(booking),
+            share_text=_(
+                "My Antri ticket %(code)s: %(url)s",
+                code=booking.code,
+                url=url_for("qr.ticket", code=booking.code, key=key, _external=True),
+            ),
             cancel_cutoff=current_app.config["CANCEL_CUTOFF_MINUTES"],
             new=request.args.get("new") == "1",
         )
@@ -47,6 +53,72 @@ def ticket(code: str, key: str):
     # The URL is the ticket's key: keep it out of shared caches and referrers.
     response.headers["Cache-Control"] = "private, no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _facts(booking: Booking, key: str) -> TicketFacts:
+    start, end = slots_service.slot_local_times(booking.slot)
+    point = booking.slot.market_point
+    return TicketFacts(
+        code=booking.code,
+        token=issue_ticket(booking),
+        name=booking.name,
+        nik_last4=booking.nik_last4,
+        point_name=point.name,
+        point_address=point.address,
+        starts_at=start,
+        ends_at=end,
+        ticket_url=url_for("qr.ticket", code=booking.code, key=key, _external=True),
+    )
+
+
+def _download(data: bytes, mimetype: str, filename: str) -> Response:
+    response = Response(data, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.get("/tickets/<code>/<key>/ticket.pdf")
+def ticket_pdf(code: str, key: str):
+    """The printable ticket as an A5 PDF."""
+    booking = _booking_from_url(code, key)
+    labels = {
+        "title": _("Antri ticket"),
+        "code": _("Booking code"),
+        "when": _("Time"),
+        "name": _("Name"),
+        "show": _("Show the QR code at the gate. If it cannot be scanned, say the booking code."),
+        "keep": _("One ticket admits one person, once."),
+    }
+    pdf = printable.ticket_pdf(_facts(booking, key), labels)
+    return _download(pdf, "application/pdf", f"antri-{booking.code}.pdf")
+
+
+@bp.get("/tickets/<code>/<key>/ticket.ics")
+def ticket_ics(code: str, key: str):
+    """The slot as a calendar event (times in UTC)."""
+    booking = _booking_from_url(code, key)
+    facts = _facts(booking, key)
+    summary = _("Pick-up at %(point)s (Antri %(code)s)", point=facts.point_name, code=booking.code)
+    ics = printable.ticket_ics(facts, summary, facts.ticket_url)
+    return _download(ics, "text/calendar", f"antri-{booking.code}.ics")
+
+
+@bp.get("/tickets/<code>/<key>/qr.svg")
+def ticket_qr_svg(code: str, key: str):
+    """The ticket's QR code as SVG."""
+    booking = _booking_from_url(code, key)
+    response = Response(qr_svg(issue_ticket(booking)), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@bp.get("/sw.js")
+def service_worker():
+    """The service worker that keeps opened tickets readable offline."""
+    response = Response(render_template("qr/sw.js"), mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
     return response
 
 

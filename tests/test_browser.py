@@ -429,6 +429,29 @@ def test_resident_books_staff_admit_supervisor_sees(browser, live_server, proble
     assert len(ticket) == 119, ticket  # a version 1 token (qr/tokens.py)
     _no_sideways_scroll(page, 360)
     _shot(page, "04-resident-ticket.png", taken)
+    for link in ("#save-image", "#print", "#calendar", "#whatsapp"):
+        expect(page.locator(link)).to_be_visible()
+    assert page.locator("#whatsapp").get_attribute("href").startswith("https://wa.me/?text=")
+
+    # Once loaded, the ticket stays readable with no network (service worker cache).
+    cached = page.evaluate(
+        """async () => {
+            await navigator.serviceWorker.ready;
+            for (let i = 0; i < 50; i++) {
+                const keys = await (await caches.open('antri-tickets-v1')).keys();
+                if (keys.length >= 2) return keys.length;
+                await new Promise(r => setTimeout(r, 100));
+            }
+            return 0;
+        }"""
+    )
+    assert cached >= 2, "the ticket page and its QR image should be in the offline cache"
+    phone.set_offline(True)
+    page.reload()
+    expect(page.locator("#booking-code")).to_have_text(BOOKING_CODE)
+    expect(page.locator(".qr img")).to_be_visible()
+    assert page.locator(".qr img").evaluate("img => img.complete && img.naturalWidth > 0")
+    phone.set_offline(False)
     phone.close()
 
     # Staff at the gate, on a tablet, with a scanner that types.
