@@ -113,6 +113,29 @@ def users_token(email, name):
     click.echo(token)
 
 
+@slots_cli.command("expire")
+def slots_expire():
+    """Mark no-shows (never checked in by slot end + CHECKIN_LATE_MINUTES) and end
+    the waiting lists of slots that are over. Safe to run as often as you like."""
+    from slots.service import expire_past_slots
+
+    no_shows, expired = expire_past_slots()
+    db.session.commit()
+    click.echo(f"{no_shows} no-shows marked, {expired} waiting-list places ended")
+
+
+notices_cli = AppGroup("notices", help="The outbox of messages to residents.")
+
+
+@notices_cli.command("deliver")
+@click.option("--limit", default=1000, type=click.IntRange(1), help="At most this many.")
+def notices_deliver(limit):
+    """Send notices still pending (e.g. after a crash between commit and delivery)."""
+    from slots.notices import deliver_pending
+
+    click.echo(f"{deliver_pending(limit)} notices sent")
+
+
 @tickets_cli.command("keys")
 def tickets_keys():
     """List the ticket keys: id, created, and which one signs."""
@@ -244,4 +267,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(slots_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(tickets_cli)
+    app.cli.add_command(notices_cli)
     app.cli.add_command(seed_demo)

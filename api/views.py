@@ -11,6 +11,7 @@ from accounts.models import ADMIN, STAFF, SUPERVISOR
 from api import bp
 from api.schemas import booking_json, market_point_json, slot_json, waiting_json
 from checkin import service as checkin_service
+from common.db import run_with_retry
 from common.errors import ValidationError
 from common.limits import (
     booking_ip_limit,
@@ -118,9 +119,16 @@ def get_booking(code: str):
 def cancel_booking(code: str):
     """Cancel a booking: ``{phone}`` -> ``{status: "cancelled"}``."""
     body = _json_body()
-    booking = slots_service.get_booking_for_resident(code, _text(body, "phone", False))
-    slots_service.cancel_booking(booking)
-    commit_and_deliver()
+    phone = _text(body, "phone", False)
+
+    def cancel():
+        booking = slots_service.get_booking_for_resident(code, phone)
+        slots_service.cancel_booking(booking)
+        commit_and_deliver()
+        return booking
+
+    # Promotions lock several residents; a crossed pair may deadlock and retry.
+    booking = run_with_retry(cancel)
     return jsonify({"code": booking.code, "status": booking.status})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from common.db import run_with_retry
 from common.errors import DomainError
 from common.limits import code_key, lookup_code_limit, lookup_ip_limit
 from extensions import db, limiter
@@ -161,12 +162,16 @@ def cancel(code: str, key: str):
     form = CancelForm()
     if not form.validate_on_submit():
         abort(400)
+
+    def cancel() -> None:
+        slots_service.cancel_booking(slots_service.find_booking(booking.code))
+        commit_and_deliver()
+
     try:
-        slots_service.cancel_booking(booking)
+        run_with_retry(cancel)  # promotions may deadlock with another cancellation
     except DomainError as exc:
         db.session.rollback()
         flash(str(exc.message), "error")
     else:
-        commit_and_deliver()
         flash(_("Your booking is cancelled. Your place is free for someone else."), "ok")
     return redirect(url_for("qr.ticket", code=booking.code, key=key))

@@ -144,3 +144,11 @@ class IdempotencyKeyReused(ValidationError):
 
     code = "idempotency_key_reused"
     default_message = _l("This Idempotency-Key was already used for a different request.")
+
+
+class AlreadyBooked(DomainError):
+    """The resident already has a place in this slot."""
+
+    code = "already_booked"
+    status = 409
+    default_message = _l("You already have a booking in this slot.")

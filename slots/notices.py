@@ -98,10 +98,21 @@ def _send(outbox: list[tuple[int, dict]]) -> int:
         if notice_id in claimed
     ]
     if lines:
-        path = Path(current_app.config["NOTIFY_LOG_FILE"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in lines))
+        try:
+            path = Path(current_app.config["NOTIFY_LOG_FILE"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in lines))
+        except OSError:
+            # Not written: give the claims back so the next sweep sends them.
+            db.session.execute(
+                update(Notice)
+                .where(Notice.id.in_(claimed))
+                .values(status="pending", sent_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            db.session.commit()
+            raise
     return len(lines)
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import joinedload
 from common.timeutil import local_day_bounds, local_instant, utcnow, zone
 from extensions import db
 from slots.errors import (
+    AlreadyBooked,
     AlreadyWaiting,
     BookingNotFound,
     CancelNotAllowed,
@@ -102,12 +103,12 @@ def waiting_access_key(code: str) -> str:
 
 def check_waiting_access_key(code: str, key: str) -> bool:
     """True when ``key`` is the access key of waiting-list entry ``code``."""
-    return hmac.compare_digest(waiting_access_key(code), key or "")
+    return hmac.compare_digest(waiting_access_key(code).encode(), (key or "").encode())
 
 
 def check_access_key(code: str, key: str) -> bool:
     """True when ``key`` is the access key of booking ``code`` (constant-time)."""
-    return hmac.compare_digest(booking_access_key(code), key or "")
+    return hmac.compare_digest(booking_access_key(code).encode(), (key or "").encode())
 
 
 # Market points -----------------------------------------------------------------
@@ -330,11 +331,10 @@ def _resident_upsert(dialect: str):
 def _lock_resident(nik_hash: str, last4: str) -> int:
     """Create or touch the resident row of ``nik_hash`` and return its id.
 
-    This upsert is the first write of the booking transaction on purpose: on
-    PostgreSQL it takes the row lock, on SQLite the database write lock, so a second
-    booking by the same NIK waits here until the first has committed and then sees it.
-    Lock order everywhere: booking being cancelled, then residents, then waiting-list
-    entries, then the slot row.
+    The upsert takes the resident's row lock (on SQLite, writes hold the database
+    lock already), so a second booking by the same NIK waits here until the first has
+    committed and then sees it. Lock order everywhere: the booking being cancelled,
+    then the slot row, then residents (the waiting list's in line order).
     """
     stmt = _resident_upsert(db.session.get_bind().dialect.name)
     params = {"nik_hash": nik_hash, "nik_last4": last4, "created_at": utcnow()}
@@ -358,6 +358,35 @@ _TAKE_PLACE = (
     .values(booked_count=Slot.booked_count + 1)
     .execution_options(synchronize_session=False)
 )
+
+
+_LOCK_SLOT = (
+    update(Slot)
+    .where(Slot.id == bindparam("slot_id"))
+    .values(booked_count=Slot.booked_count)
+    .execution_options(synchronize_session=False)
+)
+
+
+def _lock_slot(slot: Slot) -> None:
+    """Take the slot's row lock (a no-op write) so its count and waiting list cannot
+    change under us; on SQLite, as every first write, the database write lock."""
+    db.session.execute(_LOCK_SLOT, {"slot_id": slot.id})
+    db.session.expire(slot, ["booked_count"])
+
+
+def _holds_place_in(resident_id: int, slot_id: int) -> bool:
+    """True when the resident already has an active booking in this slot."""
+    return (
+        db.session.scalar(
+            select(Booking.id).where(
+                Booking.resident_id == resident_id,
+                Booking.slot_id == slot_id,
+                Booking.status.in_(ACTIVE_STATUSES),
+            )
+        )
+        is not None
+    )
 
 
 def _held_in_window(resident_id: int, starts_at: datetime) -> int:
@@ -427,14 +456,14 @@ def book_slot(
     if not _valid_id(slot_id):
         raise SlotNotFound()
     person = resident_input(name, nik, phone)
-    resident_id = _lock_resident(person.nik_hash, person.nik_last4)
-
     slot = get_slot(slot_id, now)
     if slot.ends_at <= now:
         raise SlotClosed()
-    _check_limit(resident_id, slot.starts_at)
-
+    # Take the place first (the slot row lock, then the resident's: the lock order of
+    # every booking rule); a refusal below rolls the place back with the transaction.
     taken = db.session.execute(_TAKE_PLACE, {"slot_id": slot.id})
+    resident_id = _lock_resident(person.nik_hash, person.nik_last4)
+    _check_limit(resident_id, slot.starts_at)
     if taken.rowcount != 1:
         raise SlotFull()
     db.session.expire(slot, ["booked_count"])
@@ -474,10 +503,13 @@ def queue_notice(booking: Booking, kind: str, now: datetime | None = None) -> No
 
 
 def request_fingerprint(fields: dict[str, object]) -> str:
-    """Return a SHA-256 hex digest of a request's fields (canonical JSON), used to
-    tell a replay of an Idempotency-Key from a different request under the same key."""
+    """Return an HMAC-SHA256 (hex, keyed with NIK_HASH_KEY) of a request's fields as
+    canonical JSON, to tell a replay of an Idempotency-Key from another request under
+    the same key. Keyed, because the fields hold a NIK: a plain hash of them could be
+    reversed by trying every NIK."""
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    key = current_app.config["NIK_HASH_KEY"].encode()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def book_slot_once(
@@ -545,7 +577,11 @@ def get_booking_for_resident(code: str, phone: str) -> Booking:
         e164 = normalise_phone(phone)
     except InvalidPhone:  # a malformed phone is just another non-match here
         e164 = None
-    if booking is None or e164 is None or not hmac.compare_digest(booking.phone, e164):
+    if (
+        booking is None
+        or e164 is None
+        or not hmac.compare_digest(booking.phone.encode(), e164.encode())
+    ):
         raise BookingNotFound()
     return booking
 
@@ -589,6 +625,7 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
         db.session.refresh(booking)
         raise CancelNotAllowed()
     queue_notice(booking, "cancellation", now)
+    _lock_slot(booking.slot)
     _free_place(booking.slot, now)
     db.session.refresh(booking)
     return booking
@@ -605,6 +642,15 @@ def _free_place(slot: Slot, now: datetime) -> None:
         )
     db.session.flush()
     db.session.expire(slot, ["booked_count"])
+
+
+def _may_take(entry: WaitingListEntry, slot: Slot) -> bool:
+    """True when the entry's resident is within the per-NIK limit around ``slot`` and
+    holds no place in it already."""
+    limit = current_app.config["BOOKING_LIMIT_PER_NIK"]
+    return _held_in_window(entry.resident_id, slot.starts_at) < limit and not _holds_place_in(
+        entry.resident_id, slot.id
+    )
 
 
 def _promote(slot: Slot, now: datetime) -> Booking | None:
@@ -627,11 +673,13 @@ def _promote(slot: Slot, now: datetime) -> Booking | None:
         if entry is None:
             return None
         resident = db.session.get(Resident, entry.resident_id)
-        _lock_resident(resident.nik_hash, resident.nik_last4)
-        within = (
-            _held_in_window(entry.resident_id, slot.starts_at)
-            < current_app.config["BOOKING_LIMIT_PER_NIK"]
-        )
+        # Check first without the resident's lock, so residents who are skipped are
+        # never locked (holding their locks across slots could deadlock); lock only
+        # the one to promote, and check again under the lock.
+        within = _may_take(entry, slot)
+        if within:
+            _lock_resident(resident.nik_hash, resident.nik_last4)
+            within = _may_take(entry, slot)
         claimed = db.session.execute(
             update(WaitingListEntry)
             .where(WaitingListEntry.id == entry.id, WaitingListEntry.status == WAITING)
@@ -639,7 +687,7 @@ def _promote(slot: Slot, now: datetime) -> Booking | None:
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1 or not within:
-            continue  # another transaction took this entry, or it is over the limit
+            continue  # another transaction took this entry, or it may not book
         person = ResidentInput(entry.name, resident.nik_hash, entry.nik_last4, entry.phone)
         booking = _new_booking(slot, entry.resident_id, person, now, "promotion")
         db.session.execute(
@@ -663,19 +711,24 @@ def join_waiting_list(
     Returns: the new entry (flushed); its ``code`` lets the resident check the
       position (see ``waiting_position``).
     Raises: InvalidName/InvalidNIK/InvalidPhone (422), SlotNotFound (404),
-      SlotClosed, SlotNotFull (book instead), LimitReached, AlreadyWaiting (409).
+      SlotClosed, SlotNotFull (book instead), AlreadyBooked, LimitReached,
+      AlreadyWaiting (409).
     """
     now = now or utcnow()
     if not _valid_id(slot_id):
         raise SlotNotFound()
     person = resident_input(name, nik, phone)
-    resident_id = _lock_resident(person.nik_hash, person.nik_last4)
     slot = get_slot(slot_id, now)
     if slot.ends_at <= now:
         raise SlotClosed()
-    db.session.refresh(slot, ["booked_count"])
+    # Under the slot's lock, a concurrent cancellation either sees this entry (and
+    # promotes it) or has already freed its place (and this join is refused).
+    _lock_slot(slot)
+    resident_id = _lock_resident(person.nik_hash, person.nik_last4)
     if slot.booked_count < slot.capacity:
         raise SlotNotFull()
+    if _holds_place_in(resident_id, slot.id):
+        raise AlreadyBooked()
     _check_limit(resident_id, slot.starts_at)
     already = db.session.scalar(
         select(WaitingListEntry.id).where(
@@ -733,7 +786,11 @@ def get_waiting_entry_for_resident(code: str, phone: str) -> WaitingListEntry:
         e164 = normalise_phone(phone)
     except InvalidPhone:
         e164 = None
-    if entry is None or e164 is None or not hmac.compare_digest(entry.phone, e164):
+    if (
+        entry is None
+        or e164 is None
+        or not hmac.compare_digest(entry.phone.encode(), e164.encode())
+    ):
         raise WaitingEntryNotFound()
     return entry
 
