@@ -132,6 +132,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "REDIS_URL": _redis_url(get("REDIS_URL", "")),
         "NOTIFY_LOG_FILE": get("NOTIFY_LOG_FILE", "") or str(instance_path / "notifications.jsonl"),
         "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        # A signing key given by the environment (PKCS#8 PEM) instead of the folder.
+        "TICKET_PRIVATE_KEY": get("TICKET_PRIVATE_KEY", "").replace("\\n", "\n") or None,
+        "TICKET_KEY_ID": parse_int("TICKET_KEY_ID", get("TICKET_KEY_ID", "1"), 1),
         "TICKET_KEY_DIR": get("TICKET_KEY_DIR", "") or str(instance_path / "keys"),
         "DEFAULT_TIMEZONE": get("DEFAULT_TIMEZONE", "Asia/Jakarta"),
         "DEFAULT_SAFE_LIMIT": parse_int("DEFAULT_SAFE_LIMIT", get("DEFAULT_SAFE_LIMIT", "40"), 1),

@@ -115,17 +115,28 @@ def retire(directory: str | Path, kid: int) -> None:
     (directory / f"ed25519-{kid}.json").unlink(missing_ok=True)
 
 
-def load_keyring(directory: str | Path) -> Keyring:
+def load_keyring(directory: str | Path, env_key: tuple[int, str] | None = None) -> Keyring:
     """Load every key in ``directory``, creating key 1 when there is none.
 
+    Args: env_key, an optional (kid, PKCS#8 PEM text) given through the environment
+      (TICKET_KEY_ID, TICKET_PRIVATE_KEY); with it no key is created on disk, and the
+      folder's keys (older ones, say) still verify.
     Returns: a Keyring whose signing key is the one with the highest id.
-    Raises: ValueError when a key file is not an Ed25519 private key.
+    Raises: ValueError when a key is not an Ed25519 private key or a kid is invalid.
     """
     directory = Path(directory)
-    if not key_ids(directory):
-        create_key(directory, 1)
     private: dict[int, Ed25519PrivateKey] = {}
     created: dict[int, datetime | None] = {}
+    if env_key is not None:
+        kid, pem = env_key
+        if not 1 <= kid <= MAX_KID:
+            raise ValueError(f"TICKET_KEY_ID must be 1..{MAX_KID}")
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("TICKET_PRIVATE_KEY is not an Ed25519 private key")
+        private[kid], created[kid] = key, None
+    elif not key_ids(directory):
+        create_key(directory, 1)
     for kid in key_ids(directory):
         path = directory / f"ed25519-{kid}.pem"
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)

@@ -25,9 +25,15 @@ def keyring() -> Keyring:
     except FileNotFoundError:
         stamp = None
     cached = current_app.extensions.get("antri_keyring")
-    if cached is None or cached[0] != stamp or stamp is None:
-        ring = load_keyring(directory)
-        current_app.extensions["antri_keyring"] = (directory.stat().st_mtime_ns, ring)
+    if cached is None or cached[0] != stamp:
+        env_pem = current_app.config.get("TICKET_PRIVATE_KEY")
+        env_key = (current_app.config["TICKET_KEY_ID"], env_pem) if env_pem else None
+        ring = load_keyring(directory, env_key)
+        try:
+            stamp = directory.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None  # keys only from the environment: nothing to watch
+        current_app.extensions["antri_keyring"] = (stamp, ring)
         return ring
     return cached[1]
 

@@ -187,3 +187,36 @@ def test_rotation_keeps_old_tickets_until_the_key_is_retired(
     fresh = client.post("/api/v1/checkin", json={"ticket": new["ticket"]}, headers=headers)
     assert fresh.json["result"] == "admitted"
     assert [k["kid"] for k in client.get("/api/v1/keys").json["keys"]] == [2]
+
+
+def test_signing_key_from_the_environment(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from app import create_app
+    from qr.service import keyring, public_keys_json
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(tmp_path),
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}",
+            "TICKET_PRIVATE_KEY": pem,
+            "TICKET_KEY_ID": 7,
+            "TICKET_KEY_DIR": str(tmp_path / "keys"),
+        }
+    )
+    with app.app_context():
+        ring = keyring()
+        assert ring.signing_kid == 7
+        assert [k["kid"] for k in public_keys_json()] == [7]
+        token = make_token(
+            TicketClaims(7, 1, 1, START, START + timedelta(minutes=30)), ring.signing_key
+        )
+        assert verify_token(token, {7: key.public_key()}).booking_id == 1
+    assert not (tmp_path / "keys").exists()  # nothing generated on disk
