@@ -220,10 +220,21 @@ def _booking_code(code: str) -> str:
     return f"{code[:4]}-{code[4:]}"
 
 
+def _language_url(language: str) -> str:
+    """This page's URL in another language, keeping its path and query."""
+    from urllib.parse import urlencode
+
+    args = request.args.to_dict(flat=False)
+    args["lang"] = [language]
+    return request.path + "?" + urlencode(args, doseq=True)
+
+
 def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.filters["local"] = _local_time
     app.jinja_env.filters["booking_code"] = _booking_code
-    app.jinja_env.globals.update(format_date=format_date, get_locale=get_locale)
+    app.jinja_env.globals.update(
+        format_date=format_date, get_locale=get_locale, language_url=_language_url
+    )
 
 
 def _register_cli(app: Flask) -> None:

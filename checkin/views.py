@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import flash, render_template, request
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -10,7 +11,6 @@ from accounts.auth import page_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
 from checkin import bp, service
 from checkin.forms import ScanForm
-from common.errors import ValidationError
 from common.timeutil import utcnow
 from extensions import db
 from slots import service as slots_service
@@ -39,11 +39,12 @@ def gate():
     result = None
     if form.validate_on_submit():
         scanned = (form.scan.data or "").strip("\r\n\t")
-        if not scanned.strip():
-            raise ValidationError("Scan a ticket or type a booking code.", code="invalid_scan")
-        scan = service.check_out if form.direction.data == "out" else service.check_in
-        result = scan(scanned, point, current_user, device="gate-page")
-        db.session.commit()
+        if scanned.strip():
+            scan = service.check_out if form.direction.data == "out" else service.check_in
+            result = scan(scanned, point, current_user, device="gate-page")
+            db.session.commit()
+        else:  # a stray Enter from a scanner: stay on the gate, ready
+            flash(_("Nothing was scanned. Scan the QR code or type the booking code."), "error")
         form.scan.data = ""
     inside = service.inside_now([point.id])[point.id]
     return render_template(

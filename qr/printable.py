@@ -19,7 +19,7 @@ from fontTools.ttLib import TTFont
 from fpdf import FPDF
 from icalendar import Calendar, Event
 
-from common.timeutil import UTC
+from common.timeutil import UTC, utcnow
 from qr.render import qr_png
 
 FONT_REGULAR = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -124,7 +124,7 @@ def ticket_ics(facts: TicketFacts, summary: str, description: str) -> bytes:
     event.add("summary", summary)
     event.add("dtstart", facts.starts_at.astimezone(UTC))
     event.add("dtend", facts.ends_at.astimezone(UTC))
-    event.add("dtstamp", facts.starts_at.astimezone(UTC))
+    event.add("dtstamp", utcnow())  # when this file was made
     event.add("location", ", ".join(filter(None, (facts.point_name, facts.point_address))))
     event.add("description", description)
     event.add("url", facts.ticket_url)

@@ -141,12 +141,18 @@ def lookup():
     error = None
     status = 200
     if form.validate_on_submit():
+        code, phone = form.code.data or "", form.phone.data or ""
         try:
-            booking = slots_service.get_booking_for_resident(
-                form.code.data or "", form.phone.data or ""
-            )
+            booking = slots_service.get_booking_for_resident(code, phone)
         except DomainError as exc:
-            error, status = exc, exc.status
+            # A waiting-list code is looked up here too: residents keep one code.
+            try:
+                entry = slots_service.get_waiting_entry_for_resident(code, phone)
+            except DomainError:
+                error, status = exc, exc.status
+            else:
+                key = slots_service.waiting_access_key(entry.code)
+                return redirect(url_for("slots.waiting", code=entry.code, key=key))
         else:
             key = slots_service.booking_access_key(booking.code)
             return redirect(url_for("qr.ticket", code=booking.code, key=key))

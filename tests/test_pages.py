@@ -169,3 +169,32 @@ def test_cancel_button_only_while_cancelling_is_allowed(client, make_slot, nik):
         pages[name] = client.get(done.headers["Location"]).text
     assert "/cancel" not in pages["soon"] and "60" in pages["soon"]
     assert "/cancel" in pages["later"]
+
+
+def test_gate_survives_an_empty_scan(client, make_slot, make_user):
+    slot = make_slot(capacity=4, starts_in=-5)
+    make_user("gate@antri.test", "staff", slot.market_point)
+    _login(client, "gate@antri.test")
+    page = client.post("/gate", data={"scan": "   \r\n"})
+    assert page.status_code == 200
+    assert 'id="scan"' in page.text and "flash error" in page.text
+
+
+def test_lookup_finds_a_waiting_list_place_too(client, make_slot, nik):
+    slot = make_slot(capacity=1, starts_in=180)
+    client.post(
+        "/api/v1/bookings",
+        json={"slot_id": slot.id, "name": "Budi", "nik": nik(), "phone": "081234567890"},
+    )
+    entry = client.post(
+        f"/api/v1/slots/{slot.id}/waiting-list",
+        json={"name": "Tono", "nik": nik(), "phone": "081298765432"},
+    ).json
+    found = client.post("/tickets/lookup", data={"code": entry["code"], "phone": "081298765432"})
+    assert found.status_code == 302 and f"/waiting/{entry['code']}/" in found.headers["Location"]
+
+
+def test_language_link_keeps_the_page_and_its_query(client, make_point):
+    make_point()
+    page = client.get("/?q=senen")
+    assert 'href="/?q=senen&amp;lang=en"' in page.text
