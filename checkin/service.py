@@ -34,7 +34,7 @@ from slots.models import (
     MarketPoint,
     Slot,
 )
-from slots.service import find_booking, normalise_code
+from slots.service import find_booking, normalise_code, transition
 
 
 @dataclass(frozen=True)
@@ -190,14 +190,9 @@ def check_in(
             args = {"inside": inside, "limit": point.safe_limit}
         else:
             # First scan wins: one transaction only moves this booking out of confirmed.
-            won = db.session.execute(
-                update(Booking)
-                .where(Booking.id == booking.id, Booking.status == CONFIRMED)
-                .values(status=CHECKED_IN, checked_in_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            won = transition(Booking, booking.id, CONFIRMED, CHECKED_IN, checked_in_at=now)
             db.session.refresh(booking)
-            if won.rowcount == 1:
+            if won:
                 result = ADMITTED
             else:
                 reason, args = _refusal(booking, point, now)
@@ -229,14 +224,9 @@ def check_out(
         if booking.slot.market_point_id != point.id:
             reason, args = "wrong_point", {"point": booking.slot.market_point.name}
         else:
-            left = db.session.execute(
-                update(Booking)
-                .where(Booking.id == booking.id, Booking.status == CHECKED_IN)
-                .values(status=CHECKED_OUT, checked_out_at=now)
-                .execution_options(synchronize_session=False)
-            )
+            left = transition(Booking, booking.id, CHECKED_IN, CHECKED_OUT, checked_out_at=now)
             db.session.refresh(booking)
-            if left.rowcount == 1:
+            if left:
                 result = CHECKED_OUT
             elif booking.status == CHECKED_OUT:
                 reason = "already_checked_out"

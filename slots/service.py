@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
 
+from common.errors import DomainError
 from common.timeutil import local_day_bounds, local_instant, utcnow, zone
 from extensions import db
 from slots.errors import (
@@ -209,6 +210,22 @@ def list_slots(point: MarketPoint, day: date, now: datetime | None = None) -> li
         .order_by(Slot.starts_at)
     )
     return list(db.session.scalars(stmt))
+
+
+def transition(model, row_id: int, from_status: str, to_status: str, **values) -> bool:
+    """Move one row of ``model`` (Booking or WaitingListEntry) from ``from_status`` to
+    ``to_status`` with a conditional update, setting ``values`` too.
+
+    Returns: True when this call moved it; False when it was not in ``from_status``
+    (another transaction decided first). Statuses only move forward (DESIGN.md).
+    """
+    moved = db.session.execute(
+        update(model)
+        .where(model.id == row_id, model.status == from_status)
+        .values(status=to_status, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return moved.rowcount == 1
 
 
 def _valid_id(value: object) -> bool:
@@ -566,24 +583,29 @@ def find_booking(code: str) -> Booking | None:
     return db.session.scalar(select(Booking).where(Booking.code == canonical))
 
 
-def get_booking_for_resident(code: str, phone: str) -> Booking:
-    """Return the booking matching both its code and the phone it was made with.
-
-    Raises: BookingNotFound, the same for an unknown code, a malformed phone and a
-      wrong phone, so the answer does not reveal which codes exist.
-    """
-    booking = find_booking(code)
+def _match_phone(found, phone: str, error: type[DomainError]):
+    """Return ``found`` when it exists and was made with ``phone``; else raise ``error``
+    (one answer for an unknown code, a malformed phone and a wrong phone, so the
+    answer does not reveal which codes exist)."""
     try:
         e164 = normalise_phone(phone)
     except InvalidPhone:  # a malformed phone is just another non-match here
         e164 = None
     if (
-        booking is None
+        found is None
         or e164 is None
-        or not hmac.compare_digest(booking.phone.encode(), e164.encode())
+        or not hmac.compare_digest(found.phone.encode(), e164.encode())
     ):
-        raise BookingNotFound()
-    return booking
+        raise error()
+    return found
+
+
+def get_booking_for_resident(code: str, phone: str) -> Booking:
+    """Return the booking matching both its code and the phone it was made with.
+
+    Raises: BookingNotFound for any mismatch.
+    """
+    return _match_phone(find_booking(code), phone, BookingNotFound)
 
 
 def cancel_deadline(booking: Booking) -> datetime:
@@ -615,13 +637,7 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
             cutoff_minutes=current_app.config["CANCEL_CUTOFF_MINUTES"],
         )
     # Conditional update: a concurrent scan or cancel decides once, not twice.
-    changed = db.session.execute(
-        update(Booking)
-        .where(Booking.id == booking.id, Booking.status == CONFIRMED)
-        .values(status=CANCELLED, cancelled_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if changed.rowcount != 1:
+    if not transition(Booking, booking.id, CONFIRMED, CANCELLED, cancelled_at=now):
         db.session.refresh(booking)
         raise CancelNotAllowed()
     queue_notice(booking, "cancellation", now)
@@ -680,13 +696,10 @@ def _promote(slot: Slot, now: datetime) -> Booking | None:
         if within:
             _lock_resident(resident.nik_hash, resident.nik_last4)
             within = _may_take(entry, slot)
-        claimed = db.session.execute(
-            update(WaitingListEntry)
-            .where(WaitingListEntry.id == entry.id, WaitingListEntry.status == WAITING)
-            .values(status=PROMOTED if within else SKIPPED, resolved_at=now)
-            .execution_options(synchronize_session=False)
+        claimed = transition(
+            WaitingListEntry, entry.id, WAITING, PROMOTED if within else SKIPPED, resolved_at=now
         )
-        if claimed.rowcount != 1 or not within:
+        if not claimed or not within:
             continue  # another transaction took this entry, or it may not book
         person = ResidentInput(entry.name, resident.nik_hash, entry.nik_last4, entry.phone)
         booking = _new_booking(slot, entry.resident_id, person, now, "promotion")
@@ -777,22 +790,11 @@ def find_waiting_entry(code: str) -> WaitingListEntry | None:
 
 
 def get_waiting_entry_for_resident(code: str, phone: str) -> WaitingListEntry:
-    """Return the entry matching its code and phone.
+    """Return the waiting-list entry matching its code and phone.
 
-    Raises: WaitingEntryNotFound, one answer for an unknown code and a wrong phone.
+    Raises: WaitingEntryNotFound for any mismatch.
     """
-    entry = find_waiting_entry(code)
-    try:
-        e164 = normalise_phone(phone)
-    except InvalidPhone:
-        e164 = None
-    if (
-        entry is None
-        or e164 is None
-        or not hmac.compare_digest(entry.phone.encode(), e164.encode())
-    ):
-        raise WaitingEntryNotFound()
-    return entry
+    return _match_phone(find_waiting_entry(code), phone, WaitingEntryNotFound)
 
 
 def leave_waiting_list(entry: WaitingListEntry, now: datetime | None = None) -> WaitingListEntry:
@@ -800,14 +802,9 @@ def leave_waiting_list(entry: WaitingListEntry, now: datetime | None = None) -> 
 
     Raises: NotWaiting (409) when the entry was already promoted, left or expired.
     """
-    left = db.session.execute(
-        update(WaitingListEntry)
-        .where(WaitingListEntry.id == entry.id, WaitingListEntry.status == WAITING)
-        .values(status=LEFT, resolved_at=now or utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    left = transition(WaitingListEntry, entry.id, WAITING, LEFT, resolved_at=now or utcnow())
     db.session.refresh(entry)
-    if left.rowcount != 1:
+    if not left:
         raise NotWaiting()
     return entry
 
@@ -829,13 +826,7 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
     ).all()
     marked = 0
     for booking_id in overdue:
-        changed = db.session.execute(
-            update(Booking)
-            .where(Booking.id == booking_id, Booking.status == CONFIRMED)
-            .values(status=NO_SHOW)
-            .execution_options(synchronize_session=False)
-        )
-        if changed.rowcount == 1:
+        if transition(Booking, booking_id, CONFIRMED, NO_SHOW):
             marked += 1
             db.session.execute(
                 update(Slot)
