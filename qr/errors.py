@@ -34,3 +34,12 @@ class InvalidSignature(TicketError):
 
     code = "invalid_signature"
     default_message = _l("This ticket is forged or damaged (signature does not match).")
+
+
+class KeysUnavailable(DomainError):
+    """The ticket keys cannot be read (a damaged or missing key file): an operator
+    must fix TICKET_KEY_DIR or TICKET_PRIVATE_KEY; nothing is signed meanwhile."""
+
+    code = "ticket_keys_unavailable"
+    status = 503
+    default_message = _l("Tickets cannot be issued or checked right now. Please try again later.")

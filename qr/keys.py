@@ -139,16 +139,21 @@ def load_keyring(directory: str | Path, env_key: tuple[int, str] | None = None) 
         create_key(directory, 1)
     for kid in key_ids(directory):
         path = directory / f"ed25519-{kid}.pem"
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # retired while we were listing
+            continue
+        key = serialization.load_pem_private_key(data, password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ValueError(f"{path} is not an Ed25519 private key")
         private[kid] = key
-        meta = directory / f"ed25519-{kid}.json"
-        created[kid] = (
-            datetime.fromisoformat(json.loads(meta.read_text())["created_at"])
-            if meta.exists()
-            else None
-        )
+        try:
+            meta = json.loads((directory / f"ed25519-{kid}.json").read_text())
+            created[kid] = datetime.fromisoformat(meta["created_at"])
+        except (FileNotFoundError, ValueError, KeyError):
+            created[kid] = None
+    if not private:
+        raise ValueError(f"no ticket key could be read in {directory}")
     kid = max(private)
     return Keyring(
         signing_kid=kid,

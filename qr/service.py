@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+import logging
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from flask import current_app
 
+from qr.errors import KeysUnavailable
 from qr.keys import Keyring, load_keyring
 from qr.tokens import TicketClaims, make_token, verify_token
 from slots.models import Booking
+
+log = logging.getLogger("antri.tickets")
 
 
 def keyring() -> Keyring:
@@ -28,7 +32,12 @@ def keyring() -> Keyring:
     if cached is None or cached[0] != stamp:
         env_pem = current_app.config.get("TICKET_PRIVATE_KEY")
         env_key = (current_app.config["TICKET_KEY_ID"], env_pem) if env_pem else None
-        ring = load_keyring(directory, env_key)
+        try:
+            ring = load_keyring(directory, env_key)
+        except (ValueError, OSError) as exc:
+            # A damaged key must stop ticket work loudly, never sign with another key.
+            log.error("ticket keys unavailable: %s", exc)
+            raise KeysUnavailable() from None
         try:
             stamp = directory.stat().st_mtime_ns
         except FileNotFoundError:

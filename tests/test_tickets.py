@@ -220,3 +220,34 @@ def test_signing_key_from_the_environment(tmp_path):
         )
         assert verify_token(token, {7: key.public_key()}).booking_id == 1
     assert not (tmp_path / "keys").exists()  # nothing generated on disk
+
+
+def test_a_damaged_key_file_stops_ticket_work_with_503(
+    app, client, make_slot, nik, tmp_path, monkeypatch
+):
+    keys = tmp_path / "damaged-keys"
+    keys.mkdir()
+    (keys / "ed25519-1.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n")
+    monkeypatch.setitem(app.config, "TICKET_KEY_DIR", str(keys))
+    app.extensions.pop("antri_keyring", None)
+    slot = make_slot(capacity=2, starts_in=120)
+    response = client.post(
+        "/api/v1/bookings",
+        json={"slot_id": slot.id, "name": "Siti", "nik": nik(), "phone": "081234567890"},
+    )
+    assert response.status_code == 503
+    assert response.json["error"] == "ticket_keys_unavailable"
+    assert client.get("/api/v1/keys").status_code == 503
+
+    from slots.models import Booking
+
+    assert db_count(Booking) == 0
+    app.extensions.pop("antri_keyring", None)
+
+
+def db_count(model) -> int:
+    from sqlalchemy import func, select
+
+    from extensions import db
+
+    return db.session.scalar(select(func.count(model.id)))
