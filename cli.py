@@ -146,11 +146,20 @@ def tickets_keys():
         click.echo(f"{key['kid']:>5}  {key['created_at'] or '-':<32} {key['public_key']}{mark}")
 
 
+def _refuse_with_env_key() -> None:
+    if current_app.config.get("TICKET_PRIVATE_KEY"):
+        raise click.ClickException(
+            "the signing key comes from TICKET_PRIVATE_KEY: rotate it there "
+            "(a new TICKET_KEY_ID with a new key), not with this command"
+        )
+
+
 @tickets_cli.command("rotate-key")
 def tickets_rotate_key():
     """Make a new signing key; older keys keep verifying the tickets they signed."""
     from qr.keys import rotate
 
+    _refuse_with_env_key()
     kid = rotate(current_app.config["TICKET_KEY_DIR"])
     click.echo(f"key {kid} now signs new tickets; older keys still verify")
 
@@ -168,8 +177,11 @@ def tickets_retire_key(kid, force):
     from sqlalchemy import func, select
 
     from qr.keys import key_ids, load_keyring, retire
-    from slots.models import CONFIRMED, Booking, Slot
+    from slots.models import CHECKED_IN, CONFIRMED, Booking, Slot
 
+    late = timedelta(minutes=current_app.config["CHECKIN_LATE_MINUTES"])
+
+    _refuse_with_env_key()
     directory = current_app.config["TICKET_KEY_DIR"]
     ring = load_keyring(directory)
     later = [k for k in key_ids(directory) if k > kid]
@@ -181,9 +193,10 @@ def tickets_retire_key(kid, force):
             select(func.count(Booking.id))
             .join(Slot, Booking.slot_id == Slot.id)
             .where(
-                Booking.status == CONFIRMED,
+                # Until check-in closes, and a checked-in ticket still checks out.
+                Booking.status.in_((CONFIRMED, CHECKED_IN)),
                 Booking.created_at < successor_made,
-                Slot.ends_at > utcnow(),
+                Slot.ends_at > utcnow() - late,
             )
         )
         if open_tickets:

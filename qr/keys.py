@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from common.timeutil import utcnow
 
-_KEY_FILE = re.compile(r"ed25519-(\d{1,5})\.pem")
+_KEY_FILE = re.compile(r"ed25519-([1-9]\d{0,4})\.pem")
 MAX_KID = 65535  # the token stores the key id in two bytes
 
 
@@ -84,7 +84,7 @@ def key_ids(directory: str | Path) -> list[int]:
     return sorted(
         int(match.group(1))
         for match in (_KEY_FILE.fullmatch(p.name) for p in directory.iterdir())
-        if match
+        if match and int(match.group(1)) <= MAX_KID
     )
 
 

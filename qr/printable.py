@@ -1,10 +1,10 @@
 """The printable ticket (PDF, fpdf2) and the calendar file (.ics, icalendar).
 
-Names may be in any script: the PDF uses DejaVu Sans (Latin with diacritics, Greek,
-Cyrillic, Arabic) with Droid Sans Fallback for Chinese, Japanese and Korean, shaped by
-HarfBuzz; characters no font has (emoji) print as '?'. Without those fonts (Debian
-packages fonts-dejavu-core and fonts-droid-fallback) it falls back to Helvetica and
-Latin-1, still a valid ticket with a scannable QR code.
+Names print in Latin (with diacritics), Greek, Cyrillic and Arabic (DejaVu Sans) and
+in Chinese and Japanese (Droid Sans Fallback), shaped by HarfBuzz; characters no
+installed font has (Korean, most Indic scripts, many emoji) print as '?'. Without
+those fonts (Debian packages fonts-dejavu-core and fonts-droid-fallback) it falls
+back to Helvetica and Latin-1, still a valid ticket with a scannable QR code.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from fontTools.ttLib import TTFont
@@ -68,8 +68,15 @@ def ticket_pdf(facts: TicketFacts, labels: dict[str, str]) -> bytes:
     """Return an A5 PDF with the QR code, the booking code, place, time and holder.
 
     Args: facts; labels, the translated captions (keys: title, code, when, name,
-      show, keep).
+      show, keep). Rendering parses three fonts (about a second of CPU here), so the
+      result is kept per process for the same facts and labels.
     """
+    return _ticket_pdf(facts, tuple(sorted(labels.items())))
+
+
+@lru_cache(maxsize=256)
+def _ticket_pdf(facts: TicketFacts, label_items: tuple) -> bytes:
+    labels = dict(label_items)
     pdf = FPDF(format=(148, 210))  # A5 in mm
     pdf.set_auto_page_break(False)
     pdf.set_margins(12, 12, 12)

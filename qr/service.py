@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -24,27 +25,29 @@ def keyring() -> Keyring:
     retirement by ``flask tickets``), checked with one stat per call.
     """
     directory = Path(current_app.config["TICKET_KEY_DIR"])
-    try:
-        stamp = directory.stat().st_mtime_ns
-    except FileNotFoundError:
-        stamp = None
+    stamp = _folder_stamp(directory)  # read before loading: a change after it reloads
     cached = current_app.extensions.get("antri_keyring")
     if cached is None or cached[0] != stamp:
         env_pem = current_app.config.get("TICKET_PRIVATE_KEY")
         env_key = (current_app.config["TICKET_KEY_ID"], env_pem) if env_pem else None
         try:
             ring = load_keyring(directory, env_key)
-        except (ValueError, OSError) as exc:
+        except (ValueError, TypeError, OSError) as exc:
             # A damaged key must stop ticket work loudly, never sign with another key.
             log.error("ticket keys unavailable: %s", exc)
             raise KeysUnavailable() from None
-        try:
-            stamp = directory.stat().st_mtime_ns
-        except FileNotFoundError:
-            stamp = None  # keys only from the environment: nothing to watch
         current_app.extensions["antri_keyring"] = (stamp, ring)
         return ring
     return cached[1]
+
+
+def _folder_stamp(directory: Path) -> tuple | None:
+    """The key folder's state: its file names and mtime (None when it does not exist).
+    Names too, because two changes within one mtime tick leave the mtime unchanged."""
+    try:
+        return (directory.stat().st_mtime_ns, tuple(sorted(os.listdir(directory))))
+    except FileNotFoundError:
+        return None
 
 
 def public_keys_json() -> list[dict]:

@@ -8,7 +8,7 @@ Format version 1 (the full description, for other verifiers, is docs/tickets.md)
     token = Base45(body + sig)   (RFC 9285; 79 bytes -> 119 characters)
 
 All integers are big-endian. Base45's alphabet is exactly QR's alphanumeric set, so a
-token fits a version 7 QR code at error correction M. No personal data is inside.
+token fits a version 5 QR code at error correction M. No personal data is inside.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def verify_token(token: str, public_keys: dict[int, Ed25519PublicKey]) -> Ticket
       InvalidSignature.
     """
     text = (token or "").strip("\r\n\t")
-    if len(text) != TOKEN_LENGTH:
+    if len(text) != TOKEN_LENGTH or not text.isascii():  # ASCII: "ı".upper() is "I"
         raise InvalidFormat()
     try:
         raw = base45.b45decode(text.upper())

@@ -19,11 +19,14 @@ from slots.models import Booking
 from slots.notices import commit_and_deliver
 
 
-def _booking_from_url(code: str, key: str) -> Booking:
-    """Return the booking of a ticket capability URL, or 404 for any mismatch."""
+def _booking_from_url(code: str, key: str, usable: bool = False) -> Booking:
+    """Return the booking of a ticket capability URL, or 404 for any mismatch; with
+    ``usable``, 410 when it can no longer be used at the gate (no QR for it)."""
     booking = slots_service.find_booking(code)
     if booking is None or not slots_service.check_access_key(booking.code, key):
         abort(404)
+    if usable and booking.status not in ("confirmed", "checked_in"):
+        abort(410)
     return booking
 
 
@@ -81,9 +84,11 @@ def _download(data: bytes, mimetype: str, filename: str) -> Response:
 
 
 @bp.get("/tickets/<code>/<key>/ticket.pdf")
+@limiter.limit(lookup_ip_limit)
+@limiter.limit(lookup_code_limit, key_func=code_key)
 def ticket_pdf(code: str, key: str):
     """The printable ticket as an A5 PDF."""
-    booking = _booking_from_url(code, key)
+    booking = _booking_from_url(code, key, usable=True)
     labels = {
         "title": _("Antri ticket"),
         "code": _("Booking code"),
@@ -99,7 +104,7 @@ def ticket_pdf(code: str, key: str):
 @bp.get("/tickets/<code>/<key>/ticket.ics")
 def ticket_ics(code: str, key: str):
     """The slot as a calendar event (times in UTC)."""
-    booking = _booking_from_url(code, key)
+    booking = _booking_from_url(code, key, usable=True)
     facts = _facts(booking, key)
     summary = _("Pick-up at %(point)s (Antri %(code)s)", point=facts.point_name, code=booking.code)
     ics = printable.ticket_ics(facts, summary, facts.ticket_url)
@@ -109,7 +114,7 @@ def ticket_ics(code: str, key: str):
 @bp.get("/tickets/<code>/<key>/qr.svg")
 def ticket_qr_svg(code: str, key: str):
     """The ticket's QR code as SVG."""
-    booking = _booking_from_url(code, key)
+    booking = _booking_from_url(code, key, usable=True)
     response = Response(qr_svg(issue_ticket(booking)), mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response
@@ -126,7 +131,7 @@ def service_worker():
 @bp.get("/tickets/<code>/<key>/qr.png")
 def ticket_qr(code: str, key: str):
     """The ticket's QR code as a PNG image."""
-    booking = _booking_from_url(code, key)
+    booking = _booking_from_url(code, key, usable=True)
     response = Response(qr_png(issue_ticket(booking)), mimetype="image/png")
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response

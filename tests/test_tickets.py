@@ -251,3 +251,30 @@ def db_count(model) -> int:
     from extensions import db
 
     return db.session.scalar(select(func.count(model.id)))
+
+
+def test_a_cancelled_booking_has_no_usable_ticket_files(client, make_slot, nik):
+    slot = make_slot(capacity=2, starts_in=24 * 60)
+    booked = client.post(
+        "/api/v1/bookings",
+        json={"slot_id": slot.id, "name": "Siti", "nik": nik(), "phone": "081234567890"},
+    ).json
+    client.post(f"/api/v1/bookings/{booked['code']}/cancel", json={"phone": "081234567890"})
+    for url in ("qr_png_url", "qr_svg_url", "pdf_url", "ics_url"):
+        assert client.get(booked[url]).status_code == 410, url
+    assert client.get(booked["ticket_url"]).status_code == 200  # the page says cancelled
+
+
+def test_non_ascii_look_alikes_are_not_a_ticket(ring):
+    """'ı'.upper() is 'I' and 'ſ'.upper() is 'S': such a twin must not verify."""
+    token, _ = _token(ring)
+    for look_alike in ("ı", "ſ"):
+        twisted = token[:5] + look_alike + token[6:]
+        with pytest.raises(TicketError):
+            verify_token(twisted, ring.public_keys)
+
+
+def test_cli_will_not_rotate_a_key_given_by_the_environment(app, monkeypatch):
+    monkeypatch.setitem(app.config, "TICKET_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----")
+    result = app.test_cli_runner().invoke(args=["tickets", "rotate-key"])
+    assert result.exit_code != 0 and "TICKET_PRIVATE_KEY" in result.output
