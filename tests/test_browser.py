@@ -420,7 +420,12 @@ def test_resident_books_staff_admit_supervisor_sees(browser, live_server, proble
     expect(page.locator("main")).to_contain_text(RESIDENT["name"])
     qr = page.locator(".qr img")
     expect(qr).to_be_visible()
-    assert qr.evaluate("img => img.complete && img.naturalWidth > 0"), "the QR image did not load"
+    # The image loads after the page: wait for it rather than sample it once.
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.qr img');"
+        " return i && i.complete && i.naturalWidth > 0; }",
+        timeout=15_000,
+    )
     png = page.request.get(qr.evaluate("img => img.src"))
     assert png.ok and png.headers["content-type"] == "image/png", png.status
     decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png.body())))
@@ -450,7 +455,11 @@ def test_resident_books_staff_admit_supervisor_sees(browser, live_server, proble
     page.reload()
     expect(page.locator("#booking-code")).to_have_text(BOOKING_CODE)
     expect(page.locator(".qr img")).to_be_visible()
-    assert page.locator(".qr img").evaluate("img => img.complete && img.naturalWidth > 0")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.qr img');"
+        " return i && i.complete && i.naturalWidth > 0; }",
+        timeout=15_000,
+    )
     phone.set_offline(False)
     phone.close()
 
