@@ -46,6 +46,11 @@ test: $(VENV)/.dev translations browser
 	TZ=UTC $(BIN)/pytest
 	TZ=Asia/Jakarta $(BIN)/pytest -q -m "not browser"
 
+# One RQ worker (with RQ's schedulers) for messages, reminders, no-shows and purges;
+# needs REDIS_URL. Start as many as the load needs.
+worker: $(VENV)/.runtime translations
+	$(BIN)/flask worker
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import jobs
 from common.errors import DomainError
 from common.text import ensure_clean
 from common.timeutil import zone
@@ -61,6 +62,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(_reject_forbidden_characters)
     _register_template_helpers(app)
     _register_cli(app)
+    jobs.init_app(app)
     app.add_url_rule("/healthz", "healthz", healthz)
     return app
 
@@ -98,6 +100,7 @@ def _register_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from accounts import bp as accounts_bp
+    from admin import bp as admin_bp
     from api import bp as api_bp
     from checkin import bp as checkin_bp
     from qr import bp as qr_bp
@@ -107,6 +110,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(qr_bp)
     app.register_blueprint(checkin_bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(admin_bp)
     # The API authenticates with bearer tokens, never cookies, so CSRF does not apply.
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)

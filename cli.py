@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from common.errors import DomainError
 from common.timeutil import local_date, utcnow
@@ -129,11 +129,48 @@ notices_cli = AppGroup("notices", help="The outbox of messages to residents.")
 
 @notices_cli.command("deliver")
 @click.option("--limit", default=1000, type=click.IntRange(1), help="At most this many.")
-def notices_deliver(limit):
-    """Send notices still pending (e.g. after a crash between commit and delivery)."""
+@click.option(
+    "--retry-now",
+    is_flag=True,
+    help="First make failed notices and those waiting out a retry back-off due now.",
+)
+def notices_deliver(limit, retry_now):
+    """Send, from this process, the notices that are due (e.g. without a worker)."""
     from slots.notices import deliver_pending
+    from slots.notices import retry_now as make_due
 
-    click.echo(f"{deliver_pending(limit)} notices sent")
+    if retry_now:
+        click.echo(f"{make_due()} notices due again")
+    click.echo(f"{deliver_pending(limit=limit)} notices sent")
+
+
+@notices_cli.command("status")
+def notices_status():
+    """Count the notices per status, then list the failed ones (newest first)."""
+    from slots.notices import failed_notices, outbox_counts
+
+    counts = outbox_counts()
+    click.echo(" ".join(f"{status}={count}" for status, count in counts.items()))
+    for notice in failed_notices():
+        click.echo(
+            f"failed #{notice.id} {notice.kind} booking {notice.booking.code} "
+            f"attempts={notice.attempts} error={notice.last_error}"
+        )
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Work until the queue is empty, then exit.")
+@with_appcontext
+def worker_command(burst):
+    """Run an RQ worker (with RQ's schedulers) for Antri's background jobs.
+
+    Needs REDIS_URL. Run as many as needed; every job is safe to run in several.
+    """
+    from jobs import run_worker
+
+    if not current_app.config["REDIS_URL"]:
+        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inline.")
+    run_worker(burst=burst)
 
 
 @tickets_cli.command("keys")
@@ -281,4 +318,5 @@ def register(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(tickets_cli)
     app.cli.add_command(notices_cli)
+    app.cli.add_command(worker_command)
     app.cli.add_command(seed_demo)

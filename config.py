@@ -78,6 +78,27 @@ def _redis_url(raw: str) -> str | None:
     return url
 
 
+CHANNELS = ("log", "webhook")
+
+
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    """Return ``raw`` lowercased when it is one of ``allowed``; raise ConfigError."""
+    value = raw.strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+    return value
+
+
+def _http_url(name: str, raw: str) -> str | None:
+    """Return an http(s) URL, None when empty; raise ConfigError for another scheme."""
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http:// or https:// URL")
+    return value
+
+
 def parse_limit(name: str, raw: str) -> str:
     """Check a rate-limit string such as ``5/minute;20/hour``.
 
@@ -124,7 +145,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
     elif database_url.startswith("postgresql://"):
         database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
 
-    return {
+    config = {
         "ANTRI_ENV": "production" if production else "development",
         "SECRET_KEY": secret_key,
         "NIK_HASH_KEY": nik_key,
@@ -132,6 +153,32 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "REDIS_URL": _redis_url(get("REDIS_URL", "")),
         "NOTIFY_LOG_FILE": get("NOTIFY_LOG_FILE", "") or str(instance_path / "notifications.jsonl"),
         "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        # Messages to residents (slots.channels, jobs): the channel, its retries, timing.
+        "NOTIFY_CHANNEL": _choice("NOTIFY_CHANNEL", get("NOTIFY_CHANNEL", "log"), CHANNELS),
+        "NOTIFY_WEBHOOK_URL": _http_url("NOTIFY_WEBHOOK_URL", get("NOTIFY_WEBHOOK_URL", "")),
+        "NOTIFY_WEBHOOK_SECRET": get("NOTIFY_WEBHOOK_SECRET", ""),
+        "NOTIFY_WEBHOOK_TIMEOUT": parse_int(
+            "NOTIFY_WEBHOOK_TIMEOUT", get("NOTIFY_WEBHOOK_TIMEOUT", "10"), 1
+        ),
+        "NOTIFY_MAX_ATTEMPTS": parse_int("NOTIFY_MAX_ATTEMPTS", get("NOTIFY_MAX_ATTEMPTS", "5"), 1),
+        "NOTIFY_RETRY_SECONDS": parse_int(
+            "NOTIFY_RETRY_SECONDS", get("NOTIFY_RETRY_SECONDS", "30"), 1
+        ),
+        "NOTIFY_LEASE_SECONDS": parse_int(
+            "NOTIFY_LEASE_SECONDS", get("NOTIFY_LEASE_SECONDS", "120"), 1
+        ),
+        "REMINDER_MINUTES": parse_int("REMINDER_MINUTES", get("REMINDER_MINUTES", "60"), 1),
+        "NO_SHOW_GRACE_MINUTES": parse_int(
+            "NO_SHOW_GRACE_MINUTES", get("NO_SHOW_GRACE_MINUTES", "15"), 0
+        ),
+        "RETENTION_DAYS": parse_int("RETENTION_DAYS", get("RETENTION_DAYS", "30"), 1),
+        "RQ_QUEUE": get("RQ_QUEUE", "antri") or "antri",
+        "JOBS_RELAY_SECONDS": parse_int("JOBS_RELAY_SECONDS", get("JOBS_RELAY_SECONDS", "10"), 1),
+        "JOBS_TIMED_SECONDS": parse_int("JOBS_TIMED_SECONDS", get("JOBS_TIMED_SECONDS", "60"), 1),
+        # Without REDIS_URL, requests run the timed work themselves at most this often.
+        "INLINE_SWEEP_SECONDS": parse_int(
+            "INLINE_SWEEP_SECONDS", get("INLINE_SWEEP_SECONDS", "60"), 0
+        ),
         # A signing key given by the environment (PKCS#8 PEM) instead of the folder.
         "TICKET_PRIVATE_KEY": get("TICKET_PRIVATE_KEY", "").replace("\\n", "\n") or None,
         "TICKET_KEY_ID": parse_int("TICKET_KEY_ID", get("TICKET_KEY_ID", "1"), 1),
@@ -193,3 +240,10 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "JSON_SORT_KEYS": False,
     }
+    if config["NOTIFY_CHANNEL"] == "webhook" and not (
+        config["NOTIFY_WEBHOOK_URL"] and config["NOTIFY_WEBHOOK_SECRET"]
+    ):
+        raise ConfigError(
+            "NOTIFY_CHANNEL=webhook needs NOTIFY_WEBHOOK_URL and NOTIFY_WEBHOOK_SECRET"
+        )
+    return config

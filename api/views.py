@@ -51,6 +51,14 @@ def _text(body: dict[str, Any], field: str, required: bool = True) -> str:
     return value
 
 
+def _language(body: dict[str, Any]) -> str:
+    """The optional ``language`` of a resident's messages: "id" (default) or "en"."""
+    value = body.get("language", "id")
+    if not isinstance(value, str):
+        raise ValidationError("'language' must be a string.", code="invalid_language")
+    return value
+
+
 @bp.get("/market-points")
 def market_points():
     """List active market points; ``?q=`` filters by name, kecamatan or city."""
@@ -89,15 +97,20 @@ def create_booking():
     if not isinstance(slot_id, int) or isinstance(slot_id, bool):
         raise ValidationError("'slot_id' must be an integer.", code="invalid_slot_id")
     fields = (_text(body, "name"), _text(body, "nik"), _text(body, "phone"))
+    language = _language(body)
     key = request.headers.get("Idempotency-Key")
     headers = {}
     if key is None:
-        booking = slots_service.book_slot(slot_id, *fields)
+        booking = slots_service.book_slot(slot_id, *fields, language=language)
     else:
-        fingerprint = slots_service.request_fingerprint(
-            {"slot_id": slot_id, "name": fields[0], "nik": fields[1], "phone": fields[2]}
+        request_fields = {"slot_id": slot_id, "name": fields[0], "nik": fields[1]}
+        request_fields["phone"] = fields[2]
+        if "language" in body:
+            request_fields["language"] = language
+        fingerprint = slots_service.request_fingerprint(request_fields)
+        booking, replayed = slots_service.book_slot_once(
+            key, fingerprint, slot_id, *fields, language=language
         )
-        booking, replayed = slots_service.book_slot_once(key, fingerprint, slot_id, *fields)
         headers["Idempotent-Replayed"] = "true" if replayed else "false"
     body = booking_json(booking)  # before the commit, which would expire what it reads
     commit_and_deliver()
@@ -170,7 +183,11 @@ def join_waiting_list(slot_id: int):
     """Join a full slot's waiting list: ``{name, nik, phone}`` -> 201 with the position."""
     body = _json_body()
     entry = slots_service.join_waiting_list(
-        slot_id, _text(body, "name"), _text(body, "nik"), _text(body, "phone")
+        slot_id,
+        _text(body, "name"),
+        _text(body, "nik"),
+        _text(body, "phone"),
+        language=_language(body),
     )
     db.session.commit()
     return jsonify(waiting_json(entry)), 201

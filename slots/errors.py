@@ -23,6 +23,13 @@ class InvalidPhone(ValidationError):
     )
 
 
+class InvalidLanguage(ValidationError):
+    """The message language is not one Antri writes in."""
+
+    code = "invalid_language"
+    default_message = _l("The language must be 'id' (Bahasa Indonesia) or 'en' (English).")
+
+
 class InvalidName(ValidationError):
     """The name is empty or too long."""
 

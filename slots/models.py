@@ -138,15 +138,19 @@ class Booking(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(16), unique=True)
     slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"), index=True)
-    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), index=True)
+    # NULL once the personal data is purged (RETENTION_DAYS after the slot).
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     nik_last4: Mapped[str] = mapped_column(String(4))
     phone: Mapped[str] = mapped_column(String(20))
+    # The language the resident used: their messages are written in it.
+    language: Mapped[str] = mapped_column(String(8), default="id", server_default="id")
     status: Mapped[str] = mapped_column(String(16), default=CONFIRMED)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     checked_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     slot: Mapped[Slot] = relationship()
     resident: Mapped[Resident] = relationship()
@@ -187,13 +191,15 @@ class WaitingListEntry(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(16), unique=True)
     slot_id: Mapped[int] = mapped_column(ForeignKey("slot.id"), index=True)
-    resident_id: Mapped[int] = mapped_column(ForeignKey("resident.id"), index=True)
+    resident_id: Mapped[int | None] = mapped_column(ForeignKey("resident.id"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     nik_last4: Mapped[str] = mapped_column(String(4))
     phone: Mapped[str] = mapped_column(String(20))
+    language: Mapped[str] = mapped_column(String(8), default="id", server_default="id")
     status: Mapped[str] = mapped_column(String(16), default=WAITING)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"))
 
     slot: Mapped[Slot] = relationship()
@@ -218,24 +224,58 @@ class IdempotencyKey(db.Model):
     booking: Mapped[Booking | None] = relationship()
 
 
+# Notice statuses: pending (owed; sent once due_at has passed) -> sending (claimed by
+# one worker until lease_until) -> sent | failed (the channel refused, or the last retry
+# failed); void: no longer owed (a reminder for a booking cancelled first).
+NOTICE_PENDING = "pending"
+NOTICE_SENDING = "sending"
+NOTICE_SENT = "sent"
+NOTICE_FAILED = "failed"
+NOTICE_VOID = "void"
+# Message kinds, one per booking at most (uq_notice_booking_kind).
+NOTICE_KINDS = (
+    "confirmation",
+    "reminder",
+    "cancellation",
+    "promotion",
+    "slot_closed",
+    "slot_moved",
+)
+
+
 class Notice(db.Model):
     """An outbox row: a message owed to a resident about a booking.
 
     Written in the same transaction as the change it tells about; UNIQUE
-    (booking_id, kind) makes one message per booking per kind.
+    (booking_id, kind) makes one message per booking per kind, whatever number of
+    workers, schedulers or retries handle it. ``attempts`` counts claims: a claim
+    after the first may follow a worker that died mid-send, so channels make a repeat
+    of the same notice harmless (see ``slots.channels``).
     """
 
     __tablename__ = "notice"
     __table_args__ = (
         UniqueConstraint("booking_id", "kind", name="uq_notice_booking_kind"),
-        CheckConstraint("status IN ('pending','sent','failed')", name="status_known"),
+        CheckConstraint(
+            "status IN ('pending','sending','sent','failed','void')", name="status_known"
+        ),
+        Index("ix_notice_status_due_at", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     booking_id: Mapped[int] = mapped_column(ForeignKey("booking.id"))
     kind: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=NOTICE_PENDING)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Not sent before this instant (UTC): the reminder's time, or a retry's back-off.
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # The claim of the worker sending it; a later claim may take over once it passed.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the relay last handed it to RQ (so the relay does not flood the queue).
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    channel: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    last_error: Mapped[str] = mapped_column(String(300), default="", server_default="")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     booking: Mapped[Booking] = relationship()

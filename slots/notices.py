@@ -1,55 +1,88 @@
-"""Delivering the notice outbox, inline after a request's commit.
+"""The outbox of messages to residents: render, claim, send, retry, relay.
 
-The outbox rows (``slots.models.Notice``) are written in the booking transaction; here
-each pending row is claimed (pending -> sent, a conditional update, so two processes
-never both send it) and appended as one JSON line to NOTIFY_LOG_FILE, the ``log``
-channel. A crash between the claim and the write loses that line (at most once);
-the RQ relay of a later release makes delivery exactly once. Delivery never fails
-the request that caused it: the change is committed
-already, and a row left pending is picked up by the next delivery.
+The outbox rows (``slots.models.Notice``) are written in the transaction of the change
+they tell about (``slots.service.queue_notice``). Here they are delivered:
+
+- ``commit_and_deliver`` commits a request's change and, after the response has gone
+  out, hands the notices it queued on: to RQ when REDIS_URL is set (``jobs``), else
+  straight to the channel (inline jobs, for ``make run``). A dead Redis neither fails
+  nor slows the request: the rows stay pending and the relay finds them.
+- ``relay_outbox`` finds the notices that are due and not yet handed on (or whose
+  sender died mid-send) and marks them queued; ``jobs.relay`` enqueues them.
+- ``deliver_notice`` sends one: it claims the row (a conditional update: pending, or
+  sending with an expired lease -> sending), sends through the channel, marks it
+  sent; a failure sets it back to pending with an exponential back-off, and after
+  NOTIFY_MAX_ATTEMPTS marks it failed, which admins see (``failed_notices``).
+
+Exactly once (issue 7): UNIQUE (booking_id, kind) makes one message per booking per
+kind; the claim makes one sender at a time; a sender that died mid-send leaves a lease
+that expires, and the next claim resends under the same message id, which the channel
+does not deliver twice (``slots.channels``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import after_this_request, current_app, has_request_context, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from common.timeutil import utcnow, zone
 from extensions import db
-from slots.models import Booking, Notice, Slot
+from slots.channels import Channel, DeliveryError, DeliveryRefused, Message, channel_from_config
+from slots.models import (
+    CONFIRMED,
+    NOTICE_FAILED,
+    NOTICE_PENDING,
+    NOTICE_SENDING,
+    NOTICE_SENT,
+    NOTICE_VOID,
+    Booking,
+    Notice,
+    Slot,
+)
 
 log = logging.getLogger("antri.notices")
 
+# Only these kinds are still worth sending when the booking has moved on since.
+_ONLY_WHILE_CONFIRMED = ("reminder",)
+
 
 def commit_and_deliver() -> None:
-    """Commit the session, then deliver the notices this transaction queued.
+    """Commit the session, then hand on the notices this transaction queued.
 
-    The messages are rendered before the commit, from rows already in memory; in a
-    request they are sent after the response has gone out (the resident is not kept
-    waiting), elsewhere (CLI, jobs) right away. Errors are logged, never raised: the
-    change is committed, and a notice left pending is sent by ``deliver_pending``.
+    In a request the hand-over runs after the response has gone out (the resident is
+    not kept waiting), elsewhere (CLI, jobs) right away. With REDIS_URL set each due
+    notice becomes an RQ job (``jobs.enqueue_notices``); without, it is sent here.
+    Errors are logged, never raised: the change is committed, and a notice left
+    pending is sent by the relay (or ``flask notices deliver``).
     """
     queued = db.session.info.pop("new_notices", [])
-    outbox = [(notice.id, _line(notice)) for notice in queued if notice.id is not None]
+    now = utcnow()
+    due = [notice.id for notice in queued if notice.id is not None and notice.due_at <= now]
     db.session.commit()
-    if not outbox:
+    if not due:
         return
     app = current_app._get_current_object()
 
-    def deliver() -> None:
+    def hand_on() -> None:
         with app.app_context():
             try:
-                _send(outbox)
-            except Exception:  # best effort; the rows stay pending for the sweep
+                if app.config["REDIS_URL"]:
+                    from jobs import enqueue_notices
+
+                    enqueue_notices(due)
+                else:
+                    for notice_id in due:
+                        deliver_notice(notice_id)
+            except Exception:  # best effort; the rows stay pending for the relay
                 db.session.rollback()
-                log.exception("notice delivery failed; notices stay pending")
+                log.exception("notice hand-over failed; notices stay pending")
             finally:
                 db.session.remove()
 
@@ -57,118 +90,273 @@ def commit_and_deliver() -> None:
 
         @after_this_request
         def _after(response):
-            response.call_on_close(deliver)
+            response.call_on_close(hand_on)
             return response
 
     else:
-        deliver()
+        hand_on()
 
 
-def _line(notice: Notice) -> dict:
-    """The log channel's record of ``notice`` (without the send time)."""
-    return {
-        "notice_id": notice.id,
-        "kind": notice.kind,
-        "booking": notice.booking.code,
-        "to": notice.booking.phone,
-        "text": render_notice(notice),
-    }
+# Rendering -----------------------------------------------------------------------
 
 
-def _send(outbox: list[tuple[int, dict]]) -> int:
-    """Claim the pending notices of ``outbox`` (pending -> sent, one committed
-    conditional update, so a notice claimed elsewhere is skipped and none goes out
-    twice), then append their lines to NOTIFY_LOG_FILE. Returns how many were sent."""
-    now = utcnow()
-    claimed = set(
-        db.session.scalars(
-            update(Notice)
-            .where(
-                Notice.id.in_([notice_id for notice_id, _ in outbox]), Notice.status == "pending"
-            )
-            .values(status="sent", sent_at=now)
-            .returning(Notice.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-    )
-    db.session.commit()
-    lines = [
-        json.dumps({"at": now.isoformat(), **line}, ensure_ascii=False)
-        for notice_id, line in outbox
-        if notice_id in claimed
-    ]
-    if lines:
-        try:
-            path = Path(current_app.config["NOTIFY_LOG_FILE"])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write("".join(line + "\n" for line in lines))
-        except OSError:
-            # Not written: give the claims back so the next sweep sends them.
-            db.session.execute(
-                update(Notice)
-                .where(Notice.id.in_(claimed))
-                .values(status="pending", sent_at=None)
-                .execution_options(synchronize_session=False)
-            )
-            db.session.commit()
-            raise
-    return len(lines)
-
-
-def _ticket_link(notice: Notice) -> str:
+def _ticket_link(booking: Booking) -> str:
     from slots.service import booking_access_key
 
-    booking = notice.booking
     values = {"code": booking.code, "key": booking_access_key(booking.code), "_external": True}
-    if has_request_context():
-        return url_for("qr.ticket", **values)
+    # Links in messages always point at the public address, not at whichever host
+    # name the request that caused them happened to use.
     with current_app.test_request_context(base_url=current_app.config["PUBLIC_BASE_URL"]):
         return url_for("qr.ticket", **values)
 
 
 def render_notice(notice: Notice) -> str:
-    """Return the message text of ``notice`` in Bahasa Indonesia, with the ticket link."""
+    """Return the text of ``notice`` in the booking's language ("id" or "en").
+
+    Every kind but cancellation and slot_closed carries the ticket link; times are
+    the market point's local time with its zone abbreviation (e.g. WIB).
+    """
     booking = notice.booking
     point = booking.slot.market_point
     start = booking.slot.starts_at.astimezone(zone(point.timezone))
-    when = f"{start:%d-%m-%Y %H:%M} {start:%Z}"
-    with force_locale("id"):
-        if notice.kind == "cancellation":
-            text = _("Antri: booking %(code)s at %(point)s on %(when)s is cancelled.")
-        elif notice.kind == "promotion":
-            text = _(
-                "Antri: a place freed up. You have a booking %(code)s at %(point)s "
-                "on %(when)s. Ticket: %(link)s"
-            )
-        else:
-            text = _(
-                "Antri: booking %(code)s at %(point)s on %(when)s is confirmed. Ticket: %(link)s"
-            )
-    return text % {
+    values = {
         "code": booking.code,
         "point": point.name,
-        "when": when,
-        "link": _ticket_link(notice),
+        "when": f"{start:%d-%m-%Y %H:%M} {start:%Z}",
+        "link": _ticket_link(booking),
     }
+    with force_locale(booking.language or "id"):
+        texts = {
+            "confirmation": _(
+                "Antri: booking %(code)s at %(point)s on %(when)s is confirmed. Ticket: %(link)s"
+            ),
+            "reminder": _(
+                "Antri: reminder, your slot at %(point)s starts %(when)s. "
+                "Show your ticket at the gate: %(link)s"
+            ),
+            "cancellation": _("Antri: booking %(code)s at %(point)s on %(when)s is cancelled."),
+            "promotion": _(
+                "Antri: a place freed up. You have a booking %(code)s at %(point)s "
+                "on %(when)s. Ticket: %(link)s"
+            ),
+            "slot_closed": _(
+                "Antri: the market closed the slot of %(when)s at %(point)s. "
+                "Booking %(code)s is cancelled; please book another slot."
+            ),
+            "slot_moved": _(
+                "Antri: the market moved booking %(code)s at %(point)s to %(when)s. "
+                "Ticket: %(link)s"
+            ),
+        }
+        return texts[notice.kind] % values
 
 
-def deliver_pending(limit: int = 100) -> int:
-    """Send up to ``limit`` notices still pending (oldest first); return how many."""
-    ids = db.session.scalars(
-        select(Notice.id).where(Notice.status == "pending").order_by(Notice.id).limit(limit)
-    ).all()
-    return deliver_notices(list(ids))
+def message_for(notice: Notice) -> Message:
+    """Return the channel message of ``notice``; its id is stable across attempts."""
+    booking = notice.booking
+    return Message(
+        id=f"antri-notice-{notice.id}",
+        kind=notice.kind,
+        booking=booking.code,
+        to=booking.phone,
+        language=booking.language or "id",
+        text=render_notice(notice),
+    )
 
 
-def deliver_notices(ids: list[int]) -> int:
-    """Send the pending notices among ``ids`` through the log channel; return how many."""
-    if not ids:
-        return 0
-    notices = db.session.scalars(
+# Claiming and sending -------------------------------------------------------------
+
+
+def _claimable(now: datetime):
+    """The condition of a notice that a sender may claim at ``now``."""
+    return and_(
+        Notice.due_at <= now,
+        or_(
+            Notice.status == NOTICE_PENDING,
+            and_(Notice.status == NOTICE_SENDING, Notice.lease_until < now),
+        ),
+    )
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Back-off before attempt ``attempts + 1``: NOTIFY_RETRY_SECONDS doubled per
+    attempt made (30 s, 60 s, 120 s, ... by default), at most six hours."""
+    base = current_app.config["NOTIFY_RETRY_SECONDS"]
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``deliver_notice`` did: status is sent, retry, failed, void or skipped
+    (claimed elsewhere, not due, or done already); retry_at, aware UTC, for retry."""
+
+    status: str
+    retry_at: datetime | None = None
+
+
+def deliver_notice(
+    notice_id: int, now: datetime | None = None, channel: Channel | None = None
+) -> Outcome:
+    """Send one notice through the channel, at most once at a time.
+
+    Args: notice_id; now, aware UTC (default now); channel (default NOTIFY_CHANNEL).
+    Returns: an Outcome. Never raises for a channel failure: it is recorded on the
+      row (retry with back-off, or failed after NOTIFY_MAX_ATTEMPTS).
+    """
+    now = now or utcnow()
+    channel = channel or channel_from_config()
+    config = current_app.config
+    lease = timedelta(seconds=config["NOTIFY_LEASE_SECONDS"])
+    attempts = db.session.scalar(
+        update(Notice)
+        .where(Notice.id == notice_id, _claimable(now))
+        .values(
+            status=NOTICE_SENDING,
+            attempts=Notice.attempts + 1,
+            lease_until=now + lease,
+            channel=channel.name,
+        )
+        .returning(Notice.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()  # the claim is visible to every other sender from here
+    if attempts is None:
+        return Outcome("skipped")
+    notice = db.session.scalar(
         select(Notice)
-        .where(Notice.id.in_(ids), Notice.status == "pending")
+        .where(Notice.id == notice_id)
         .options(joinedload(Notice.booking).joinedload(Booking.slot).joinedload(Slot.market_point))
-        .order_by(Notice.id)
+    )
+    mine = and_(Notice.id == notice_id, Notice.attempts == attempts)
+    booking = notice.booking
+    if booking.purged_at is not None or (
+        notice.kind in _ONLY_WHILE_CONFIRMED and booking.status != CONFIRMED
+    ):
+        _finish(mine, status=NOTICE_VOID, lease_until=None)
+        return Outcome("void")
+    try:
+        channel.send(message_for(notice), repeat=attempts > 1, now=now)
+    except Exception as exc:  # noqa: BLE001 (a rendering bug must not wedge the row either)
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        if isinstance(exc, DeliveryRefused) or attempts >= config["NOTIFY_MAX_ATTEMPTS"]:
+            log.warning("notice %s failed for good: %s", notice_id, error)
+            _finish(mine, status=NOTICE_FAILED, lease_until=None, last_error=error)
+            return Outcome("failed")
+        if not isinstance(exc, DeliveryError):
+            log.exception("notice %s could not be rendered or sent", notice_id)
+        retry_at = now + retry_delay(attempts)
+        _finish(
+            mine,
+            status=NOTICE_PENDING,
+            lease_until=None,
+            queued_at=None,
+            due_at=retry_at,
+            last_error=error,
+        )
+        return Outcome("retry", retry_at)
+    _finish(mine, status=NOTICE_SENT, sent_at=now, lease_until=None, last_error="")
+    return Outcome("sent")
+
+
+def _finish(mine, **values) -> None:
+    """Record the end of this sender's attempt; a no-op when a later claim took over
+    (its own attempt decides)."""
+    db.session.execute(
+        update(Notice)
+        .where(mine, Notice.status == NOTICE_SENDING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def relay_outbox(now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Mark up to ``limit`` notices due for sending as queued and return their ids.
+
+    Due: pending with ``due_at`` passed, not handed on within NOTIFY_LEASE_SECONDS
+    (so an id lost with a Redis restart is handed on again, but a queue backlog is not
+    flooded), or sending with an expired lease (its sender died). Several relays may
+    run at once: the conditional update gives each id to one of them.
+    Args: now, aware UTC. Returns: ids, oldest first; the caller commits and enqueues.
+    """
+    now = now or utcnow()
+    stale = now - timedelta(seconds=current_app.config["NOTIFY_LEASE_SECONDS"])
+    not_queued = or_(Notice.queued_at.is_(None), Notice.queued_at <= stale)
+    ids = db.session.scalars(
+        select(Notice.id)
+        .where(_claimable(now), not_queued)
+        .order_by(Notice.due_at, Notice.id)
+        .limit(limit)
     ).all()
-    return _send([(notice.id, _line(notice)) for notice in notices])
+    if not ids:
+        return []
+    taken = db.session.scalars(
+        update(Notice)
+        .where(Notice.id.in_(ids), _claimable(now), not_queued)
+        .values(queued_at=now)
+        .returning(Notice.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(taken)
+
+
+def mark_queued(ids: list[int], now: datetime | None = None) -> None:
+    """Record that the pending notices ``ids`` were handed to RQ at ``now`` (aware UTC),
+    so the relay leaves them alone for NOTIFY_LEASE_SECONDS; commits."""
+    db.session.execute(
+        update(Notice)
+        .where(Notice.id.in_(ids), Notice.status == NOTICE_PENDING)
+        .values(queued_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
+def deliver_pending(now: datetime | None = None, limit: int = 500) -> int:
+    """Send, in this process, up to ``limit`` notices that are due; return how many
+    were sent. Used by inline jobs and ``flask notices deliver``."""
+    now = now or utcnow()
+    ids = relay_outbox(now, limit)
+    db.session.commit()
+    channel = channel_from_config()
+    return sum(deliver_notice(notice_id, now, channel).status == NOTICE_SENT for notice_id in ids)
+
+
+def retry_now(now: datetime | None = None) -> int:
+    """Make every notice waiting out a retry back-off (or failed) due at ``now``, with
+    its attempts counted afresh; return how many. For an operator who fixed the cause."""
+    now = now or utcnow()
+    count = db.session.execute(
+        update(Notice)
+        .where(
+            or_(
+                and_(Notice.status == NOTICE_PENDING, Notice.attempts > 0),
+                Notice.status == NOTICE_FAILED,
+            )
+        )
+        .values(status=NOTICE_PENDING, due_at=now, attempts=0, queued_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    return count
+
+
+def failed_notices(limit: int = 200) -> list[Notice]:
+    """Return the newest ``limit`` failed notices, with their bookings, for admins."""
+    return db.session.scalars(
+        select(Notice)
+        .where(Notice.status == NOTICE_FAILED)
+        .options(joinedload(Notice.booking).joinedload(Booking.slot).joinedload(Slot.market_point))
+        .order_by(Notice.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def outbox_counts() -> dict[str, int]:
+    """Return the number of notices per status (every status, zero included)."""
+    counts = dict.fromkeys(
+        (NOTICE_PENDING, NOTICE_SENDING, NOTICE_SENT, NOTICE_FAILED, NOTICE_VOID), 0
+    )
+    rows = db.session.execute(select(Notice.status, func.count(Notice.id)).group_by(Notice.status))
+    counts.update({status: count for status, count in rows})
+    return counts

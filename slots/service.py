@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
@@ -33,6 +33,7 @@ from slots.errors import (
     CancelNotAllowed,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
+    InvalidLanguage,
     InvalidPhone,
     InvalidSlotRange,
     LimitReached,
@@ -53,6 +54,8 @@ from slots.models import (
     EXPIRED,
     LEFT,
     NO_SHOW,
+    NOTICE_PENDING,
+    NOTICE_VOID,
     PROMOTED,
     SKIPPED,
     WAITING,
@@ -438,31 +441,41 @@ class ResidentInput:
     nik_hash: str
     nik_last4: str
     phone: str
+    language: str = "id"
 
 
-def resident_input(name: str, nik: str, phone: str) -> ResidentInput:
-    """Validate a resident's name, NIK and phone.
+def resident_input(name: str, nik: str, phone: str, language: str = "id") -> ResidentInput:
+    """Validate a resident's name, NIK, phone and message language.
 
-    Raises: InvalidName, InvalidNIK, InvalidPhone (422).
+    Args: language, a code of LANGUAGES ("id" or "en"): their messages use it.
+    Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage (422).
     """
     clean = clean_name(name)
     digits = validate_nik(nik)
     e164 = normalise_phone(phone)
+    if language not in current_app.config["LANGUAGES"]:
+        raise InvalidLanguage()
     return ResidentInput(
-        clean, hash_nik(digits, current_app.config["NIK_HASH_KEY"]), digits[-4:], e164
+        clean, hash_nik(digits, current_app.config["NIK_HASH_KEY"]), digits[-4:], e164, language
     )
 
 
 def book_slot(
-    slot_id: int, name: str, nik: str, phone: str, now: datetime | None = None
+    slot_id: int,
+    name: str,
+    nik: str,
+    phone: str,
+    now: datetime | None = None,
+    language: str = "id",
 ) -> Booking:
     """Book one place in a slot for a resident.
 
     Args: slot_id; name as on the KTP; nik, 16 digits (separators allowed); phone,
-      an Indonesian mobile number in any common form; now, aware UTC (default now).
+      an Indonesian mobile number in any common form; now, aware UTC (default now);
+      language, "id" or "en", the language of the resident's messages.
     Returns: the new confirmed Booking (flushed, not committed), with a pending
-      ``confirmation`` notice.
-    Raises: InvalidName, InvalidNIK, InvalidPhone (422); SlotNotFound (404);
+      ``confirmation`` notice and a ``reminder`` due REMINDER_MINUTES before the slot.
+    Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage (422); SlotNotFound (404);
       SlotClosed, LimitReached, SlotFull (409).
     Rules (DESIGN.md): capacity is a hard cap, enforced by a conditional update of
       ``slot.booked_count`` under a CHECK constraint; one NIK holds at most
@@ -472,7 +485,7 @@ def book_slot(
     now = now or utcnow()
     if not _valid_id(slot_id):
         raise SlotNotFound()
-    person = resident_input(name, nik, phone)
+    person = resident_input(name, nik, phone, language)
     slot = get_slot(slot_id, now)
     if slot.ends_at <= now:
         raise SlotClosed()
@@ -490,7 +503,8 @@ def book_slot(
 def _new_booking(
     slot: Slot, resident_id: int, person: ResidentInput, now: datetime, notice: str
 ) -> Booking:
-    """Insert a confirmed booking whose place is already counted, and its notice."""
+    """Insert a confirmed booking whose place is already counted, its ``notice`` and,
+    when the slot starts more than REMINDER_MINUTES from ``now``, its reminder."""
     booking = Booking(
         code=new_booking_code(),
         slot=slot,
@@ -498,25 +512,49 @@ def _new_booking(
         name=person.name,
         nik_last4=person.nik_last4,
         phone=person.phone,
+        language=person.language,
         status=CONFIRMED,
         created_at=now,
     )
     db.session.add(booking)
     queue_notice(booking, notice, now)
-    db.session.flush()  # one round trip inserts the booking and its notice
+    remind_at = slot.starts_at - timedelta(minutes=current_app.config["REMINDER_MINUTES"])
+    if remind_at > now:
+        queue_notice(booking, "reminder", now, due_at=remind_at)
+    db.session.flush()  # one round trip inserts the booking and its notices
     return booking
 
 
-def queue_notice(booking: Booking, kind: str, now: datetime | None = None) -> None:
+def queue_notice(
+    booking: Booking, kind: str, now: datetime | None = None, due_at: datetime | None = None
+) -> None:
     """Add the outbox row for message ``kind`` about ``booking`` (once per kind).
 
-    Kinds: confirmation, cancellation, promotion. The row commits with the change
-    it tells about (it is flushed with it); ``slots.notices.commit_and_deliver``
-    delivers the notices of the session after the commit.
+    Args: kind, one of ``NOTICE_KINDS``; now, aware UTC; due_at, aware UTC, the
+      earliest instant to send it (default now).
+    The row commits with the change it tells about (it is flushed with it), so a
+    message exists exactly when its change does (the transactional outbox, issue 7);
+    ``slots.notices.commit_and_deliver`` hands it on after the commit.
     """
-    notice = Notice(booking=booking, kind=kind, created_at=now or utcnow())
+    now = now or utcnow()
+    notice = Notice(booking=booking, kind=kind, created_at=now, due_at=due_at or now)
     db.session.add(notice)
     db.session.info.setdefault("new_notices", []).append(notice)
+
+
+def void_reminder(booking_id: int) -> None:
+    """Drop the pending reminder of a booking that no longer needs one (cancelled, no
+    show, closed): it is marked ``void``, never sent."""
+    db.session.execute(
+        update(Notice)
+        .where(
+            Notice.booking_id == booking_id,
+            Notice.kind == "reminder",
+            Notice.status == NOTICE_PENDING,
+        )
+        .values(status=NOTICE_VOID)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def request_fingerprint(fields: dict[str, object]) -> str:
@@ -537,6 +575,7 @@ def book_slot_once(
     nik: str,
     phone: str,
     now: datetime | None = None,
+    language: str = "id",
 ) -> tuple[Booking, bool]:
     """Book a slot at most once per idempotency ``key``.
 
@@ -565,7 +604,7 @@ def book_slot_once(
         if previous.request_hash != fingerprint or previous.booking is None:
             raise IdempotencyKeyReused()
         return previous.booking, True
-    booking = book_slot(slot_id, name, nik, phone, now)
+    booking = book_slot(slot_id, name, nik, phone, now, language)
     db.session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.id == claimed)
@@ -641,6 +680,7 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
         db.session.refresh(booking)
         raise CancelNotAllowed()
     queue_notice(booking, "cancellation", now)
+    void_reminder(booking.id)
     _lock_slot(booking.slot)
     _free_place(booking.slot, now)
     db.session.refresh(booking)
@@ -701,7 +741,9 @@ def _promote(slot: Slot, now: datetime) -> Booking | None:
         )
         if not claimed or not within:
             continue  # another transaction took this entry, or it may not book
-        person = ResidentInput(entry.name, resident.nik_hash, entry.nik_last4, entry.phone)
+        person = ResidentInput(
+            entry.name, resident.nik_hash, entry.nik_last4, entry.phone, entry.language
+        )
         booking = _new_booking(slot, entry.resident_id, person, now, "promotion")
         db.session.execute(
             update(WaitingListEntry)
@@ -717,7 +759,12 @@ def _promote(slot: Slot, now: datetime) -> Booking | None:
 
 
 def join_waiting_list(
-    slot_id: int, name: str, nik: str, phone: str, now: datetime | None = None
+    slot_id: int,
+    name: str,
+    nik: str,
+    phone: str,
+    now: datetime | None = None,
+    language: str = "id",
 ) -> WaitingListEntry:
     """Put a resident on a full slot's waiting list.
 
@@ -730,7 +777,7 @@ def join_waiting_list(
     now = now or utcnow()
     if not _valid_id(slot_id):
         raise SlotNotFound()
-    person = resident_input(name, nik, phone)
+    person = resident_input(name, nik, phone, language)
     slot = get_slot(slot_id, now)
     if slot.ends_at <= now:
         raise SlotClosed()
@@ -759,6 +806,7 @@ def join_waiting_list(
         name=person.name,
         nik_last4=person.nik_last4,
         phone=person.phone,
+        language=person.language,
         status=WAITING,
         created_at=now,
     )
@@ -828,6 +876,7 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
     for booking_id in overdue:
         if transition(Booking, booking_id, CONFIRMED, NO_SHOW):
             marked += 1
+            void_reminder(booking_id)
             db.session.execute(
                 update(Slot)
                 .where(
@@ -849,6 +898,116 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
     db.session.flush()
     db.session.expire_all()
     return marked, expired
+
+
+def release_late_arrivals(now: datetime | None = None) -> int:
+    """Hand the places of residents who have not arrived to those waiting for them.
+
+    A confirmed booking whose slot started NO_SHOW_GRACE_MINUTES or more before ``now``
+    and is still running, with someone on the slot's waiting list, becomes ``no_show``
+    and its place goes to the first in line who may take it (a ``promotion`` notice;
+    see ``_promote``). Slots nobody waits for are left alone: freeing the place would
+    help nobody and would turn away a late resident whose ticket is still valid.
+    Args: now, aware UTC (default now). Returns: the number of bookings released.
+    Rule: issue 7 ("freeing a place whose resident has not arrived within the grace").
+    """
+    now = now or utcnow()
+    grace = timedelta(minutes=current_app.config["NO_SHOW_GRACE_MINUTES"])
+    someone_waiting = (
+        select(WaitingListEntry.id)
+        .where(WaitingListEntry.slot_id == Slot.id, WaitingListEntry.status == WAITING)
+        .exists()
+    )
+    late = db.session.execute(
+        select(Booking.id, Booking.slot_id)
+        .join(Slot, Booking.slot_id == Slot.id)
+        .where(
+            Booking.status == CONFIRMED,
+            Slot.starts_at <= now - grace,
+            Slot.ends_at > now,
+            someone_waiting,
+        )
+        .order_by(Booking.slot_id, Booking.id)
+    ).all()
+    released = 0
+    for booking_id, slot_id in late:
+        slot = db.session.get(Slot, slot_id)
+        _lock_slot(slot)
+        # Under the slot's lock: release only while somebody still waits.
+        if not db.session.scalar(select(someone_waiting.where(Slot.id == slot_id))):
+            continue
+        if transition(Booking, booking_id, CONFIRMED, NO_SHOW):
+            void_reminder(booking_id)
+            _free_place(slot, now)
+            released += 1
+    return released
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    """What one ``purge_personal_data`` run erased (counts of rows)."""
+
+    bookings: int
+    waiting_entries: int
+    residents: int
+    idempotency_keys: int
+
+
+def purge_personal_data(now: datetime | None = None) -> PurgeCounts:
+    """Erase residents' personal data RETENTION_DAYS after their slot ended.
+
+    Bookings and waiting-list entries keep their code, slot, status and times (the
+    counts supervisors report on) but lose name, phone, NIK digits and the link to the
+    resident; residents with nothing left are deleted (their NIK hash with them);
+    idempotency keys that old go too, and a notice still owed to a purged booking is
+    voided (there is nobody to send it to). Safe to repeat.
+    Args: now, aware UTC (default now). Returns: PurgeCounts.
+    Rule: issue 7 (personal data purged RETENTION_DAYS after the slot); DESIGN.md privacy.
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(days=current_app.config["RETENTION_DAYS"])
+    ended = select(Slot.id).where(Slot.ends_at <= cutoff).scalar_subquery()
+    erased = {"name": "", "phone": "", "nik_last4": "", "resident_id": None, "purged_at": now}
+    bookings = db.session.execute(
+        update(Booking)
+        .where(Booking.slot_id.in_(ended), Booking.purged_at.is_(None))
+        .values(**erased)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    entries = db.session.execute(
+        update(WaitingListEntry)
+        .where(WaitingListEntry.slot_id.in_(ended), WaitingListEntry.purged_at.is_(None))
+        .values(**erased)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.execute(
+        update(Notice)
+        .where(
+            Notice.status == NOTICE_PENDING,
+            Notice.booking_id.in_(select(Booking.id).where(Booking.purged_at.is_not(None))),
+        )
+        .values(status=NOTICE_VOID)
+        .execution_options(synchronize_session=False)
+    )
+    # Only residents first seen before the cut-off: a newer one may be booking now.
+    residents = db.session.execute(
+        delete(Resident)
+        .where(
+            Resident.created_at <= cutoff,
+            ~select(Booking.id).where(Booking.resident_id == Resident.id).exists(),
+            ~select(WaitingListEntry.id)
+            .where(WaitingListEntry.resident_id == Resident.id)
+            .exists(),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    keys = db.session.execute(
+        delete(IdempotencyKey)
+        .where(IdempotencyKey.created_at <= cutoff)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.expire_all()
+    return PurgeCounts(bookings, entries, residents, keys)
 
 
 def slot_local_times(slot: Slot) -> tuple[datetime, datetime]:

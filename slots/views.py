@@ -6,6 +6,7 @@ import secrets
 from datetime import timedelta
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from common.errors import DomainError
@@ -44,6 +45,11 @@ def _no_store(page: str, status: int):
     return page, status, {"Cache-Control": "private, no-store"}
 
 
+def _page_language() -> str:
+    """The language the resident is reading the page in: their messages use it."""
+    return str(get_locale() or "id")
+
+
 @bp.route("/slots/<int:slot_id>/book", methods=["GET", "POST"])
 @limiter.limit(booking_ip_limit, methods=["POST"])
 @limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik, methods=["POST"])
@@ -62,6 +68,7 @@ def book(slot_id: int):
                 service.request_fingerprint({"slot_id": slot_id, "fields": fields}),
                 slot_id,
                 *fields,
+                language=_page_language(),
             )
         except DomainError as exc:
             db.session.rollback()
@@ -96,7 +103,11 @@ def join_waiting_list(slot_id: int):
     if form.validate_on_submit():
         try:
             entry = service.join_waiting_list(
-                slot_id, form.name.data or "", form.nik.data or "", form.phone.data or ""
+                slot_id,
+                form.name.data or "",
+                form.nik.data or "",
+                form.phone.data or "",
+                language=_page_language(),
             )
         except DomainError as exc:
             db.session.rollback()

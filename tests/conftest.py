@@ -75,6 +75,7 @@ def app(request, tmp_path_factory):
             "TICKET_KEY_DIR": str(instance / "keys"),
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_ENABLED": False,  # tests/test_rate_limits.py turns them on
+            "INLINE_SWEEP_SECONDS": 0,  # timed work runs when a test says so
             "SERVER_NAME": "antri.test",
             "TESTING": True,
         }

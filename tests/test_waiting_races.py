@@ -141,13 +141,18 @@ def test_a_notice_that_cannot_be_written_stays_pending(
     monkeypatch.setitem(app.config, "NOTIFY_LOG_FILE", str(tmp_path))  # a folder
     slot = make_slot(capacity=1, starts_in=180)
     assert _book(client, slot.id, nik()).status_code == 201
-    assert db.session.scalars(select(Notice.status)).all() == ["pending"]
+    confirmation = select(Notice).where(Notice.kind == "confirmation")
+    notice = db.session.scalar(confirmation)
+    assert (notice.status, notice.attempts) == ("pending", 1)
+    assert notice.last_error.startswith("DeliveryError: cannot write")
     log_file = tmp_path / "notices.jsonl"
     monkeypatch.setitem(app.config, "NOTIFY_LOG_FILE", str(log_file))
-    result = app.test_cli_runner().invoke(args=["notices", "deliver"])
-    assert "1 notices sent" in result.output
+    # Still in its retry back-off: nothing is due yet, until the operator says so.
+    assert "0 notices sent" in app.test_cli_runner().invoke(args=["notices", "deliver"]).output
+    result = app.test_cli_runner().invoke(args=["notices", "deliver", "--retry-now"])
+    assert "1 notices due again" in result.output and "1 notices sent" in result.output
     db.session.expire_all()
-    assert db.session.scalars(select(Notice.status)).all() == ["sent"]
+    assert db.session.scalar(confirmation).status == "sent"
     assert json.loads(log_file.read_text())["kind"] == "confirmation"
 
 

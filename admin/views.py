@@ -1,0 +1,35 @@
+"""Admin pages over the services of the other blueprints; admins only."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_wtf import FlaskForm
+
+from accounts.auth import page_roles
+from accounts.models import ADMIN
+from admin import bp
+from slots.notices import failed_notices, outbox_counts, retry_now
+
+
+@bp.get("/notices")
+@page_roles(ADMIN)
+def notices():
+    """The outbox: counts per status and every message that failed, with its error."""
+    return render_template(
+        "admin/notices.html",
+        counts=outbox_counts(),
+        failed=failed_notices(),
+        form=FlaskForm(),
+    )
+
+
+@bp.post("/notices/retry")
+@page_roles(ADMIN)
+def retry_notices():
+    """Make failed notices (and those waiting out a back-off) due again, now."""
+    form = FlaskForm()
+    if form.validate_on_submit():
+        count = retry_now()
+        flash(_("%(count)d messages will be sent again.", count=count), "ok")
+    return redirect(url_for("admin.notices"))

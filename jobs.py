@@ -1,0 +1,310 @@
+"""Background work: the RQ job functions, the relay that feeds them, and the worker.
+
+Every job calls the same services the web app does, inside an app context, and ends
+its database session, so one worker process can run any number of them. Jobs are
+safe to run twice or at the same time in several workers: each one's effect is
+decided by a conditional update in the database (DESIGN.md: the database is the
+source of truth; Redis only carries work).
+
+Timed work runs on RQ's own schedulers: ``rq.cron.CronScheduler`` enqueues the relay
+every JOBS_RELAY_SECONDS and the timed work every JOBS_TIMED_SECONDS; the worker's
+built-in scheduler (``with_scheduler``) runs the jobs enqueued for later (retries).
+Several workers each run a cron scheduler: the duplicates find nothing left to do.
+
+Without REDIS_URL (``make run``) there is no worker: notices are sent inline after
+the request, and ``inline_sweep`` runs the relay and the timed work at most every
+INLINE_SWEEP_SECONDS after a request.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import redis
+from flask import Flask, current_app, has_app_context
+from rq import Queue, SimpleWorker
+from rq.cron import CronScheduler
+
+from common.timeutil import utcnow
+from extensions import db
+
+log = logging.getLogger("antri.jobs")
+
+# After a failed enqueue, web processes leave Redis alone this long (seconds): the
+# relay hands the notices on once it is back.
+REDIS_BACKOFF_SECONDS = 5.0
+_redis_down_until = 0.0
+_connections: dict[str, redis.Redis] = {}
+_lock = threading.Lock()
+
+
+def redis_connection(url: str) -> redis.Redis:
+    """Return this process's Redis client for ``url`` (short timeouts, so a dead Redis
+    costs at most about a second)."""
+    with _lock:
+        if url not in _connections:
+            _connections[url] = redis.Redis.from_url(
+                url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30
+            )
+        return _connections[url]
+
+
+def job_queue() -> Queue:
+    """Return the RQ queue RQ_QUEUE on REDIS_URL. Raises RuntimeError without REDIS_URL."""
+    url = current_app.config["REDIS_URL"]
+    if not url:
+        raise RuntimeError("REDIS_URL is not set: jobs run inline")
+    return Queue(current_app.config["RQ_QUEUE"], connection=redis_connection(url))
+
+
+def _parse_now(now_iso: str | None) -> datetime | None:
+    """A job's ``now`` argument: an ISO 8601 instant with offset, or None for the clock.
+    Jobs take the instant as an argument so tests (and operators) can run them for a
+    chosen moment."""
+    if now_iso is None:
+        return None
+    parsed = datetime.fromisoformat(now_iso)
+    if parsed.tzinfo is None:
+        raise ValueError("now_iso must carry a UTC offset")
+    return parsed
+
+
+_worker_app: Flask | None = None
+
+
+def in_app_context(func: Callable) -> Callable:
+    """Run a job function inside an app context (the worker's, or one made for a plain
+    ``rq worker``), and end its database session afterwards whatever happens."""
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        global _worker_app
+        if has_app_context():
+            return _run_in_session(func, args, kwargs)
+        if _worker_app is None:
+            from app import create_app
+
+            _worker_app = create_app()
+        with _worker_app.app_context():
+            return _run_in_session(func, args, kwargs)
+
+    return run
+
+
+def _run_in_session(func: Callable, args: tuple, kwargs: dict) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except Exception:
+        db.session.rollback()
+        raise
+    finally:
+        db.session.remove()
+
+
+# Jobs -----------------------------------------------------------------------------
+
+
+@in_app_context
+def deliver_notice(notice_id: int, now_iso: str | None = None) -> str:
+    """Job: send one notice (``slots.notices.deliver_notice``); on a failure worth a
+    retry, enqueue itself again for the back-off time on RQ's scheduler.
+    Returns the outcome's status (sent, retry, failed, void, skipped)."""
+    from slots.notices import deliver_notice as deliver
+
+    outcome = deliver(notice_id, _parse_now(now_iso))
+    if outcome.status == "retry":
+        try:
+            job_queue().enqueue_at(outcome.retry_at, deliver_notice, notice_id)
+        except redis.RedisError:
+            log.warning("could not schedule the retry of notice %s; the relay will", notice_id)
+    return outcome.status
+
+
+@in_app_context
+def relay(now_iso: str | None = None) -> int:
+    """Job: hand every notice that is due to RQ (``slots.notices.relay_outbox``).
+    Returns how many were enqueued."""
+    from slots.notices import relay_outbox
+
+    ids = relay_outbox(_parse_now(now_iso))
+    db.session.commit()
+    _enqueue(ids, now_iso)
+    return len(ids)
+
+
+@in_app_context
+def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
+    """Job: the clock's work, each step in its own transaction.
+
+    1. release the places of residents not there NO_SHOW_GRACE_MINUTES into a slot
+       others wait for (promotions are notified);
+    2. mark no-shows once a slot's window plus CHECKIN_LATE_MINUTES has passed, and
+       expire waiting lists of ended slots;
+    3. purge personal data RETENTION_DAYS after the slot.
+    Returns the counts of each step.
+    """
+    from slots import service
+    from slots.notices import commit_and_deliver
+
+    now = _parse_now(now_iso) or utcnow()
+    released = service.release_late_arrivals(now)
+    commit_and_deliver()
+    no_shows, expired = service.expire_past_slots(now)
+    db.session.commit()
+    purged = service.purge_personal_data(now)
+    db.session.commit()
+    counts = {
+        "released": released,
+        "no_shows": no_shows,
+        "waiting_expired": expired,
+        "bookings_purged": purged.bookings,
+        "residents_purged": purged.residents,
+    }
+    if any(counts.values()):
+        log.info("timed work at %s: %s", now.isoformat(), counts)
+    return counts
+
+
+# Handing work to RQ -------------------------------------------------------------------
+
+
+def _enqueue(ids: list[int], now_iso: str | None = None) -> None:
+    """Enqueue one ``deliver_notice`` job per id, in one round trip."""
+    if not ids:
+        return
+    queue = job_queue()
+    queue.enqueue_many(
+        [
+            Queue.prepare_data(deliver_notice, args=(notice_id, now_iso), result_ttl=3600)
+            for notice_id in ids
+        ]
+    )
+
+
+def enqueue_notices(ids: list[int]) -> bool:
+    """Hand the notices ``ids`` to RQ from a web process; False when Redis is down.
+
+    Never raises: a failure leaves the notices pending for the relay, and further
+    attempts from this process wait REDIS_BACKOFF_SECONDS (a dead Redis is not
+    knocked on by every request).
+    """
+    global _redis_down_until
+    if time.monotonic() < _redis_down_until:
+        return False
+    try:
+        _enqueue(ids)
+    except redis.RedisError as exc:
+        _redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+        log.warning("Redis unavailable (%s); %d notices wait for the relay", exc, len(ids))
+        return False
+    # Marked as handed on, so the relay does not enqueue them a second time.
+    from slots.notices import mark_queued
+
+    mark_queued(ids)
+    return True
+
+
+# Inline mode ------------------------------------------------------------------------
+
+_last_sweep = 0.0
+_sweeping = threading.Lock()
+
+
+def inline_sweep() -> None:
+    """Without Redis: run the relay (sending inline) and the timed work, at most once per
+    INLINE_SWEEP_SECONDS per process; called after a response has gone out."""
+    global _last_sweep
+    interval = current_app.config["INLINE_SWEEP_SECONDS"]
+    if not interval or time.monotonic() - _last_sweep < interval:
+        return
+    if not _sweeping.acquire(blocking=False):
+        return
+    try:
+        _last_sweep = time.monotonic()
+        from slots.notices import deliver_pending
+
+        run_timed_work()
+        _run_in_session(deliver_pending, (), {})
+    except Exception:
+        log.exception("inline sweep failed; it runs again later")
+    finally:
+        _sweeping.release()
+
+
+def init_app(app: Flask) -> None:
+    """Register the inline sweep after each request when REDIS_URL is not set."""
+
+    @app.after_request
+    def _sweep_after(response):
+        interval = app.config["INLINE_SWEEP_SECONDS"]
+        if not app.config["REDIS_URL"] and interval and time.monotonic() - _last_sweep >= interval:
+
+            def sweep() -> None:
+                with app.app_context():
+                    inline_sweep()
+
+            response.call_on_close(sweep)
+        return response
+
+
+# The worker -------------------------------------------------------------------------
+
+
+def _cron(connection: redis.Redis, queue_name: str) -> CronScheduler:
+    """RQ's cron scheduler with Antri's periodic jobs registered."""
+    config = current_app.config
+    cron = CronScheduler(connection=connection)
+    cron.register(relay, queue_name, interval=config["JOBS_RELAY_SECONDS"], result_ttl=600)
+    cron.register(run_timed_work, queue_name, interval=config["JOBS_TIMED_SECONDS"], result_ttl=600)
+    return cron
+
+
+def run_worker(burst: bool = False) -> None:
+    """Run one RQ worker on RQ_QUEUE with RQ's schedulers, in the current app context.
+
+    With ``burst``: enqueue the relay and the timed work once, work until the queue is
+    empty, then return. Without: also enqueue them on their intervals from a thread,
+    and reconnect after Redis goes away, until stopped (SIGTERM/SIGINT: RQ finishes
+    the job at hand first).
+    Raises: RuntimeError without REDIS_URL.
+    """
+    queue = job_queue()
+    connection = queue.connection
+    cron = _cron(connection, queue.name)
+    worker = SimpleWorker([queue], connection=connection)
+    if burst:
+        cron.enqueue_jobs()
+        worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+        return
+    stop = threading.Event()
+    thread = threading.Thread(target=_cron_loop, args=(cron, stop), daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                worker.work(with_scheduler=True, logging_level="INFO")
+                return
+            except redis.ConnectionError as exc:
+                log.warning("Redis unavailable (%s); the worker retries in 5 s", exc)
+                time.sleep(5)
+                worker = SimpleWorker([queue], connection=connection)
+    finally:
+        stop.set()
+
+
+def _cron_loop(cron: CronScheduler, stop: threading.Event) -> None:
+    """Enqueue the periodic jobs when due until ``stop`` is set; survive Redis outages."""
+    while not stop.is_set():
+        try:
+            cron.enqueue_jobs()
+            pause = cron.calculate_sleep_interval()
+        except redis.RedisError as exc:
+            log.warning("cron: Redis unavailable (%s)", exc)
+            pause = 5
+        stop.wait(max(pause, 0.5))
