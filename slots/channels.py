@@ -111,13 +111,25 @@ class LogChannel:
         return False
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would turn the POST into a GET without the
+    message and report the GET's answer as a delivery."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: PLR0913
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class WebhookChannel:
     """POSTs each message as JSON to a gateway URL.
 
     Headers: ``Idempotency-Key`` (the message id: a gateway drops repeats by it),
     ``X-Antri-Signature: sha256=<hex HMAC-SHA256 of the body with the shared secret>``.
     A 2xx answer is delivery; 408, 425, 429 and 5xx, timeouts and network errors are
-    retried; any other status is a refusal.
+    retried; any other status (3xx included: a moved gateway is a configuration to
+    fix) is a refusal.
     """
 
     name = "webhook"
@@ -142,7 +154,7 @@ class WebhookChannel:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310
+            with _OPENER.open(request, timeout=self.timeout) as answer:
                 answer.read(1024)
         except urllib.error.HTTPError as exc:
             with exc:

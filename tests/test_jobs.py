@@ -517,3 +517,14 @@ def test_without_redis_requests_run_the_sweep_now_and_then(
     db.session.commit()
     client.get("/", buffered=True)
     assert len(lines(log_file)) == 1
+
+
+def test_webhook_does_not_follow_a_redirect(gateway):
+    from slots.channels import DeliveryRefused
+
+    gateway.answers = [302]
+    channel = WebhookChannel(f"http://127.0.0.1:{gateway.server_address[1]}/", "s", timeout=5)
+    message = Message("antri-notice-7", "confirmation", "X", "+62", "id", "t")
+    with pytest.raises(DeliveryRefused, match="302"):
+        channel.send(message, repeat=False, now=utcnow())
+    assert len(gateway.received) == 1
