@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
 
+from common import events
 from common.errors import DomainError
 from common.timeutil import local_day_bounds, local_instant, utcnow, zone
 from extensions import db
@@ -504,7 +505,22 @@ def _new_booking(
     db.session.add(booking)
     queue_notice(booking, notice, now)
     db.session.flush()  # one round trip inserts the booking and its notice
+    _record_event("booking", booking, slot, now)
     return booking
+
+
+def _record_event(kind: str, booking: Booking, slot: Slot, now: datetime) -> None:
+    """Tell the live feed (after the commit) that ``booking`` was made or cancelled."""
+    events.record(
+        {
+            "kind": kind,
+            "point_id": slot.market_point_id,
+            "market_point": slot.market_point.code,
+            "slot_id": slot.id,
+            "booking_id": booking.id,
+            "at": now.isoformat(),
+        }
+    )
 
 
 def queue_notice(booking: Booking, kind: str, now: datetime | None = None) -> None:
@@ -641,6 +657,7 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
         db.session.refresh(booking)
         raise CancelNotAllowed()
     queue_notice(booking, "cancellation", now)
+    _record_event("cancellation", booking, booking.slot, now)
     _lock_slot(booking.slot)
     _free_place(booking.slot, now)
     db.session.refresh(booking)
