@@ -263,7 +263,7 @@ def check_out(
     logged = ADMITTED if result == CHECKED_OUT else REFUSED
     scan = _log(point, user, booking, now, "out", kind, logged, reason, device)
     inside = inside_now([point.id], now)[point.id] if result == CHECKED_OUT else None
-    _record_scan(result, point, scan, booking, inside)
+    _record_scan("check_out" if result == CHECKED_OUT else result, point, scan, booking, inside)
     return ScanResult(result, reason, _message(reason, args, booking), booking, scan)
 
 
