@@ -14,7 +14,7 @@ from checkin.service import BUCKET_MINUTES, PointDay
 from common.timeutil import zone
 
 WIDTH, HEIGHT = 720, 220
-LEFT, RIGHT, TOP, BOTTOM = 36, 8, 10, 24
+LEFT, RIGHT, TOP, BOTTOM = 36, 22, 10, 24
 
 
 @dataclass(frozen=True)
