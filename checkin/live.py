@@ -107,21 +107,22 @@ class Hub:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._started = 0.0
 
     def ensure_running(self, wait: float = 1.0) -> bool:
-        """Start the reader thread in this process if needed and wait up to ``wait``
-        seconds for it to subscribe; a thread already running but cut off from Redis
-        is not waited for (it reconnects on its own). Returns: True when subscribed."""
+        """Start the reader thread in this process if needed and wait until ``wait``
+        seconds after its start for it to subscribe; a thread running longer but cut
+        off from Redis is not waited for (it reconnects on its own).
+        Returns: True when subscribed."""
         with self._lock:
-            started = False
             if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
                 self._pid = os.getpid()  # a forked worker needs a thread of its own
                 self.connected.clear()
                 self._queues = set()
+                self._started = time.monotonic()
                 self._thread = threading.Thread(target=self._run, name="antri-live", daemon=True)
                 self._thread.start()
-                started = True
-        return self.connected.wait(wait if started else 0)
+        return self.connected.wait(max(0.0, self._started + wait - time.monotonic()))
 
     def subscribe(self) -> queue.Queue:
         """Register a stream; returns the queue its events (JSON text, point id) arrive on."""
