@@ -39,7 +39,6 @@ from tests.test_browser import (
     _sign_in,
     _slot_window,
     _wait_healthy,
-    browser,  # noqa: F401  (the session's Chromium)
 )
 
 pytestmark = [
@@ -148,7 +147,7 @@ def _book(server: LiveServer, slot_id: int, serial: int) -> str:
     return body["code"]
 
 
-def test_a_scan_changes_the_open_supervisor_page(browser, live_redis_server):  # noqa: F811
+def test_a_scan_changes_the_open_supervisor_page(browser, live_redis_server):
     server, token, slot_id = live_redis_server
     SHOTS.mkdir(parents=True, exist_ok=True)
     taken: list[Path] = []
