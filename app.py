@@ -90,6 +90,9 @@ def _register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     login_manager.login_view = "accounts.login"
     login_manager.login_message = None
+    from checkin import live
+
+    live.init_app(app)  # after overrides: tests point REDIS_URL and LIVE_CHANNEL elsewhere
 
     # Every model module must be imported so migrations and relationships see it.
     import accounts.auth  # noqa: F401  (registers the user loader)

@@ -232,6 +232,17 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "RATE_LIMIT_LOOKUP_CODE": parse_limit(
             "RATE_LIMIT_LOOKUP_CODE", get("RATE_LIMIT_LOOKUP_CODE", "10/minute;50/hour")
         ),
+        # Live feed (checkin/live.py): the pub/sub channel is shared by every Redis
+        # database number, so parallel deployments or test runs need their own name.
+        "LIVE_CHANNEL": get("LIVE_CHANNEL", "antri:live").strip() or "antri:live",
+        "LIVE_HEARTBEAT_SECONDS": parse_int(
+            "LIVE_HEARTBEAT_SECONDS", get("LIVE_HEARTBEAT_SECONDS", "15"), 1
+        ),
+        "LIVE_STREAM_MAX_SECONDS": parse_int(
+            "LIVE_STREAM_MAX_SECONDS", get("LIVE_STREAM_MAX_SECONDS", "1800"), 10
+        ),
+        "LIVE_RETRY_SECONDS": parse_int("LIVE_RETRY_SECONDS", get("LIVE_RETRY_SECONDS", "5"), 1),
+        "LIVE_POLL_SECONDS": parse_int("LIVE_POLL_SECONDS", get("LIVE_POLL_SECONDS", "5"), 1),
         "PROXY_HOPS": parse_int("PROXY_HOPS", get("PROXY_HOPS", "0"), 0),
         "BABEL_DEFAULT_LOCALE": get("BABEL_DEFAULT_LOCALE", "id"),
         "BABEL_DEFAULT_TIMEZONE": get("DEFAULT_TIMEZONE", "Asia/Jakarta"),

@@ -72,3 +72,29 @@ def page_roles(*roles: str) -> Callable:
         return wrapped
 
     return decorator
+
+
+def api_or_page_roles(*roles: str) -> Callable:
+    """Decorate an API view that pages call too: a bearer token when the request has
+    an ``Authorization`` header, else the login session; the user needs one of ``roles``.
+
+    The user is put in ``g.api_user``. Raises Unauthorized (401) without either,
+    WrongRole (403) for another role. Only for GET views: a session-authenticated
+    POST would need a CSRF token.
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if "Authorization" in request.headers or not current_user.is_authenticated:
+                user = bearer_user()
+            else:
+                user = current_user._get_current_object()
+            if user.role not in roles:
+                raise WrongRole()
+            g.api_user = user
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator

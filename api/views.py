@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 
-from accounts.auth import api_roles
+from accounts.auth import api_or_page_roles, api_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
 from api import bp
 from api.schemas import booking_json, market_point_json, slot_json, waiting_json
+from checkin import exports, live
 from checkin import service as checkin_service
 from common.db import run_with_retry
-from common.errors import ValidationError
+from common.errors import DomainError, Forbidden, ValidationError
 from common.limits import (
     booking_ip_limit,
     booking_nik_limit,
@@ -27,6 +28,7 @@ from common.timeutil import local_date, parse_day, utcnow
 from extensions import db, limiter
 from qr.service import public_keys_json
 from slots import service as slots_service
+from slots.models import MarketPoint
 from slots.notices import commit_and_deliver
 
 
@@ -241,3 +243,112 @@ def keys():
 def occupancy():
     """Every active point: inside now, safe limit, booked and checked in today."""
     return jsonify(checkin_service.occupancy())
+
+
+class LiveUnavailable(DomainError):
+    """The live feed needs Redis, and Redis is not configured or not answering."""
+
+    code = "live_unavailable"
+    status = 503
+    default_message = "The live feed is not available now; poll /api/v1/occupancy/overview."
+
+
+def _visible_points(code: str | None) -> list[MarketPoint]:
+    """The points the caller (``g.api_user``) may watch, or only ``code`` among them.
+
+    Staff see their own point only. Raises: MarketPointNotFound (404) for an unknown
+    code, Forbidden (403) for staff naming another point.
+    """
+    user = g.api_user
+    if code is not None:
+        point = slots_service.get_market_point(code)
+        if not user.can_act_at(point):
+            raise Forbidden()
+        return [point]
+    if user.role == STAFF:
+        return [user.market_point] if user.market_point is not None else []
+    return checkin_service.active_points()
+
+
+def _query_day(points: list[MarketPoint]):
+    """The ``?date=YYYY-MM-DD`` of the request, or today where the first point is.
+
+    Raises: ValidationError 400 ``invalid_date`` for anything else.
+    """
+    raw = request.args.get("date")
+    if raw is None:
+        tz_name = points[0].timezone if points else current_app.config["DEFAULT_TIMEZONE"]
+        return local_date(utcnow(), tz_name)
+    try:
+        return parse_day(raw)
+    except ValueError:
+        raise ValidationError(
+            "date must be a date YYYY-MM-DD between 2000 and 2100.",
+            code="invalid_date",
+            status=400,
+        ) from None
+
+
+@bp.get("/occupancy/overview")
+@api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
+def occupancy_overview():
+    """Every point the caller may see (``?market_point=CODE`` for one): inside now,
+    gauge level, today's counts and alerts. Pages poll this when there is no stream."""
+    points = _visible_points(request.args.get("market_point"))
+    response = jsonify(checkin_service.overview(points=points))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/occupancy/stream")
+@api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
+def occupancy_stream():
+    """Server-Sent Events: a snapshot of the points the caller may see, then every
+    check-in, check-out, booking and cancellation there as it commits (checkin/live.py).
+    503 ``live_unavailable`` without Redis."""
+    code = request.args.get("market_point")
+    points = _visible_points(code)
+    hub = current_app.extensions.get(live.HUB)
+    if hub is None or not hub.ensure_running():
+        raise LiveUnavailable(retry_after=current_app.config["LIVE_RETRY_SECONDS"])
+    q = hub.subscribe()  # before the snapshot, so nothing falls between the two
+    try:
+        snapshot = checkin_service.overview(points=points)
+    except Exception:
+        hub.unsubscribe(q)
+        raise
+    only = {p.id for p in points} if code is not None or g.api_user.role == STAFF else None
+    config = current_app.config
+    body = live.stream(
+        hub,
+        q,
+        snapshot,
+        only,
+        config["LIVE_HEARTBEAT_SECONDS"],
+        config["LIVE_STREAM_MAX_SECONDS"],
+    )
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return Response(body, mimetype="text/event-stream", headers=headers)
+
+
+@bp.get("/exports/bookings.csv")
+@api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
+def export_bookings():
+    """A day's bookings and check-ins as CSV (checkin/exports.py says what is in it):
+    ``?date=YYYY-MM-DD`` (default today) and ``market_point=CODE`` (default all the
+    caller may see)."""
+    code = request.args.get("market_point")
+    points = _visible_points(code)
+    day = _query_day(points)
+    body = exports.to_csv(exports.booking_rows(points, day))
+    name = f"antri-bookings-{points[0].code if code else 'all'}-{day.isoformat()}.csv"
+    name = "".join(ch for ch in name if ch.isalnum() or ch in "-_.")
+    return Response(
+        body,
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from flask import flash, render_template, request
+from flask import current_app, flash, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
 from accounts.auth import page_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
-from checkin import bp, service
+from checkin import bp, charts, live, service
 from checkin.forms import ScanForm
-from common.timeutil import utcnow
+from common.errors import ValidationError
+from common.timeutil import local_date, parse_day, utcnow
 from extensions import db
 from slots import service as slots_service
 from slots.models import MarketPoint
@@ -52,22 +53,92 @@ def gate():
     )
 
 
+# Sort keys of the overview: (row value, largest first?). Fullest first by default:
+# the points that may need a held gate come to the top.
+SORTS = {
+    "fullness": (lambda r: r["inside_now"] / r["safe_limit"], True),
+    "name": (lambda r: r["market_point"]["name"].lower(), False),
+    "city": (lambda r: (r["market_point"]["city"], r["market_point"]["kecamatan"]), False),
+    "booked": (lambda r: r["booked_today"], True),
+    "checked_in": (lambda r: r["checked_in_today"], True),
+    "no_show": (lambda r: r["no_show_today"], True),
+    "waiting": (lambda r: r["waiting_today"], True),
+}
+
+
+def _live_urls(code: str | None = None) -> dict:
+    """The stream URL (None without Redis: the page polls instead) and the poll URL."""
+    args = {"market_point": code} if code else {}
+    has_hub = live.HUB in current_app.extensions
+    return {
+        "stream_url": url_for("api.occupancy_stream", **args) if has_hub else None,
+        "poll_url": url_for("api.occupancy_overview", **args),
+        "poll_seconds": current_app.config["LIVE_POLL_SECONDS"],
+    }
+
+
 @bp.get("/supervisor")
 @page_roles(SUPERVISOR, ADMIN)
 def supervisor():
-    """Every market point: inside now against its safe limit, and today's slots."""
+    """Every market point: inside now against its safe limit, today's counts, alerts;
+    ``?city=``, ``?kecamatan=`` filter, ``?sort=`` orders (SORTS)."""
     now = utcnow()
-    points = list(
-        db.session.scalars(
-            select(MarketPoint)
-            .where(MarketPoint.active.is_(True))
-            .order_by(MarketPoint.city, MarketPoint.name)
-        )
-    )
-    inside = service.inside_now([p.id for p in points], now)
-    stats = service.slot_stats(points, now)
-    # Fullest first: the points that may need a held gate come to the top.
-    points.sort(key=lambda p: -inside[p.id] / p.safe_limit)
+    everywhere = service.active_points()
+    city = request.args.get("city", "")
+    kecamatan = request.args.get("kecamatan", "")
+    sort = request.args.get("sort", "fullness")
+    sort = sort if sort in SORTS else "fullness"
+    points = [
+        p
+        for p in everywhere
+        if (not city or p.city == city) and (not kecamatan or p.kecamatan == kecamatan)
+    ]
+    rows = service.overview(now, points)
+    key, largest_first = SORTS[sort]
+    rows.sort(key=key, reverse=largest_first)
+    cities = sorted({p.city for p in everywhere if p.city})
+    kecamatans = sorted({p.kecamatan for p in everywhere if p.kecamatan and p.city == city})
+    if not city:
+        kecamatans = sorted({p.kecamatan for p in everywhere if p.kecamatan})
     return render_template(
-        "checkin/supervisor.html", points=points, inside=inside, stats=stats, now=now
+        "checkin/supervisor.html",
+        rows=rows,
+        stats=service.slot_stats(points, now),
+        timezones={p.id: p.timezone for p in points},
+        now=now,
+        city=city,
+        kecamatan=kecamatan,
+        sort=sort,
+        cities=cities,
+        kecamatans=kecamatans,
+        today=local_date(now, current_app.config["DEFAULT_TIMEZONE"]),
+        **_live_urls(),
+    )
+
+
+@bp.get("/supervisor/points/<code>")
+@page_roles(SUPERVISOR, ADMIN)
+def point_detail(code: str):
+    """One point's day (``?date=YYYY-MM-DD``, default today): slots with counts,
+    arrivals per 10 minutes against bookings, people inside over the day."""
+    point = slots_service.get_market_point(code)
+    now = utcnow()
+    raw = request.args.get("date")
+    try:
+        day = parse_day(raw) if raw else local_date(now, point.timezone)
+    except ValueError:
+        raise ValidationError(_("The date is not valid."), code="invalid_date", status=400)
+    point_day = service.point_day(point, day, now)
+    row = service.overview(now, [point])[0]
+    return render_template(
+        "checkin/point.html",
+        point=point,
+        day=point_day,
+        row=row,
+        today=local_date(now, point.timezone),
+        arrivals=charts.arrivals_chart(point_day),
+        inside_chart=charts.inside_chart(point_day),
+        now=now,
+        # Only today moves; another day's page is a still picture.
+        **(_live_urls(point.code) if day == local_date(now, point.timezone) else {}),
     )

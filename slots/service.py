@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
 
+from common import events
 from common.errors import DomainError
 from common.timeutil import local_day_bounds, local_instant, utcnow, zone
 from extensions import db
@@ -522,7 +523,22 @@ def _new_booking(
     if remind_at > now:
         queue_notice(booking, "reminder", now, due_at=remind_at)
     db.session.flush()  # one round trip inserts the booking and its notices
+    _record_event("booking", booking, slot, now)
     return booking
+
+
+def _record_event(kind: str, booking: Booking, slot: Slot, now: datetime) -> None:
+    """Tell the live feed (after the commit) that ``booking`` was made or cancelled."""
+    events.record(
+        {
+            "kind": kind,
+            "point_id": slot.market_point_id,
+            "market_point": slot.market_point.code,
+            "slot_id": slot.id,
+            "booking_id": booking.id,
+            "at": now.isoformat(),
+        }
+    )
 
 
 def queue_notice(
@@ -681,6 +697,7 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
         raise CancelNotAllowed()
     queue_notice(booking, "cancellation", now)
     void_reminder(booking.id)
+    _record_event("cancellation", booking, booking.slot, now)
     _lock_slot(booking.slot)
     _free_place(booking.slot, now)
     db.session.refresh(booking)

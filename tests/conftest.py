@@ -223,6 +223,27 @@ def redis_url() -> str:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium through Playwright, one per test session (Playwright's
+    sync API allows one instance per thread, so every browser test module shares it)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.fail("CI=true but /usr/bin/chromium is missing (make browser)", pytrace=False)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        SERVICES_RUN.add("chromium")
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 def pytest_terminal_summary(terminalreporter):
     """Say which databases and services the suite exercised."""
     ran = ", ".join(sorted(BACKENDS_RUN)) or "none"

@@ -37,10 +37,7 @@ from playwright.sync_api import (
     Page,
     Response,
     expect,
-    sync_playwright,
 )
-
-from tests.conftest import SERVICES_RUN
 
 CHROMIUM = Path("/usr/bin/chromium")
 UNDER_CI = os.environ.get("CI") == "true"
@@ -68,6 +65,8 @@ BOSS = ("boss2@antri.test", "boss-pass-1")
 RESIDENT = {"name": "Siti Aminah", "nik": "3171044505900001", "phone": "0812 3456 7890"}
 BOOKING_CODE = re.compile(r"[ACDEFGHJKMNPQRTUVWXY34679]{4}-[ACDEFGHJKMNPQRTUVWXY34679]{4}")
 
+# The session's Chromium is the ``browser`` fixture in conftest.py (one Playwright per
+# process: every browser test module shares it).
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -288,22 +287,6 @@ def live_server(tmp_path_factory) -> Iterator[LiveServer]:
 
 
 # The browser ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    """Debian's headless Chromium through Playwright."""
-    if not CHROMIUM.exists():
-        pytest.fail("CI=true but /usr/bin/chromium is missing (make browser)", pytrace=False)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        SERVICES_RUN.add("chromium")
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @dataclass

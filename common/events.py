@@ -1,0 +1,66 @@
+"""Events that happen in a transaction and are told to others only after it commits.
+
+A service calls ``record(event)`` while it works; the event waits in the session's
+``info`` under ``"live_events"``. One SQLAlchemy ``after_commit`` listener hands the
+waiting events to the app's publisher (``app.extensions["antri_publisher"]``, set by
+``checkin.live.init_app``); a rollback drops them. So nobody hears of a check-in that
+did not happen, and nobody hears of one before it is in the database.
+
+This module knows nothing of Redis or of the check-in feature: ``slots`` and
+``checkin`` both record events here without importing each other (DESIGN.md,
+dependency direction).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, has_app_context
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from extensions import db
+
+log = logging.getLogger("antri.events")
+
+KEY = "live_events"
+PUBLISHER = "antri_publisher"
+
+Publisher = Callable[[list[dict[str, Any]]], None]
+
+
+def record(payload: dict[str, Any]) -> None:
+    """Queue ``payload`` (a JSON-safe dict) to be published after this transaction commits.
+
+    Args: payload, e.g. ``{"kind": "check_in", "point_id": 3, ...}``.
+    Returns: None; the event is dropped if the transaction rolls back.
+    """
+    db.session.info.setdefault(KEY, []).append(payload)
+
+
+def _after_commit(session: Session) -> None:
+    """Publish the committed transaction's events; never raises (the work is done)."""
+    events = session.info.pop(KEY, None)
+    if not events or not has_app_context():
+        return
+    publisher: Publisher | None = current_app.extensions.get(PUBLISHER)
+    if publisher is None:
+        return
+    try:
+        publisher(events)
+    except Exception:  # a publisher bug must not turn a committed request into a 500
+        log.exception("publishing %d live events failed", len(events))
+
+
+def _after_rollback(session: Session, previous: Any) -> None:
+    """Forget the events of work that was rolled back (not for a savepoint's rollback,
+    which leaves the outer transaction's work in place)."""
+    if not getattr(previous, "nested", False):
+        session.info.pop(KEY, None)
+
+
+# Every session (the request's scoped session and any other) follows the same rule.
+event.listen(Session, "after_commit", _after_commit)
+event.listen(Session, "after_soft_rollback", _after_rollback)

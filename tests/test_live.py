@@ -1,0 +1,406 @@
+"""Live occupancy: events on Redis pub/sub after the commit, the SSE stream, the
+fallback without Redis, the supervisor's overview and point pages, the CSV export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import queue
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+import redis as redis_lib
+
+from checkin import live
+from checkin.exports import safe_cell
+from checkin.service import check_in
+from extensions import db
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when the block ends
+
+
+@pytest.fixture
+def live_app(app, redis_url):
+    """The app publishing on a channel of its own (pub/sub channels ignore the Redis
+    database number, so parallel runs must not share one)."""
+    saved = {key: app.config[key] for key in ("REDIS_URL", "LIVE_CHANNEL")}
+    app.config.update(REDIS_URL=redis_url, LIVE_CHANNEL=f"antri-test:{uuid.uuid4().hex}")
+    live.init_app(app)
+    yield app
+    app.config.update(saved)
+    live.init_app(app)
+
+
+@pytest.fixture
+def channel(live_app, redis_url):
+    """A subscription to the app's live channel: ``channel(point_id)`` returns the
+    events for that point received so far (waiting up to 2 s for the first)."""
+    client = redis_lib.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(live_app.config["LIVE_CHANNEL"])
+    pubsub.get_message(timeout=1)  # the subscribe confirmation
+
+    def received(point_id: int, wait: float = 2.0) -> list[dict]:
+        events = []
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=0.2)
+            if message is None:
+                if events:
+                    break
+                continue
+            event = json.loads(message["data"])
+            if event["point_id"] == point_id:
+                events.append(event)
+        return events
+
+    yield received
+    pubsub.close()
+    client.close()
+
+
+def _book(client, slot, nik, phone="0812-3456-7890"):
+    answer = client.post(
+        "/api/v1/bookings",
+        json={"slot_id": slot.id, "name": "Siti Aminah", "nik": nik, "phone": phone},
+    )
+    assert answer.status_code == 201, answer.json
+    return answer.json
+
+
+# Publishing ---------------------------------------------------------------------
+
+
+def test_check_in_publishes_one_event_after_commit(client, make_slot, make_user, nik, channel):
+    slot = make_slot(capacity=3, starts_in=-5)
+    point = slot.market_point
+    _, token = make_user("gate@antri.test", "staff", point)
+    booked = _book(client, slot, nik())
+    [booking_event] = channel(point.id)
+    assert booking_event["kind"] == "booking"
+    assert booking_event["slot_id"] == slot.id and booking_event["market_point"] == point.code
+
+    answer = client.post(
+        "/api/v1/checkin",
+        json={"code": booked["code"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.json["result"] == "admitted"
+    [event] = channel(point.id)
+    assert event["kind"] == "check_in"
+    assert event["market_point"] == point.code
+    assert event["inside_now"] == 1 and event["safe_limit"] == point.safe_limit
+    assert event["slot_id"] == slot.id and event["id"]
+    assert "Siti" not in json.dumps(event) and booked["nik_last4"] not in json.dumps(event)
+
+    again = client.post(
+        "/api/v1/checkin",
+        json={"code": booked["code"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert again.json["reason"] == "already_checked_in"
+    [refused] = channel(point.id)
+    assert refused["kind"] == "refused" and refused["reason"] == "already_checked_in"
+
+    out = client.post(
+        "/api/v1/checkout",
+        json={"code": booked["code"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert out.json["result"] == "checked_out"
+    [left] = channel(point.id)
+    assert left["kind"] == "check_out" and left["inside_now"] == 0
+
+
+def test_cancel_publishes_and_rolled_back_work_does_not(client, make_slot, make_user, nik, channel):
+    slot = make_slot(capacity=3, starts_in=24 * 60)
+    point = slot.market_point
+    user, _ = make_user("gate@antri.test", "staff", point)
+    booked = _book(client, slot, nik())
+    assert [e["kind"] for e in channel(point.id)] == ["booking"]
+    cancelled = client.post(
+        f"/api/v1/bookings/{booked['code']}/cancel", json={"phone": "0812-3456-7890"}
+    )
+    assert cancelled.json["status"] == "cancelled"
+    [event] = channel(point.id)
+    assert event["kind"] == "cancellation" and event["slot_id"] == slot.id
+
+    # A scan whose transaction rolls back is never told.
+    check_in(booked["code"], point, db.session.get(type(user), user.id))
+    db.session.rollback()
+    assert channel(point.id, wait=1.0) == []
+
+
+# The stream ---------------------------------------------------------------------
+
+
+def _read_stream(response, out: queue.Queue, stop: threading.Event) -> None:
+    """Put each SSE message (text) of a streamed test-client response on ``out``."""
+    buffer = ""
+    for chunk in response.response:
+        buffer += chunk.decode() if isinstance(chunk, bytes) else chunk
+        while "\n\n" in buffer:
+            message, buffer = buffer.split("\n\n", 1)
+            out.put(message)
+        if stop.is_set():
+            return
+
+
+def _data(message: str) -> dict | None:
+    lines = [line[6:] for line in message.split("\n") if line.startswith("data: ")]
+    return json.loads("\n".join(lines)) if lines else None
+
+
+def test_stream_sends_snapshot_then_the_check_in(client, make_slot, make_user, nik, live_app):
+    live_app.config["LIVE_HEARTBEAT_SECONDS"] = 1
+    slot = make_slot(capacity=3, starts_in=-5)
+    point = slot.market_point
+    _, staff = make_user("gate@antri.test", "staff", point)
+    _, boss = make_user("boss@antri.test", "supervisor")
+    booked = _book(client, slot, nik())
+
+    response = client.get(
+        "/api/v1/occupancy/stream", headers={"Authorization": f"Bearer {boss}"}, buffered=False
+    )
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    messages: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    reader = threading.Thread(target=_read_stream, args=(response, messages, stop), daemon=True)
+    reader.start()
+    assert messages.get(timeout=5) == "retry: 2000"
+    snapshot = _data(messages.get(timeout=5))
+    assert snapshot["kind"] == "snapshot"
+    [row] = [r for r in snapshot["points"] if r["market_point"]["code"] == point.code]
+    assert row["inside_now"] == 0 and row["booked_today"] == 1
+
+    sent = time.monotonic()
+    client.post(
+        "/api/v1/checkin",
+        json={"code": booked["code"]},
+        headers={"Authorization": f"Bearer {staff}"},
+    )
+    event = None
+    while event is None:
+        message = messages.get(timeout=5)
+        if message.startswith(": keepalive"):
+            continue
+        assert message.startswith("id: ")
+        candidate = _data(message)
+        if candidate["point_id"] == point.id and candidate["kind"] == "check_in":
+            event = candidate
+    assert time.monotonic() - sent < 1.0
+    assert event["inside_now"] == 1
+    assert messages.get(timeout=3).startswith(": keepalive")  # heartbeat after 1 s quiet
+    stop.set()
+    reader.join(timeout=5)
+    response.close()
+
+
+def test_stream_needs_a_supervisor_or_the_staff_of_the_point(
+    client, make_point, make_user, live_app
+):
+    point = make_point()
+    other = make_point(code="JKT-901")
+    _, staff = make_user("gate@antri.test", "staff", point)
+    assert client.get("/api/v1/occupancy/stream").status_code == 401
+    refused = client.get(
+        f"/api/v1/occupancy/stream?market_point={other.code}",
+        headers={"Authorization": f"Bearer {staff}"},
+    )
+    assert refused.status_code == 403
+    unknown = client.get(
+        "/api/v1/occupancy/stream?market_point=NOPE-1",
+        headers={"Authorization": f"Bearer {staff}"},
+    )
+    assert unknown.status_code == 404
+
+
+def test_without_redis_requests_stay_fast_and_the_stream_says_503(
+    app, client, make_slot, make_user, nik
+):
+    saved = app.config["REDIS_URL"]
+    app.config["REDIS_URL"] = f"redis://127.0.0.1:{_closed_port()}/0"
+    live.init_app(app)
+    try:
+        slot = make_slot(capacity=3, starts_in=-5)
+        _, staff = make_user("gate@antri.test", "staff", slot.market_point)
+        _, boss = make_user("boss@antri.test", "supervisor")
+        for serial in range(2):
+            began = time.monotonic()
+            booked = _book(client, slot, nik())
+            answer = client.post(
+                "/api/v1/checkin",
+                json={"code": booked["code"]},
+                headers={"Authorization": f"Bearer {staff}"},
+            )
+            assert answer.status_code == 200 and answer.json["result"] == "admitted"
+            assert answer.json["inside_now"] == serial + 1
+            assert time.monotonic() - began < 1.0
+        stream = client.get("/api/v1/occupancy/stream", headers={"Authorization": f"Bearer {boss}"})
+        assert stream.status_code == 503 and stream.json["error"] == "live_unavailable"
+        polled = client.get(
+            "/api/v1/occupancy/overview", headers={"Authorization": f"Bearer {boss}"}
+        )
+        assert polled.status_code == 200
+        [row] = [r for r in polled.json if r["market_point"]["id"] == slot.market_point_id]
+        assert row["inside_now"] == 2 and row["checked_in_today"] == 2
+    finally:
+        app.config["REDIS_URL"] = saved
+        live.init_app(app)
+    unset = client.get("/api/v1/occupancy/stream", headers={"Authorization": f"Bearer {boss}"})
+    assert unset.status_code == 503 and unset.json["error"] == "live_unavailable"
+
+
+# Pages --------------------------------------------------------------------------
+
+
+def _login(client, email, password="correct-horse-1"):
+    return client.post("/login", data={"email": email, "password": password})
+
+
+def test_overview_filters_sorts_and_alerts(client, make_point, make_slot, make_user, nik):
+    full = make_point(code="JKT-910", name="Pasar Penuh", safe_limit=1)
+    make_point(code="JKT-911", name="Pasar Timur", city="Jakarta Timur", kecamatan="Matraman")
+    slot = make_slot(capacity=3, starts_in=-5, point=full)
+    _, staff = make_user("gate@antri.test", "staff", full)
+    make_user("boss@antri.test", "supervisor")
+    booked = _book(client, slot, nik())
+    client.post(
+        "/api/v1/checkin",
+        json={"code": booked["code"]},
+        headers={"Authorization": f"Bearer {staff}"},
+    )
+    _login(client, "boss@antri.test")
+
+    page = client.get("/supervisor")
+    assert page.status_code == 200
+    assert page.text.index("Pasar Penuh") < page.text.index("Pasar Timur")  # fullest first
+    assert 'data-alert="at_limit"' in page.text
+    assert 'class="gauge full"' in page.text and 'data-inside="1">1 / 1<' in page.text
+    assert 'data-poll="/api/v1/occupancy/overview"' in page.text
+    assert "data-stream=" not in page.text  # no Redis: the page polls
+
+    east = client.get("/supervisor?city=Jakarta+Timur")
+    assert "Pasar Timur" in east.text and "Pasar Penuh" not in east.text
+    senen = client.get("/supervisor?kecamatan=Senen&sort=name")
+    assert "Pasar Penuh" in senen.text and "Pasar Timur" not in senen.text
+    by_name = client.get("/supervisor?sort=name")
+    assert by_name.text.index("Pasar Penuh") < by_name.text.index("Pasar Timur")
+    assert client.get("/supervisor?sort=%3Cx%3E").status_code == 200
+
+    polled = client.get("/api/v1/occupancy/overview")  # the page's session is enough
+    [row] = [r for r in polled.json if r["market_point"]["code"] == "JKT-910"]
+    assert row["level"] == "full" and row["alerts"] == ["at_limit"]
+    assert row["booked_today"] == 1 and row["checked_in_today"] == 1
+
+
+def test_point_page_slots_and_charts(client, make_point, make_slot, make_user, nik):
+    point = make_point(code="JKT-920", safe_limit=10)
+    slot = make_slot(capacity=4, starts_in=-5, point=point)
+    _, staff = make_user("gate@antri.test", "staff", point)
+    make_user("boss@antri.test", "supervisor")
+    codes = [_book(client, slot, nik())["code"] for _ in range(3)]
+    client.post(
+        "/api/v1/checkin", json={"code": codes[0]}, headers={"Authorization": f"Bearer {staff}"}
+    )
+    _login(client, "boss@antri.test")
+    page = client.get(f"/supervisor/points/{point.code}")
+    assert page.status_code == 200
+    row = page.text[page.text.index(f'data-slot-id="{slot.id}"') :]
+    cells = [
+        row.split(f'data-field="{field}">')[1].split("<")[0]
+        for field in ("booked", "checked_in", "no_show", "remaining")
+    ]
+    assert cells == ["3", "1", "0", "1"]
+    assert 'id="arrivals-chart"' in page.text and 'id="inside-chart"' in page.text
+    assert "1 checked in" in page.text or "1 sudah masuk" in page.text
+    assert f"market_point={point.code}" in page.text  # the download button
+    assert client.get(f"/supervisor/points/{point.code}?date=2024-13-01").status_code == 400
+    assert client.get("/supervisor/points/NOPE-1").status_code == 404
+    other_day = client.get(f"/supervisor/points/{point.code}?date=2030-01-01")
+    assert other_day.status_code == 200 and "data-live" not in other_day.text
+
+
+# CSV export ---------------------------------------------------------------------
+
+
+def test_csv_export_masks_nik_and_defuses_formulas(client, make_point, make_slot, make_user, nik):
+    point = make_point(code="=JKT-930", name="=HYPERLINK(1)")
+    slot = make_slot(capacity=4, starts_in=-5, point=point)
+    _, staff = make_user("gate@antri.test", "staff", point)
+    _, boss = make_user("boss@antri.test", "supervisor")
+    first, second = nik(), nik()
+    booked = [_book(client, slot, first), _book(client, slot, second, phone="081298765432")]
+    client.post(
+        "/api/v1/checkin",
+        json={"code": booked[0]["code"]},
+        headers={"Authorization": f"Bearer {staff}"},
+    )
+    day = slot.starts_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Jakarta")).date()
+    answer = client.get(
+        f"/api/v1/exports/bookings.csv?date={day}&market_point=%3DJKT-930",
+        headers={"Authorization": f"Bearer {boss}"},
+    )
+    assert answer.status_code == 200
+    assert answer.mimetype == "text/csv"
+    assert answer.headers["Content-Disposition"].startswith("attachment; filename=")
+    assert answer.data.startswith(b"\xef\xbb\xbf")
+    text = answer.data.decode("utf-8-sig")
+    assert "\r\n" in text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["booking_code"] for r in rows] == sorted(b["code"] for b in booked)
+    by_code = {r["booking_code"]: r for r in rows}
+    admitted = by_code[booked[0]["code"]]
+    assert admitted["nik"] == f"****{first[-4:]}"
+    assert admitted["status"] == "checked_in" and admitted["checked_in_at"].startswith(str(day))
+    assert admitted["market_point"] == "'=JKT-930"  # never a formula
+    assert by_code[booked[1]["code"]]["checked_in_at"] == ""
+    assert first not in text and second not in text
+    assert "Siti" not in text and "81234567890" not in text and "HYPERLINK" not in text
+
+
+def test_csv_export_auth_and_bad_input(client, make_point, make_user):
+    point = make_point()
+    other = make_point(code="JKT-931")
+    _, staff = make_user("gate@antri.test", "staff", point)
+    _, boss = make_user("boss@antri.test", "supervisor")
+    url = "/api/v1/exports/bookings.csv?date=2025-03-01"
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers={"Authorization": "Bearer nope"}).status_code == 401
+    staff_auth = {"Authorization": f"Bearer {staff}"}
+    own = client.get(url + f"&market_point={point.code}", headers=staff_auth)
+    assert own.status_code == 200 and own.data.decode("utf-8-sig").startswith("booking_code,")
+    assert client.get(url + f"&market_point={other.code}", headers=staff_auth).status_code == 403
+    boss_auth = {"Authorization": f"Bearer {boss}"}
+    for bad in ("2025-02-30", "01-03-2025", "yesterday", "9999-01-01", "2025-3-1"):
+        answer = client.get(f"/api/v1/exports/bookings.csv?date={bad}", headers=boss_auth)
+        assert answer.status_code == 400 and answer.json["error"] == "invalid_date", bad
+    unknown = client.get(url + "&market_point=NOPE-1", headers=boss_auth)
+    assert unknown.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("cell", "safe"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+62812", "'+62812"),
+        ("-2", "'-2"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("Pasar Senen", "Pasar Senen"),
+        ("", ""),
+    ],
+)
+def test_safe_cell(cell, safe):
+    assert safe_cell(cell) == safe
