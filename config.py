@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,11 @@ def _redis_url(raw: str) -> str | None:
         return None
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {url!r}")
+    if url.startswith(("redis://", "rediss://")):
+        # redis-py would read a malformed database number as database 0, silently.
+        path = urllib.parse.urlsplit(url).path.strip("/")
+        if path and not path.isdigit():
+            raise ConfigError(f"REDIS_URL's database must be a number, got {path!r}")
     return url
 
 
@@ -94,8 +100,13 @@ def _http_url(name: str, raw: str) -> str | None:
     value = raw.strip()
     if not value:
         return None
-    if not value.startswith(("http://", "https://")):
-        raise ConfigError(f"{name} must be an http:// or https:// URL")
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018  (raises for a port that is not a number)
+    except ValueError as exc:
+        raise ConfigError(f"{name} has a malformed port") from exc
     return value
 
 
@@ -257,4 +268,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         raise ConfigError(
             "NOTIFY_CHANNEL=webhook needs NOTIFY_WEBHOOK_URL and NOTIFY_WEBHOOK_SECRET"
         )
+    # A sender must finish before its claim can pass to another one.
+    if config["NOTIFY_LEASE_SECONDS"] <= 2 * config["NOTIFY_WEBHOOK_TIMEOUT"]:
+        raise ConfigError("NOTIFY_LEASE_SECONDS must be more than twice NOTIFY_WEBHOOK_TIMEOUT")
     return config

@@ -6,10 +6,11 @@ safe to run twice or at the same time in several workers: each one's effect is
 decided by a conditional update in the database (DESIGN.md: the database is the
 source of truth; Redis only carries work).
 
-Timed work runs on RQ's own schedulers: ``rq.cron.CronScheduler`` enqueues the relay
-every JOBS_RELAY_SECONDS and the timed work every JOBS_TIMED_SECONDS; the worker's
-built-in scheduler (``with_scheduler``) runs the jobs enqueued for later (retries).
-Several workers each run a cron scheduler: the duplicates find nothing left to do.
+Timed work runs on RQ's own cron scheduler (``rq.cron.CronScheduler``), which enqueues
+the relay every JOBS_RELAY_SECONDS and the timed work every JOBS_TIMED_SECONDS. Several
+workers each run one: the duplicates find nothing left to do. Times that matter
+(a reminder's, a retry's) live in the database as ``notice.due_at``, not in Redis, so
+a Redis restart loses none; the relay picks each notice up once it is due.
 
 Without REDIS_URL (``make run``) there is no worker: notices are sent inline after
 the request, and ``inline_sweep`` runs the relay and the timed work at most every
@@ -40,27 +41,36 @@ log = logging.getLogger("antri.jobs")
 # relay hands the notices on once it is back.
 REDIS_BACKOFF_SECONDS = 5.0
 _redis_down_until = 0.0
-_connections: dict[str, redis.Redis] = {}
+_connections: dict[tuple[str, float], redis.Redis] = {}
 _lock = threading.Lock()
 
 
-def redis_connection(url: str) -> redis.Redis:
-    """Return this process's Redis client for ``url`` (short timeouts, so a dead Redis
-    costs at most about a second)."""
+def redis_connection(url: str, timeout: float = 5.0) -> redis.Redis:
+    """Return this process's Redis client for ``url`` with socket timeouts of
+    ``timeout`` seconds (workers wait for a slow Redis; web processes do not)."""
     with _lock:
-        if url not in _connections:
-            _connections[url] = redis.Redis.from_url(
-                url, socket_connect_timeout=1, socket_timeout=5, health_check_interval=30
+        if (url, timeout) not in _connections:
+            _connections[(url, timeout)] = redis.Redis.from_url(
+                url,
+                socket_connect_timeout=min(timeout, 1.0),
+                socket_timeout=timeout,
+                health_check_interval=30,
             )
-        return _connections[url]
+        return _connections[(url, timeout)]
 
 
-def job_queue() -> Queue:
-    """Return the RQ queue RQ_QUEUE on REDIS_URL. Raises RuntimeError without REDIS_URL."""
+# A web process hands notices over after its response, but that still holds a server
+# thread: a Redis that accepts connections and never answers may cost it this long.
+WEB_REDIS_TIMEOUT = 0.25
+
+
+def job_queue(timeout: float = 5.0) -> Queue:
+    """Return the RQ queue RQ_QUEUE on REDIS_URL (socket timeouts ``timeout`` s).
+    Raises RuntimeError without REDIS_URL."""
     url = current_app.config["REDIS_URL"]
     if not url:
         raise RuntimeError("REDIS_URL is not set: jobs run inline")
-    return Queue(current_app.config["RQ_QUEUE"], connection=redis_connection(url))
+    return Queue(current_app.config["RQ_QUEUE"], connection=redis_connection(url, timeout))
 
 
 def _parse_now(now_iso: str | None) -> datetime | None:
@@ -112,18 +122,12 @@ def _run_in_session(func: Callable, args: tuple, kwargs: dict) -> Any:
 
 @in_app_context
 def deliver_notice(notice_id: int, now_iso: str | None = None) -> str:
-    """Job: send one notice (``slots.notices.deliver_notice``); on a failure worth a
-    retry, enqueue itself again for the back-off time on RQ's scheduler.
-    Returns the outcome's status (sent, retry, failed, void, skipped)."""
+    """Job: send one notice (``slots.notices.deliver_notice``). A failure worth a retry
+    sets the notice's ``due_at`` to the back-off's end; the relay enqueues it then.
+    Returns the outcome's status (sent, retry, failed, void, skipped, superseded)."""
     from slots.notices import deliver_notice as deliver
 
-    outcome = deliver(notice_id, _parse_now(now_iso))
-    if outcome.status == "retry":
-        try:
-            job_queue().enqueue_at(outcome.retry_at, deliver_notice, notice_id)
-        except redis.RedisError:
-            log.warning("could not schedule the retry of notice %s; the relay will", notice_id)
-    return outcome.status
+    return deliver(notice_id, _parse_now(now_iso)).status
 
 
 @in_app_context
@@ -174,11 +178,11 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
 # Handing work to RQ -------------------------------------------------------------------
 
 
-def _enqueue(ids: list[int], now_iso: str | None = None) -> None:
+def _enqueue(ids: list[int], now_iso: str | None = None, timeout: float = 5.0) -> None:
     """Enqueue one ``deliver_notice`` job per id, in one round trip."""
     if not ids:
         return
-    queue = job_queue()
+    queue = job_queue(timeout)
     queue.enqueue_many(
         [
             Queue.prepare_data(deliver_notice, args=(notice_id, now_iso), result_ttl=3600)
@@ -198,7 +202,7 @@ def enqueue_notices(ids: list[int]) -> bool:
     if time.monotonic() < _redis_down_until:
         return False
     try:
-        _enqueue(ids)
+        _enqueue(ids, timeout=WEB_REDIS_TIMEOUT)
     except redis.RedisError as exc:
         _redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
         log.warning("Redis unavailable (%s); %d notices wait for the relay", exc, len(ids))
@@ -266,7 +270,9 @@ def _cron(connection: redis.Redis, queue_name: str) -> CronScheduler:
 
 
 def run_worker(burst: bool = False) -> None:
-    """Run one RQ worker on RQ_QUEUE with RQ's schedulers, in the current app context.
+    """Run one RQ worker on RQ_QUEUE with RQ's cron scheduler, in the current app
+    context, as one process (jobs run in it, no fork, no scheduler child: a worker
+    killed with SIGKILL leaves nothing behind).
 
     With ``burst``: enqueue the relay and the timed work once, work until the queue is
     empty, then return. Without: also enqueue them on their intervals from a thread,
@@ -280,7 +286,7 @@ def run_worker(burst: bool = False) -> None:
     worker = SimpleWorker([queue], connection=connection)
     if burst:
         cron.enqueue_jobs()
-        worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+        worker.work(burst=True, logging_level="WARNING")
         return
     stop = threading.Event()
     thread = threading.Thread(target=_cron_loop, args=(cron, stop), daemon=True)
@@ -288,7 +294,7 @@ def run_worker(burst: bool = False) -> None:
     try:
         while True:
             try:
-                worker.work(with_scheduler=True, logging_level="INFO")
+                worker.work(logging_level="INFO")
                 return
             except redis.ConnectionError as exc:
                 log.warning("Redis unavailable (%s); the worker retries in 5 s", exc)

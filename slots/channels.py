@@ -12,13 +12,17 @@ channel writes a line for an id once, and the webhook sends the id as the
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import hmac
+import http.client
 import json
 import os
-import urllib.error
-import urllib.request
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -52,25 +56,42 @@ class DeliveryRefused(DeliveryError):
     """The channel refused the message for good (gateway 4xx): do not retry."""
 
 
+class Superseded(Exception):
+    """The sender's claim on the message was taken over while it worked (it stalled
+    past its lease): the message was not handed over by this sender."""
+
+
+def _always(*_: object) -> bool:
+    return True
+
+
 class Channel(Protocol):
     """What the outbox needs of a channel."""
 
     name: str
 
-    def send(self, message: Message, *, repeat: bool, now: datetime) -> None:
+    def send(
+        self, message: Message, *, repeat: bool, now: datetime, fence: Callable[[], bool]
+    ) -> None:
         """Hand ``message`` over once.
 
         Args: repeat, True when an earlier attempt of this message may have gone
-          through (the channel must then not deliver it twice); now, aware UTC.
-        Raises: DeliveryError to be retried later, DeliveryRefused never to be.
+          through (the channel must then not deliver it twice); now, aware UTC;
+          fence, True while the caller's claim on the message still holds: checked
+          right before delivering.
+        Raises: DeliveryError to be retried later, DeliveryRefused never to be,
+          Superseded when the fence says the claim is gone.
         """
 
 
 class LogChannel:
     """Appends one JSON line per message to a file (``NOTIFY_LOG_FILE``).
 
-    The line is written under an exclusive ``flock`` on the file, and a repeat looks
-    for its id first, so concurrent workers and retries never write a message twice.
+    The line is written under an exclusive ``flock`` on the file, after checking the
+    fence (a stalled sender whose claim was taken over writes nothing) and, for a
+    repeat, that no line has this id yet: so workers, retries and stalls never write a
+    message twice. First attempts skip the search, which reads the whole file: rotate
+    the file (it holds phone numbers) within RETENTION_DAYS.
     """
 
     name = "log"
@@ -78,16 +99,25 @@ class LogChannel:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def send(self, message: Message, *, repeat: bool, now: datetime) -> None:
+    def send(
+        self,
+        message: Message,
+        *,
+        repeat: bool,
+        now: datetime,
+        fence: Callable[[], bool] = _always,
+    ) -> None:
         """Append ``message`` as one JSON line (``at`` = ``now``); see ``Channel.send``.
 
-        Raises: DeliveryError when the file cannot be written.
+        Raises: DeliveryError when the file cannot be written; Superseded.
         """
         line = json.dumps({"at": now.isoformat(), **asdict(message)}, ensure_ascii=False)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a+", encoding="utf-8") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)
+                if not fence():
+                    raise Superseded(message.id)
                 if repeat and self._written(handle, message.id):
                     return
                 handle.write(line + "\n")
@@ -111,59 +141,79 @@ class LogChannel:
         return False
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Redirects are not followed: urllib would turn the POST into a GET without the
-    message and report the GET's answer as a delivery."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: PLR0913
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
 class WebhookChannel:
     """POSTs each message as JSON to a gateway URL.
 
     Headers: ``Idempotency-Key`` (the message id: a gateway drops repeats by it),
     ``X-Antri-Signature: sha256=<hex HMAC-SHA256 of the body with the shared secret>``.
     A 2xx answer is delivery; 408, 425, 429 and 5xx, timeouts and network errors are
-    retried; any other status (3xx included: a moved gateway is a configuration to
-    fix) is a refusal.
+    retried; any other status (3xx included: redirects are not followed, a moved
+    gateway is a configuration to fix) is a refusal. The whole exchange must end
+    within ``timeout`` seconds, however slowly the gateway trickles its answer, so a
+    sender never outlives its claim (NOTIFY_LEASE_SECONDS is checked to be longer).
     """
 
     name = "webhook"
 
     def __init__(self, url: str, secret: str, timeout: float) -> None:
-        self.url = url
+        self.url = urllib.parse.urlsplit(url)
         self.secret = secret.encode()
         self.timeout = timeout
 
-    def send(self, message: Message, *, repeat: bool, now: datetime) -> None:
-        """POST ``message``; see ``Channel.send``. Raises DeliveryError, DeliveryRefused."""
+    def send(
+        self,
+        message: Message,
+        *,
+        repeat: bool,
+        now: datetime,
+        fence: Callable[[], bool] = _always,
+    ) -> None:
+        """POST ``message``; see ``Channel.send``.
+
+        Raises: DeliveryError, DeliveryRefused, Superseded.
+        """
         body = json.dumps({**asdict(message), "at": now.isoformat()}).encode()
         signature = hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-        request = urllib.request.Request(  # noqa: S310 (the URL is checked http(s) in config)
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "Idempotency-Key": message.id,
-                "X-Antri-Signature": f"sha256={signature}",
-            },
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": message.id,
+            "X-Antri-Signature": f"sha256={signature}",
+        }
+        kind = (
+            http.client.HTTPSConnection
+            if self.url.scheme == "https"
+            else http.client.HTTPConnection
         )
+        connection = kind(self.url.hostname, self.url.port, timeout=self.timeout)
+        path = (self.url.path or "/") + (f"?{self.url.query}" if self.url.query else "")
+        # The socket timeout bounds each read; this bounds the whole exchange.
+        deadline = threading.Timer(self.timeout, _cut, args=(connection,))
+        if not fence():
+            raise Superseded(message.id)
+        deadline.start()
         try:
-            with _OPENER.open(request, timeout=self.timeout) as answer:
-                answer.read(1024)
-        except urllib.error.HTTPError as exc:
-            with exc:
-                status = exc.code
-            if status in (408, 425, 429) or status >= 500:
-                raise DeliveryError(f"gateway answered {status}") from exc
-            raise DeliveryRefused(f"gateway refused with {status}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise DeliveryError(f"gateway unreachable: {exc}") from exc
+            connection.request("POST", path, body=body, headers=headers)
+            answer = connection.getresponse()
+            answer.read(1024)
+            status = answer.status
+        except (OSError, http.client.HTTPException) as exc:
+            raise DeliveryError(f"gateway unreachable or too slow: {exc!r}") from exc
+        finally:
+            deadline.cancel()
+            connection.close()
+        if 200 <= status < 300:
+            return
+        if status in (408, 425, 429) or status >= 500:
+            raise DeliveryError(f"gateway answered {status}")
+        raise DeliveryRefused(f"gateway refused with {status}")
+
+
+def _cut(connection: http.client.HTTPConnection) -> None:
+    """End a gateway exchange that ran out of time (the blocked read then fails)."""
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # closed already: nothing left to cut
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def channel_from_config() -> Channel:

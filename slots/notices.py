@@ -34,8 +34,16 @@ from sqlalchemy.orm import joinedload
 
 from common.timeutil import utcnow, zone
 from extensions import db
-from slots.channels import Channel, DeliveryError, DeliveryRefused, Message, channel_from_config
+from slots.channels import (
+    Channel,
+    DeliveryError,
+    DeliveryRefused,
+    Message,
+    Superseded,
+    channel_from_config,
+)
 from slots.models import (
+    CANCELLED,
     CONFIRMED,
     NOTICE_FAILED,
     NOTICE_PENDING,
@@ -49,8 +57,17 @@ from slots.models import (
 
 log = logging.getLogger("antri.notices")
 
-# Only these kinds are still worth sending when the booking has moved on since.
-_ONLY_WHILE_CONFIRMED = ("reminder",)
+# A message is only worth sending while its booking is still in the state it tells
+# about: a confirmation is not sent for a booking cancelled first (it would arrive
+# after, or beside, the cancellation and point at a dead ticket). Others become void.
+_SEND_WHILE = {
+    "confirmation": (CONFIRMED,),
+    "promotion": (CONFIRMED,),
+    "reminder": (CONFIRMED,),
+    "slot_moved": (CONFIRMED,),
+    "cancellation": (CANCELLED,),
+    "slot_closed": (CANCELLED,),
+}
 
 
 def commit_and_deliver() -> None:
@@ -113,7 +130,7 @@ def _ticket_link(booking: Booking) -> str:
 def render_notice(notice: Notice) -> str:
     """Return the text of ``notice`` in the booking's language ("id" or "en").
 
-    Every kind but cancellation and slot_closed carries the ticket link; times are
+    Every kind carries the ticket link (a cancelled ticket's page says so); times are
     the market point's local time with its zone abbreviation (e.g. WIB).
     """
     booking = notice.booking
@@ -134,14 +151,16 @@ def render_notice(notice: Notice) -> str:
                 "Antri: reminder, your slot at %(point)s starts %(when)s. "
                 "Show your ticket at the gate: %(link)s"
             ),
-            "cancellation": _("Antri: booking %(code)s at %(point)s on %(when)s is cancelled."),
+            "cancellation": _(
+                "Antri: booking %(code)s at %(point)s on %(when)s is cancelled. Details: %(link)s"
+            ),
             "promotion": _(
                 "Antri: a place freed up. You have a booking %(code)s at %(point)s "
                 "on %(when)s. Ticket: %(link)s"
             ),
             "slot_closed": _(
                 "Antri: the market closed the slot of %(when)s at %(point)s. "
-                "Booking %(code)s is cancelled; please book another slot."
+                "Booking %(code)s is cancelled; please book another slot. Details: %(link)s"
             ),
             "slot_moved": _(
                 "Antri: the market moved booking %(code)s at %(point)s to %(when)s. "
@@ -187,8 +206,9 @@ def retry_delay(attempts: int) -> timedelta:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What ``deliver_notice`` did: status is sent, retry, failed, void or skipped
-    (claimed elsewhere, not due, or done already); retry_at, aware UTC, for retry."""
+    """What ``deliver_notice`` did: status is sent, retry, failed, void, skipped
+    (claimed elsewhere, not due, or done already) or superseded (this sender's claim
+    was taken over while it worked); retry_at, aware UTC, for retry."""
 
     status: str
     retry_at: datetime | None = None
@@ -197,55 +217,69 @@ class Outcome:
 def deliver_notice(
     notice_id: int, now: datetime | None = None, channel: Channel | None = None
 ) -> Outcome:
-    """Send one notice through the channel, at most once at a time.
+    """Send one notice through the channel, at most one sender at a time.
 
-    Args: notice_id; now, aware UTC (default now); channel (default NOTIFY_CHANNEL).
+    Args: notice_id; now, aware UTC, the instant that decides what is due (default:
+      the clock; tests and operators pass another); channel (default NOTIFY_CHANNEL).
     Returns: an Outcome. Never raises for a channel failure: it is recorded on the
       row (retry with back-off, or failed after NOTIFY_MAX_ATTEMPTS).
+    The claim is identified by its lease's end instant (unique per claim, as claims
+    are serialised on the row); the channel is given a fence to check that the claim
+    is still this sender's right before it delivers, so a sender that stalled past its
+    lease does not deliver what its successor delivers.
     """
-    now = now or utcnow()
+    due_now = now or utcnow()
     channel = channel or channel_from_config()
     config = current_app.config
-    lease = timedelta(seconds=config["NOTIFY_LEASE_SECONDS"])
-    attempts = db.session.scalar(
+    # The lease runs on the real clock, whatever instant decides due-ness.
+    lease_until = max(utcnow(), due_now) + timedelta(seconds=config["NOTIFY_LEASE_SECONDS"])
+    claimed = db.session.execute(
         update(Notice)
-        .where(Notice.id == notice_id, _claimable(now))
+        .where(Notice.id == notice_id, _claimable(due_now))
         .values(
             status=NOTICE_SENDING,
             attempts=Notice.attempts + 1,
-            lease_until=now + lease,
+            lease_until=lease_until,
             channel=channel.name,
         )
-        .returning(Notice.attempts)
+        .returning(Notice.attempts, Notice.last_error)
         .execution_options(synchronize_session=False)
-    )
+    ).first()
     db.session.commit()  # the claim is visible to every other sender from here
-    if attempts is None:
+    if claimed is None:
         return Outcome("skipped")
+    attempts, last_error = claimed
     notice = db.session.scalar(
         select(Notice)
         .where(Notice.id == notice_id)
         .options(joinedload(Notice.booking).joinedload(Booking.slot).joinedload(Slot.market_point))
     )
-    mine = and_(Notice.id == notice_id, Notice.attempts == attempts)
+    mine = and_(Notice.id == notice_id, Notice.lease_until == lease_until)
     booking = notice.booking
-    if booking.purged_at is not None or (
-        notice.kind in _ONLY_WHILE_CONFIRMED and booking.status != CONFIRMED
-    ):
+    if booking.purged_at is not None or booking.status not in _SEND_WHILE.get(notice.kind, ()):
         _finish(mine, status=NOTICE_VOID, lease_until=None)
         return Outcome("void")
+
+    def still_mine() -> bool:
+        db.session.rollback()  # a fresh snapshot
+        return db.session.scalar(select(func.count(Notice.id)).where(mine)) == 1
+
     try:
-        channel.send(message_for(notice), repeat=attempts > 1, now=now)
+        # A repeat: an earlier attempt may have reached the channel before it failed.
+        repeat = attempts > 1 or bool(last_error)
+        channel.send(message_for(notice), repeat=repeat, now=due_now, fence=still_mine)
+    except Superseded:
+        return Outcome("superseded")
     except Exception as exc:  # noqa: BLE001 (a rendering bug must not wedge the row either)
         error = f"{type(exc).__name__}: {exc}"[:300]
         if isinstance(exc, DeliveryRefused) or attempts >= config["NOTIFY_MAX_ATTEMPTS"]:
             log.warning("notice %s failed for good: %s", notice_id, error)
-            _finish(mine, status=NOTICE_FAILED, lease_until=None, last_error=error)
-            return Outcome("failed")
+            done = _finish(mine, status=NOTICE_FAILED, lease_until=None, last_error=error)
+            return Outcome("failed" if done else "superseded")
         if not isinstance(exc, DeliveryError):
             log.exception("notice %s could not be rendered or sent", notice_id)
-        retry_at = now + retry_delay(attempts)
-        _finish(
+        retry_at = due_now + retry_delay(attempts)
+        done = _finish(
             mine,
             status=NOTICE_PENDING,
             lease_until=None,
@@ -253,21 +287,22 @@ def deliver_notice(
             due_at=retry_at,
             last_error=error,
         )
-        return Outcome("retry", retry_at)
-    _finish(mine, status=NOTICE_SENT, sent_at=now, lease_until=None, last_error="")
-    return Outcome("sent")
+        return Outcome("retry" if done else "superseded", retry_at)
+    done = _finish(mine, status=NOTICE_SENT, sent_at=utcnow(), lease_until=None, last_error="")
+    return Outcome("sent" if done else "superseded")
 
 
-def _finish(mine, **values) -> None:
-    """Record the end of this sender's attempt; a no-op when a later claim took over
-    (its own attempt decides)."""
-    db.session.execute(
+def _finish(mine, **values) -> bool:
+    """Record the end of this sender's attempt; False (and no change) when a later
+    claim took over: its own attempt decides."""
+    done = db.session.execute(
         update(Notice)
         .where(mine, Notice.status == NOTICE_SENDING)
         .values(**values)
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount
     db.session.commit()
+    return done == 1
 
 
 def relay_outbox(now: datetime | None = None, limit: int = 500) -> list[int]:
@@ -315,10 +350,11 @@ def mark_queued(ids: list[int], now: datetime | None = None) -> None:
 def deliver_pending(now: datetime | None = None, limit: int = 500) -> int:
     """Send, in this process, up to ``limit`` notices that are due; return how many
     were sent. Used by inline jobs and ``flask notices deliver``."""
-    now = now or utcnow()
     ids = relay_outbox(now, limit)
     db.session.commit()
     channel = channel_from_config()
+    # ``now`` passes through as given: None lets each claim read the clock when it
+    # happens, so a long batch does not hand out leases that ended already.
     return sum(deliver_notice(notice_id, now, channel).status == NOTICE_SENT for notice_id in ids)
 
 
@@ -334,7 +370,15 @@ def retry_now(now: datetime | None = None) -> int:
                 Notice.status == NOTICE_FAILED,
             )
         )
-        .values(status=NOTICE_PENDING, due_at=now, attempts=0, queued_at=None)
+        .values(
+            status=NOTICE_PENDING,
+            due_at=now,
+            attempts=0,
+            queued_at=None,
+            # Non-empty: the next attempt counts as a repeat (an earlier one may have
+            # reached the channel).
+            last_error=func.coalesce(func.nullif(Notice.last_error, ""), "sent again by hand"),
+        )
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()

@@ -21,6 +21,7 @@ from flask import current_app
 from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from common import events
@@ -917,14 +918,25 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
     return marked, expired
 
 
+def _someone_may_take(slot: Slot) -> bool:
+    """True when a resident waiting for ``slot`` is within the per-NIK limit for it."""
+    entries = db.session.scalars(
+        select(WaitingListEntry)
+        .where(WaitingListEntry.slot_id == slot.id, WaitingListEntry.status == WAITING)
+        .order_by(WaitingListEntry.id)
+    )
+    return any(entry.resident_id is not None and _may_take(entry, slot) for entry in entries)
+
+
 def release_late_arrivals(now: datetime | None = None) -> int:
     """Hand the places of residents who have not arrived to those waiting for them.
 
-    A confirmed booking whose slot started NO_SHOW_GRACE_MINUTES or more before ``now``
-    and is still running, with someone on the slot's waiting list, becomes ``no_show``
-    and its place goes to the first in line who may take it (a ``promotion`` notice;
-    see ``_promote``). Slots nobody waits for are left alone: freeing the place would
-    help nobody and would turn away a late resident whose ticket is still valid.
+    A confirmed booking not checked in NO_SHOW_GRACE_MINUTES after its slot started
+    (or after it was made, for a booking made or promoted into a running slot), in a
+    slot still running with someone on its waiting list who may take the place,
+    becomes ``no_show`` and its place goes to them (a ``promotion`` notice; see
+    ``_promote``). Otherwise the booking is left alone: freeing the place would help
+    nobody and would turn away a late resident whose ticket is still valid.
     Args: now, aware UTC (default now). Returns: the number of bookings released.
     Rule: issue 7 ("freeing a place whose resident has not arrived within the grace").
     """
@@ -941,6 +953,7 @@ def release_late_arrivals(now: datetime | None = None) -> int:
         .where(
             Booking.status == CONFIRMED,
             Slot.starts_at <= now - grace,
+            Booking.created_at <= now - grace,
             Slot.ends_at > now,
             someone_waiting,
         )
@@ -950,8 +963,8 @@ def release_late_arrivals(now: datetime | None = None) -> int:
     for booking_id, slot_id in late:
         slot = db.session.get(Slot, slot_id)
         _lock_slot(slot)
-        # Under the slot's lock: release only while somebody still waits.
-        if not db.session.scalar(select(someone_waiting.where(Slot.id == slot_id))):
+        # Under the slot's lock: release only while somebody waiting may take it.
+        if not _someone_may_take(slot):
             continue
         if transition(Booking, booking_id, CONFIRMED, NO_SHOW):
             void_reminder(booking_id)
@@ -1006,18 +1019,24 @@ def purge_personal_data(now: datetime | None = None) -> PurgeCounts:
         .values(status=NOTICE_VOID)
         .execution_options(synchronize_session=False)
     )
-    # Only residents first seen before the cut-off: a newer one may be booking now.
-    residents = db.session.execute(
-        delete(Resident)
-        .where(
-            Resident.created_at <= cutoff,
-            ~select(Booking.id).where(Booking.resident_id == Resident.id).exists(),
-            ~select(WaitingListEntry.id)
-            .where(WaitingListEntry.resident_id == Resident.id)
-            .exists(),
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    # Only residents first seen before the cut-off. One of them may be booking right
+    # now (the row is locked, the booking not yet committed): then the delete fails on
+    # the foreign key, and only this step is undone; the next run deletes the others.
+    try:
+        with db.session.begin_nested():
+            residents = db.session.execute(
+                delete(Resident)
+                .where(
+                    Resident.created_at <= cutoff,
+                    ~select(Booking.id).where(Booking.resident_id == Resident.id).exists(),
+                    ~select(WaitingListEntry.id)
+                    .where(WaitingListEntry.resident_id == Resident.id)
+                    .exists(),
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+    except IntegrityError:
+        residents = 0
     keys = db.session.execute(
         delete(IdempotencyKey)
         .where(IdempotencyKey.created_at <= cutoff)

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
@@ -185,7 +186,7 @@ class FailingChannel:
         self.error = error
         self.calls = []
 
-    def send(self, message, *, repeat, now):
+    def send(self, message, *, repeat, now, fence):
         self.calls.append((message.id, repeat))
         raise self.error
 
@@ -374,9 +375,11 @@ def _full_slot_with_a_waiting_resident(client, make_slot, nik, starts_in=-20):
     from slots.notices import commit_and_deliver
 
     slot = make_slot(capacity=1, starts_in=starts_in, minutes=60)
-    holder = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    # Booked and joined hours ahead, as residents do.
+    ahead = slot.starts_at - timedelta(hours=2)
+    holder = service.book_slot(slot.id, "Ani", nik(), PHONE, now=ahead)
     commit_and_deliver()
-    entry = service.join_waiting_list(slot.id, "Rudi", nik(), "081211110006")
+    entry = service.join_waiting_list(slot.id, "Rudi", nik(), "081211110006", now=ahead)
     commit_and_deliver()
     return slot, holder, entry
 
@@ -399,7 +402,8 @@ def test_a_late_resident_s_place_goes_to_the_waiting_list(app, client, make_slot
     new = db.session.get(Booking, promoted.booking_id)
     assert (new.status, new.phone) == ("confirmed", "+6281211110006")
     assert db.session.get(Slot, slot_id).booked_count == 1
-    assert [line["kind"] for line in lines(log_file)] == ["confirmation", "promotion"]
+    # (The holder's reminder went out at booking time: by the clock it was due.)
+    assert [line["kind"] for line in lines(log_file)] == ["confirmation", "reminder", "promotion"]
 
 
 def test_nobody_waiting_means_no_release(app, ctx, make_slot, nik):
@@ -491,9 +495,10 @@ def test_without_redis_requests_run_the_sweep_now_and_then(
     import jobs
 
     slot = make_slot(capacity=2, starts_in=0, minutes=30, now=utcnow() - timedelta(hours=2))
-    # A booking whose slot ended 90 minutes ago, never checked in, and a message a
-    # crash left pending: the sweep marks the no-show and sends the message.
-    booking = Booking(
+    # A booking whose slot ended 90 minutes ago, never checked in, whose confirmation
+    # a crash left pending, and a later booking whose confirmation is pending too: the
+    # sweep marks the no-show, voids the stale confirmation and sends the other.
+    past = Booking(
         code="ACDEFGHJ",
         slot=slot,
         name="Ani",
@@ -501,19 +506,21 @@ def test_without_redis_requests_run_the_sweep_now_and_then(
         phone="+6281234567890",
         status="confirmed",
     )
-    db.session.add(booking)
-    db.session.add(Notice(booking=booking, kind="confirmation"))
+    db.session.add(past)
+    db.session.add(Notice(booking=past, kind="confirmation"))
     db.session.execute(sa.update(Slot).values(booked_count=1))
+    future = service.book_slot(make_slot(capacity=2, starts_in=300).id, "Budi", nik(), PHONE)
     db.session.commit()
-    booking_id = booking.id
+    past_id, future_code = past.id, future.code
     monkeypatch.setitem(app.config, "INLINE_SWEEP_SECONDS", 60)
     monkeypatch.setattr(jobs, "_last_sweep", 0.0)
     assert client.get("/", buffered=True).status_code == 200
     db.session.expire_all()
-    assert db.session.get(Booking, booking_id).status == "no_show"
-    assert [line["booking"] for line in lines(log_file)] == ["ACDEFGHJ"]
+    assert db.session.get(Booking, past_id).status == "no_show"
+    assert notice("ACDEFGHJ", "confirmation").status == "void"
+    assert [line["booking"] for line in lines(log_file)] == [future_code]
     # Within the interval the next request does not sweep again.
-    db.session.add(Notice(booking_id=booking_id, kind="cancellation"))
+    service.cancel_booking(db.session.get(Booking, future.id))
     db.session.commit()
     client.get("/", buffered=True)
     assert len(lines(log_file)) == 1
@@ -528,3 +535,151 @@ def test_webhook_does_not_follow_a_redirect(gateway):
     with pytest.raises(DeliveryRefused, match="302"):
         channel.send(message, repeat=False, now=utcnow())
     assert len(gateway.received) == 1
+
+
+# Found by breaking it ------------------------------------------------------------------
+
+
+def test_a_promoted_resident_is_not_released_a_minute_later(app, client, make_slot, nik, log_file):
+    from jobs import run_timed_work
+
+    slot, holder, first = _full_slot_with_a_waiting_resident(client, make_slot, nik)
+    second = service.join_waiting_list(
+        slot.id, "Wati", nik(), "081211110007", now=slot.starts_at - timedelta(hours=2)
+    )
+    db.session.commit()
+    slot_id, starts, first_id, second_id = slot.id, slot.starts_at, first.id, second.id
+    grace = timedelta(minutes=app.config["NO_SHOW_GRACE_MINUTES"])
+    now = starts + grace + timedelta(minutes=5)
+    assert run_timed_work(now.isoformat())["released"] == 1
+    promoted = db.session.get(WaitingListEntry, first_id).booking_id
+    # The promoted booking gets its own grace, counted from when it was made.
+    assert run_timed_work((now + timedelta(minutes=1)).isoformat())["released"] == 0
+    assert db.session.get(Booking, promoted).status == "confirmed"
+    assert db.session.get(WaitingListEntry, second_id).status == "waiting"
+    assert db.session.get(Slot, slot_id).booked_count == 1
+
+
+def test_no_release_when_nobody_waiting_may_take_the_place(app, client, make_slot, nik):
+    from jobs import run_timed_work
+
+    person = nik()
+    slot = make_slot(capacity=1, starts_in=-20, minutes=60)
+    holder = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    db.session.commit()
+    service.join_waiting_list(slot.id, "Rudi", person, "081211110006")
+    db.session.commit()
+    # The waiting resident books elsewhere in the meantime: over the per-NIK limit.
+    service.book_slot(make_slot(capacity=1, starts_in=120).id, "Rudi", person, "081211110006")
+    db.session.commit()
+    holder_id, slot_id = holder.id, slot.id
+    assert run_timed_work(utcnow().isoformat())["released"] == 0
+    assert db.session.get(Booking, holder_id).status == "confirmed"
+    assert db.session.get(Slot, slot_id).booked_count == 1
+
+
+def test_a_confirmation_not_yet_sent_is_void_once_cancelled(ctx, make_slot, nik, log_file):
+    slot = make_slot(capacity=2, starts_in=300)
+    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    db.session.commit()
+    service.cancel_booking(booking)
+    db.session.commit()
+    code = booking.code
+    confirmation, cancellation = notice(code, "confirmation"), notice(code, "cancellation")
+    assert deliver_notice(confirmation.id).status == "void"
+    assert deliver_notice(cancellation.id).status == "sent"
+    assert [line["kind"] for line in lines(log_file)] == ["cancellation"]
+    assert f"/tickets/{code}/" in lines(log_file)[0]["text"]
+
+
+def test_a_stalled_sender_whose_claim_was_taken_writes_nothing(app, ctx, make_slot, nik, log_file):
+    slot = make_slot(capacity=2, starts_in=300)
+    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    db.session.commit()
+    notice_id = notice(booking.code, "confirmation").id
+    lease = app.config["NOTIFY_LEASE_SECONDS"]
+
+    class Stalling:
+        """Sender A: stalls past its lease; sender B claims and sends meanwhile."""
+
+        name = "log"
+
+        def send(self, message, *, repeat, now, fence):
+            later = utcnow() + timedelta(seconds=lease + 1)
+            assert deliver_notice(notice_id, later).status == "sent"  # B, a fresh claim
+            LogChannel(log_file).send(message, repeat=repeat, now=now, fence=fence)
+
+    assert deliver_notice(notice_id, utcnow(), Stalling()).status == "superseded"
+    assert [line["id"] for line in lines(log_file)] == [f"antri-notice-{notice_id}"]
+    row = notice(booking.code, "confirmation")
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_a_batch_gives_every_claim_a_lease_from_its_own_start(app, ctx, make_slot, nik, log_file):
+    slot = make_slot(capacity=5, starts_in=300)
+    for n in range(3):
+        service.book_slot(slot.id, "Ani", nik(), f"08121111000{n}")
+    db.session.commit()
+    started = utcnow()
+    assert deliver_pending() == 3
+    leases_ok = db.session.scalars(select(Notice.sent_at).where(Notice.status == "sent")).all()
+    assert len(leases_ok) == 3 and all(at >= started for at in leases_ok)
+
+
+class Trickle(BaseHTTPRequestHandler):
+    """A gateway that answers one byte every half second."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(1)
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.5)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_gives_up_on_a_gateway_that_trickles_past_the_timeout():
+    from slots.channels import DeliveryError
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        channel = WebhookChannel(f"http://127.0.0.1:{server.server_address[1]}/", "s", timeout=2)
+        started = time.monotonic()
+        with pytest.raises(DeliveryError):
+            channel.send(
+                Message("antri-notice-9", "confirmation", "X", "+62", "id", "t"),
+                repeat=False,
+                now=utcnow(),
+            )
+        assert time.monotonic() - started < 3.5
+        assert server.received == [1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_URL": "redis://127.0.0.1:6379/abc"}, "database must be a number"),
+        ({"NOTIFY_LEASE_SECONDS": "10", "NOTIFY_WEBHOOK_TIMEOUT": "5"}, "more than twice"),
+        ({"NOTIFY_CHANNEL": "webhook", "NOTIFY_WEBHOOK_URL": "http://gw"}, "SECRET"),
+        (
+            {"NOTIFY_CHANNEL": "webhook", "NOTIFY_WEBHOOK_URL": "http://:80/x"},
+            "with a host",
+        ),
+    ],
+)
+def test_bad_job_settings_stop_the_start(tmp_path, env, message):
+    from config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, env)

@@ -31,6 +31,9 @@ from tests.servers import REPO, VENV_BIN, TcpProxy
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 PHONE = "081234567890"
+# A claim that a killed worker leaves behind runs out in 3 s (the lease must be more
+# than twice the webhook timeout).
+SHORT_LEASE = {"NOTIFY_LEASE_SECONDS": "3", "NOTIFY_WEBHOOK_TIMEOUT": "1"}
 
 
 def tomorrow_at(hour: int, minute: int = 0) -> datetime:
@@ -98,6 +101,7 @@ class Setup:
             env=self.env(**extra),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group, to see nothing outlives it
         )
 
     def queue(self) -> Queue:
@@ -163,20 +167,23 @@ def test_worker_killed_mid_job_still_sends_exactly_once(client, make_slot, nik, 
         # Holding the log's lock stops the worker inside the job, between its claim
         # and its write: kill it there.
         fcntl.flock(hold, fcntl.LOCK_EX)
-        worker = setup.start(NOTIFY_LEASE_SECONDS="2")
+        worker = setup.start(**SHORT_LEASE)
         try:
             wait_for(lambda: row(code).status == "sending", what="the worker's claim")
         finally:
             os.kill(worker.pid, signal.SIGKILL)
             worker.wait(timeout=30)
         fcntl.flock(hold, fcntl.LOCK_UN)
+    # One process per worker: killing it leaves no scheduler child running on.
+    with pytest.raises(ProcessLookupError):
+        os.killpg(worker.pid, 0)
     assert setup.lines() == []
     assert (row(code).status, row(code).attempts) == ("sending", 1)
-    time.sleep(2.2)  # the dead worker's 2-second lease runs out
-    setup.burst(NOTIFY_LEASE_SECONDS="2")
+    time.sleep(3.2)  # the dead worker's 3-second lease runs out
+    setup.burst(**SHORT_LEASE)
     assert [line["kind"] for line in setup.lines()] == ["confirmation"]
     assert (row(code).status, row(code).attempts) == ("sent", 2)
-    setup.burst(NOTIFY_LEASE_SECONDS="2")
+    setup.burst(**SHORT_LEASE)
     assert len(setup.lines()) == 1
 
 
@@ -207,7 +214,7 @@ def test_worker_killed_after_the_gateway_took_it_resends_under_the_same_key(
         "NOTIFY_CHANNEL": "webhook",
         "NOTIFY_WEBHOOK_URL": f"http://127.0.0.1:{server.server_address[1]}/send",
         "NOTIFY_WEBHOOK_SECRET": "s3cret",
-        "NOTIFY_LEASE_SECONDS": "2",
+        **SHORT_LEASE,
     }
     try:
         slot = make_slot(capacity=2, starts_in=180)
@@ -220,7 +227,7 @@ def test_worker_killed_after_the_gateway_took_it_resends_under_the_same_key(
             worker.wait(timeout=30)
         server.release.set()
         assert row(code).status == "sending"
-        time.sleep(2.2)
+        time.sleep(3.2)
         setup.burst(**webhook)
         notice = row(code)
         assert (notice.status, notice.attempts) == ("sent", 2)

@@ -86,6 +86,17 @@ def upgrade():
 
 
 def downgrade():
+    purged = op.get_bind().execute(
+        sa.text(
+            "SELECT (SELECT count(*) FROM booking WHERE resident_id IS NULL)"
+            " + (SELECT count(*) FROM waiting_list_entry WHERE resident_id IS NULL)"
+        )
+    ).scalar()
+    if purged:
+        # 0002 requires every booking to name its resident; purged rows no longer do.
+        raise RuntimeError(
+            f"{purged} bookings or waiting-list entries were purged; 0002 cannot hold them"
+        )
     with op.batch_alter_table("notice") as batch_op:
         batch_op.drop_index("ix_notice_status_due_at")
         batch_op.drop_column("last_error")
@@ -111,6 +122,7 @@ def downgrade():
         with op.batch_alter_table(table) as batch_op:
             batch_op.drop_column("purged_at")
             batch_op.drop_column("language")
+            batch_op.alter_column("resident_id", existing_type=sa.Integer(), nullable=False)
         op.create_index(
             index,
             table,
