@@ -98,6 +98,7 @@ def _register_extensions(app: Flask) -> None:
     import accounts.auth  # noqa: F401  (registers the user loader)
     import accounts.models  # noqa: F401
     import checkin.models  # noqa: F401
+    import common.audit  # noqa: F401
     import slots.models  # noqa: F401
 
 

@@ -320,3 +320,6 @@ def register(app: Flask) -> None:
     app.cli.add_command(notices_cli)
     app.cli.add_command(worker_command)
     app.cli.add_command(seed_demo)
+    from admin import cli as admin_cli
+
+    admin_cli.register(app, slots_cli, users_cli)

@@ -1,4 +1,4 @@
-"""Accounts: create, authenticate, issue and resolve bearer tokens."""
+"""Accounts: create, authenticate, issue and resolve bearer tokens; administer them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from accounts.errors import InvalidAccount
 from accounts.models import ROLES, STAFF, ApiToken, User
+from common.audit import Actor, record
 from common.timeutil import utcnow
 from extensions import db
 from slots.models import MarketPoint
@@ -107,3 +108,128 @@ def revoke_token(token: str) -> bool:
     row.revoked_at = utcnow()
     db.session.flush()
     return True
+
+
+# Administration (issue 8): every change is audited in its own transaction ----------
+
+
+def _account_values(user: User) -> dict:
+    return {
+        "email": user.email,
+        "role": user.role,
+        "market_point": user.market_point.code if user.market_point else None,
+        "active": user.active,
+    }
+
+
+def get_user(user_id: int) -> User:
+    """Return account ``user_id``. Raises InvalidAccount (404) when there is none."""
+    user = (
+        db.session.get(User, user_id) if isinstance(user_id, int) and 0 < user_id < 2**31 else None
+    )
+    if user is None:
+        raise InvalidAccount("No such account.", status=404)
+    return user
+
+
+def list_users() -> list[User]:
+    """Every account, by role then e-mail."""
+    return list(db.session.scalars(select(User).order_by(User.role, User.email)))
+
+
+def admin_create_user(
+    email: str, role: str, password: str, point: MarketPoint | None, actor: Actor
+) -> User:
+    """Create (or update) an account as an admin; see ``create_user``. Audited; the
+    password is never recorded."""
+    existing = db.session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    before = _account_values(existing) if existing else {}
+    user = create_user(email, role, password, point)
+    record(
+        actor,
+        "account.create" if not before else "account.update",
+        "account",
+        user.id,
+        before,
+        _account_values(user),
+    )
+    return user
+
+
+def set_user_active(user: User, active: bool, actor: Actor) -> User:
+    """Disable (no sign-in, every bearer token refused at once) or enable an account.
+    Raises InvalidAccount when an admin would disable their own account."""
+    if not active and actor.id == user.id:
+        raise InvalidAccount("You cannot disable your own account.")
+    if user.active != active:
+        record(
+            actor,
+            "account.enable" if active else "account.disable",
+            "account",
+            user.id,
+            {"active": user.active},
+            {"active": active},
+        )
+        user.active = active
+    return user
+
+
+def assign_point(user: User, point: MarketPoint | None, actor: Actor) -> User:
+    """Assign an account to a market point (staff must have one). Raises InvalidAccount."""
+    if user.role == STAFF and point is None:
+        raise InvalidAccount("Staff accounts need a market point (--point CODE).")
+    before = user.market_point.code if user.market_point else None
+    after = point.code if point else None
+    if before != after:
+        record(
+            actor,
+            "account.point",
+            "account",
+            user.id,
+            {"market_point": before},
+            {"market_point": after},
+        )
+        user.market_point = point
+    return user
+
+
+def reset_password(user: User, password: str, actor: Actor) -> User:
+    """Set a new password (at least 8 characters). Raises InvalidAccount. The audit row
+    says that it changed, never what to."""
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise InvalidAccount(f"Password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    user.password_hash = generate_password_hash(password)
+    record(actor, "account.password", "account", user.id, {}, {"password": "changed"})
+    return user
+
+
+def list_tokens(user: User | None = None) -> list[ApiToken]:
+    """Bearer tokens (newest first), of one account or of all; the secret is not kept,
+    only its hash, so the list shows names and dates."""
+    query = select(ApiToken).order_by(ApiToken.id.desc())
+    if user is not None:
+        query = query.where(ApiToken.user_id == user.id)
+    return list(db.session.scalars(query))
+
+
+def revoke_token_id(token_id: int, actor: Actor) -> ApiToken:
+    """Revoke a bearer token by its id: the next request with it gets 401.
+    Raises InvalidAccount (404) for an unknown id. Revoking twice changes nothing."""
+    row = (
+        db.session.get(ApiToken, token_id)
+        if isinstance(token_id, int) and 0 < token_id < 2**31
+        else None
+    )
+    if row is None:
+        raise InvalidAccount("No such token.", status=404)
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        record(
+            actor,
+            "token.revoke",
+            "api_token",
+            row.id,
+            {"revoked_at": None},
+            {"revoked_at": row.revoked_at, "user": row.user.email},
+        )
+    return row

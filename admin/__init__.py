@@ -1,7 +1,8 @@
-"""Admin pages: running a market operation (the outbox of messages, for now)."""
+"""Admin pages: running a market operation (points, schedules, slots, accounts, audit
+log, messages), and assisted booking for staff."""
 
 from flask import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-from admin import views  # noqa: E402,F401  (routes register on import)
+from admin import assist, views  # noqa: E402,F401  (routes register on import)

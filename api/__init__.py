@@ -8,4 +8,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from api import views  # noqa: E402,F401  (routes register on import)
+from api import admin, views  # noqa: E402,F401  (routes register on import)

@@ -24,6 +24,7 @@ from datetime import date, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager
 
+from common.text import safe_cell
 from common.timeutil import local_day_bounds, zone
 from extensions import db
 from slots.models import Booking, MarketPoint, Slot
@@ -40,7 +41,6 @@ COLUMNS = (
     "checked_in_at",
     "checked_out_at",
 )
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,6 @@ class ExportRow:
     """One booking as exported: local wall-clock times (text), the masked NIK."""
 
     values: tuple[str, ...]
-
-
-def safe_cell(value: str) -> str:
-    """Return ``value`` made inert for spreadsheets: a leading ``'`` when it starts
-    with ``= + - @``, a tab or a carriage return (CSV/formula injection)."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
 def mask_nik(last4: str) -> str:

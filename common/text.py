@@ -36,3 +36,13 @@ def ensure_clean(value: Any) -> None:
     elif isinstance(value, list):
         for item in value:
             ensure_clean(item)
+
+
+# What a spreadsheet would take for the start of a formula (CSV/formula injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: str) -> str:
+    """Return ``value`` made inert for spreadsheets: a leading ``'`` when it starts
+    with ``= + - @``, a tab or a carriage return (OWASP, CSV injection)."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value

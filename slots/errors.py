@@ -74,6 +74,12 @@ class SlotClosed(DomainError):
     default_message = _l("This slot has already ended. Please choose a later slot.")
 
 
+class SlotClosedByMarket(SlotClosed):
+    """The market closed the slot: no booking, no waiting list."""
+
+    default_message = _l("The market closed this slot. Please choose another slot.")
+
+
 class LimitReached(DomainError):
     """The NIK already holds the most active bookings allowed in the rolling window."""
 
@@ -159,3 +165,41 @@ class AlreadyBooked(DomainError):
     code = "already_booked"
     status = 409
     default_message = _l("You already have a booking in this slot.")
+
+
+class CapacityBelowBooked(DomainError):
+    """A slot's capacity may not go below the places already booked in it."""
+
+    code = "capacity_below_booked"
+    status = 409
+    default_message = _l("The capacity cannot be lower than the places already booked.")
+
+
+class InvalidCapacity(ValidationError):
+    """A capacity must be a whole number from 0 to 10000."""
+
+    code = "invalid_capacity"
+    default_message = _l("The capacity must be a whole number from 0 to 10000.")
+
+
+class BookingNotMovable(DomainError):
+    """Only a confirmed booking can move, and only to another open slot that has not
+    ended."""
+
+    code = "booking_not_movable"
+    status = 409
+    default_message = _l("Only a confirmed booking can be moved, to another open slot.")
+
+
+class InvalidSchedule(ValidationError):
+    """A schedule's fields do not make sense together (``fault`` says which)."""
+
+    code = "invalid_schedule"
+    default_message = _l("The schedule is not valid.")
+
+
+class InvalidMarketPoint(ValidationError):
+    """A market point's fields are not valid (``fault`` says which)."""
+
+    code = "invalid_market_point"
+    default_message = _l("The market point is not valid.")

@@ -7,7 +7,7 @@ change it only through conditional updates in ``slots.service``.
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 from sqlalchemy import (
     CheckConstraint,
@@ -54,6 +54,8 @@ class MarketPoint(db.Model):
     opens_at: Mapped[time | None]
     closes_at: Mapped[time | None]
     active: Mapped[bool] = mapped_column(default=True)
+    # The point limits bookings per household (KK number) as well as per NIK.
+    household_limit: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     source_id: Mapped[int | None] = mapped_column(
         doc="Market id in the InfoPangan Jakarta master data, where it came from there."
     )
@@ -86,6 +88,9 @@ class Slot(db.Model):
     capacity: Mapped[int]
     booked_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     published_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Closed by the market: no booking, hidden from residents, its bookings cancelled.
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedule.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     market_point: Mapped[MarketPoint] = relationship(back_populates="slots")
@@ -97,6 +102,43 @@ class Slot(db.Model):
 
     def __repr__(self) -> str:
         return f"<Slot {self.id} {self.starts_at:%Y-%m-%d %H:%M}Z cap={self.capacity}>"
+
+
+class Schedule(db.Model):
+    """A template of slots at one market point: on ``weekdays`` (ISO numbers 1=Monday
+    .. 7=Sunday, as a string such as "12345"), back-to-back slots of ``slot_minutes``
+    from ``start_time`` to ``end_time`` local time with ``capacity`` places each, from
+    ``valid_from`` to ``valid_until`` (local dates, inclusive).
+
+    Slots made from it are published (visible and bookable) at ``publish_time`` local
+    time ``publish_days_before`` days before their own date: the rush starts at a
+    moment everyone knows (issue 8).
+    """
+
+    __tablename__ = "schedule"
+    __table_args__ = (
+        CheckConstraint("slot_minutes > 0", name="slot_minutes_positive"),
+        CheckConstraint("capacity >= 0", name="capacity_not_negative"),
+        CheckConstraint("end_time > start_time", name="ends_after_start"),
+        CheckConstraint("publish_days_before >= 0", name="publish_days_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    market_point_id: Mapped[int] = mapped_column(ForeignKey("market_point.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    weekdays: Mapped[str] = mapped_column(String(7))
+    start_time: Mapped[time]
+    end_time: Mapped[time]
+    slot_minutes: Mapped[int]
+    capacity: Mapped[int]
+    valid_from: Mapped[date]
+    valid_until: Mapped[date]
+    publish_days_before: Mapped[int] = mapped_column(default=1)
+    publish_time: Mapped[time]
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    market_point: Mapped[MarketPoint] = relationship()
 
 
 class Resident(db.Model):

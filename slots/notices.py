@@ -256,7 +256,12 @@ def deliver_notice(
     )
     mine = and_(Notice.id == notice_id, Notice.lease_until == lease_until)
     booking = notice.booking
-    if booking.purged_at is not None or booking.status not in _SEND_WHILE.get(notice.kind, ()):
+    # Nobody to tell: purged, booked without a phone (assisted), or moved on since.
+    if (
+        booking.purged_at is not None
+        or not booking.phone
+        or booking.status not in _SEND_WHILE.get(notice.kind, ())
+    ):
         _finish(mine, status=NOTICE_VOID, lease_until=None)
         return Outcome("void")
 

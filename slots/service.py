@@ -42,6 +42,7 @@ from slots.errors import (
     MarketPointNotFound,
     NotWaiting,
     SlotClosed,
+    SlotClosedByMarket,
     SlotFull,
     SlotNotFound,
     SlotNotFull,
@@ -211,6 +212,7 @@ def list_slots(point: MarketPoint, day: date, now: datetime | None = None) -> li
             Slot.starts_at >= start,
             Slot.starts_at < end,
             Slot.published_at <= now,
+            Slot.closed_at.is_(None),
         )
         .order_by(Slot.starts_at)
     )
@@ -376,7 +378,13 @@ _HELD_IN_WINDOW = (
 
 _TAKE_PLACE = (
     update(Slot)
-    .where(Slot.id == bindparam("slot_id"), Slot.booked_count < Slot.capacity)
+    .where(
+        Slot.id == bindparam("slot_id"),
+        Slot.booked_count < Slot.capacity,
+        # In the WHERE, not only checked before: a close committed while this waited
+        # for the row lock is seen here.
+        Slot.closed_at.is_(None),
+    )
     .values(booked_count=Slot.booked_count + 1)
     .execution_options(synchronize_session=False)
 )
@@ -446,15 +454,19 @@ class ResidentInput:
     language: str = "id"
 
 
-def resident_input(name: str, nik: str, phone: str, language: str = "id") -> ResidentInput:
+def resident_input(
+    name: str, nik: str, phone: str, language: str = "id", phone_optional: bool = False
+) -> ResidentInput:
     """Validate a resident's name, NIK, phone and message language.
 
-    Args: language, a code of LANGUAGES ("id" or "en"): their messages use it.
+    Args: language, a code of LANGUAGES ("id" or "en"): their messages use it;
+      phone_optional, True for a booking staff make for a resident without a phone
+      (an empty phone is then kept as "", and no message is sent).
     Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage (422).
     """
     clean = clean_name(name)
     digits = validate_nik(nik)
-    e164 = normalise_phone(phone)
+    e164 = "" if phone_optional and not (phone or "").strip() else normalise_phone(phone)
     if language not in current_app.config["LANGUAGES"]:
         raise InvalidLanguage()
     return ResidentInput(
@@ -469,12 +481,14 @@ def book_slot(
     phone: str,
     now: datetime | None = None,
     language: str = "id",
+    phone_optional: bool = False,
 ) -> Booking:
     """Book one place in a slot for a resident.
 
     Args: slot_id; name as on the KTP; nik, 16 digits (separators allowed); phone,
       an Indonesian mobile number in any common form; now, aware UTC (default now);
-      language, "id" or "en", the language of the resident's messages.
+      language, "id" or "en", the language of the resident's messages;
+      phone_optional, for assisted booking by staff (see ``resident_input``).
     Returns: the new confirmed Booking (flushed, not committed), with a pending
       ``confirmation`` notice and a ``reminder`` due REMINDER_MINUTES before the slot.
     Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage (422); SlotNotFound (404);
@@ -487,7 +501,7 @@ def book_slot(
     now = now or utcnow()
     if not _valid_id(slot_id):
         raise SlotNotFound()
-    person = resident_input(name, nik, phone, language)
+    person = resident_input(name, nik, phone, language, phone_optional)
     slot = get_slot(slot_id, now)
     if slot.ends_at <= now:
         raise SlotClosed()
@@ -497,7 +511,8 @@ def book_slot(
     resident_id = _lock_resident(person.nik_hash, person.nik_last4)
     _check_limit(resident_id, slot.starts_at)
     if taken.rowcount != 1:
-        raise SlotFull()
+        db.session.refresh(slot, ["closed_at"])
+        raise SlotClosedByMarket() if slot.closed_at is not None else SlotFull()
     db.session.expire(slot, ["booked_count"])
     return _new_booking(slot, resident_id, person, now, "confirmation")
 
@@ -593,6 +608,7 @@ def book_slot_once(
     phone: str,
     now: datetime | None = None,
     language: str = "id",
+    phone_optional: bool = False,
 ) -> tuple[Booking, bool]:
     """Book a slot at most once per idempotency ``key``.
 
@@ -621,7 +637,7 @@ def book_slot_once(
         if previous.request_hash != fingerprint or previous.booking is None:
             raise IdempotencyKeyReused()
         return previous.booking, True
-    booking = book_slot(slot_id, name, nik, phone, now, language)
+    booking = book_slot(slot_id, name, nik, phone, now, language, phone_optional)
     db.session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.id == claimed)
@@ -735,7 +751,7 @@ def _promote(slot: Slot, now: datetime) -> Booking | None:
     promoted into a slot that has ended. Returns None when nobody could take it.
     Rule (issue 3): a freed place goes to the first in line still within the limit.
     """
-    if slot.ends_at <= now:
+    if slot.ends_at <= now or slot.closed_at is not None:
         return None
     while True:
         entry = db.session.scalar(
@@ -802,6 +818,9 @@ def join_waiting_list(
     # Under the slot's lock, a concurrent cancellation either sees this entry (and
     # promotes it) or has already freed its place (and this join is refused).
     _lock_slot(slot)
+    db.session.refresh(slot, ["closed_at"])
+    if slot.closed_at is not None:
+        raise SlotClosedByMarket()
     resident_id = _lock_resident(person.nik_hash, person.nik_last4)
     if slot.booked_count < slot.capacity:
         raise SlotNotFull()

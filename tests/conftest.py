@@ -109,8 +109,16 @@ def empty_tables() -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))  # noqa: S608
         else:
+            # The audit log refuses DELETE (an append-only trigger): lift it for the wipe.
+            guards = conn.execute(
+                sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+            ).all()
+            for name, _ in guards:
+                conn.execute(sa.text(f"DROP TRIGGER {name}"))
             for name in tables:
                 conn.execute(sa.text(f"DELETE FROM {name}"))  # noqa: S608  (names from our metadata)
+            for _, sql in guards:
+                conn.execute(sa.text(sql))
 
 
 @pytest.fixture

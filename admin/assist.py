@@ -1,0 +1,131 @@
+"""Assisted booking: staff book for a resident who has no phone, at their own market
+point, under the same rules and limits as any booking, and print the ticket there."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import HiddenField, SelectField, StringField, TelField
+from wtforms.fields.choices import SelectChoice
+
+from accounts.auth import page_roles
+from accounts.models import ADMIN, STAFF, SUPERVISOR
+from admin import bp
+from common import audit
+from common.errors import DomainError
+from common.timeutil import local_date, local_day_bounds, utcnow, zone
+from extensions import db
+from slots import service
+from slots.errors import SlotNotFound
+from slots.models import MarketPoint, Slot
+from slots.notices import commit_and_deliver
+
+
+class AssistForm(FlaskForm):
+    """A resident's details as staff take them at the desk; the phone may stay empty."""
+
+    slot = SelectField(_l("Slot"), coerce=int)
+    name = StringField(_l("Full name (as on KTP)"))
+    nik = StringField(_l("NIK (16 digits)"))
+    phone = TelField(_l("Mobile phone number (if they have one)"))
+    request_id = HiddenField()
+
+
+def _point() -> MarketPoint | None:
+    """Staff: their own point. Supervisors and admins: the ``?point=`` they chose."""
+    if current_user.role == STAFF:
+        return current_user.market_point
+    code = request.values.get("point")
+    return db.session.scalar(select(MarketPoint).where(MarketPoint.code == code)) if code else None
+
+
+def _open_slots(point: MarketPoint) -> list[Slot]:
+    """Bookable slots of ``point`` from now to the end of tomorrow (local time)."""
+    now = utcnow()
+    today = local_date(now, point.timezone)
+    start = local_day_bounds(today, point.timezone)[0]
+    end = local_day_bounds(today + timedelta(days=1), point.timezone)[1]
+    return list(
+        db.session.scalars(
+            select(Slot)
+            .where(
+                Slot.market_point_id == point.id,
+                Slot.starts_at >= start,
+                Slot.starts_at < end,
+                Slot.ends_at > now,
+                Slot.published_at <= now,
+                Slot.closed_at.is_(None),
+            )
+            .order_by(Slot.starts_at)
+        )
+    )
+
+
+@bp.route("/assist", methods=["GET", "POST"])
+@page_roles(STAFF, SUPERVISOR, ADMIN)
+def assist():
+    """Book on behalf of a resident (same rules and per-NIK limit), then show the
+    ticket to print. Staff book only at their own point."""
+    point = _point()
+    if point is None:
+        if current_user.role == STAFF:
+            abort(403)
+        points = db.session.scalars(
+            select(MarketPoint).where(MarketPoint.active.is_(True)).order_by(MarketPoint.name)
+        ).all()
+        return render_template("admin/assist_choose.html", points=points)
+    tz = zone(point.timezone)
+    slots = _open_slots(point)
+    form = AssistForm()
+    form.slot.choices = [
+        SelectChoice(
+            s.id,
+            f"{s.starts_at.astimezone(tz):%a %d %b %H:%M}–{s.ends_at.astimezone(tz):%H:%M}"
+            f" ({s.remaining})",
+        )
+        for s in slots
+    ]
+    status = 200
+    if form.validate_on_submit():
+        fields = (form.name.data or "", form.nik.data or "", form.phone.data or "")
+        try:
+            if form.slot.data not in {s.id for s in slots}:
+                raise SlotNotFound()
+            request_id = form.request_id.data or secrets.token_urlsafe(16)
+            booking, replayed = service.book_slot_once(
+                f"assist:{request_id}",
+                service.request_fingerprint({"slot_id": form.slot.data, "fields": fields}),
+                form.slot.data,
+                *fields,
+                phone_optional=True,
+            )
+            if not replayed:
+                audit.record(
+                    audit.Actor.of(current_user),
+                    "booking.assist",
+                    "booking",
+                    booking.code,
+                    {},
+                    {"slot_id": booking.slot_id, "nik_last4": booking.nik_last4},
+                    point.id,
+                )
+        except DomainError as exc:
+            db.session.rollback()
+            flash(str(exc.message), "error")
+            status = exc.status
+            form.nik.data = ""  # never echo a full NIK back into the page
+        else:
+            commit_and_deliver()
+            key = service.booking_access_key(booking.code)
+            return redirect(url_for("qr.ticket", code=booking.code, key=key, new=1))
+    form.request_id.data = secrets.token_urlsafe(16)
+    return (
+        render_template("admin/assist.html", point=point, form=form, has_slots=bool(slots)),
+        status,
+    )

@@ -1,0 +1,133 @@
+"""Admin forms (Flask-WTF, CSRF-protected). They only shape input: the rules live in
+``slots.operations`` and ``accounts.service``, which the API and CLI use too."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import (
+    BooleanField,
+    DateField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TimeField,
+    widgets,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+WEEKDAYS = [
+    SelectChoice("1", _l("Mon")),
+    SelectChoice("2", _l("Tue")),
+    SelectChoice("3", _l("Wed")),
+    SelectChoice("4", _l("Thu")),
+    SelectChoice("5", _l("Fri")),
+    SelectChoice("6", _l("Sat")),
+    SelectChoice("7", _l("Sun")),
+]
+
+
+class PointForm(FlaskForm):
+    """A market point's editable fields; ``market_id`` only when creating."""
+
+    market_id = IntegerField(
+        _l("Market number (the code becomes JKT-<number>)"),
+        validators=[Optional(), NumberRange(1, 999_999)],
+    )
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(2, 200)])
+    address = StringField(_l("Address"), validators=[Length(max=300)])
+    kecamatan = StringField(_l("Kecamatan"), validators=[Length(max=100)])
+    kecamatan_code = StringField(_l("Kecamatan code (6 digits)"), validators=[Length(max=6)])
+    city = StringField(_l("City"), validators=[Length(max=100)])
+    safe_limit = IntegerField(
+        _l("Safe limit (people inside at once)"), validators=[InputRequired(), NumberRange(1)]
+    )
+    timezone = StringField(_l("Timezone"), default="Asia/Jakarta", validators=[DataRequired()])
+    opens_at = TimeField(_l("Opens"), validators=[Optional()])
+    closes_at = TimeField(_l("Closes"), validators=[Optional()])
+    household_limit = BooleanField(_l("Limit bookings per household (KK) too"))
+
+
+class ImportForm(FlaskForm):
+    """A CSV of market points in the shipped data's columns."""
+
+    file = FileField(_l("CSV file"))
+
+
+class ScheduleForm(FlaskForm):
+    """A schedule template (see ``slots.models.Schedule``)."""
+
+    point = SelectField(_l("Market point"), validators=[DataRequired()])
+    name = StringField(_l("Name"), validators=[Length(max=100)])
+    weekdays = SelectMultipleField(
+        _l("Days"),
+        choices=WEEKDAYS,
+        default=["1", "2", "3", "4", "5"],
+        option_widget=widgets.CheckboxInput(),
+        widget=widgets.ListWidget(prefix_label=False),
+    )
+    start_time = TimeField(_l("First slot starts"), validators=[InputRequired()])
+    end_time = TimeField(_l("Last slot ends"), validators=[InputRequired()])
+    slot_minutes = IntegerField(
+        _l("Slot length (minutes)"), default=30, validators=[InputRequired()]
+    )
+    capacity = IntegerField(_l("Places per slot"), default=20, validators=[InputRequired()])
+    valid_from = DateField(_l("From"), validators=[InputRequired()])
+    valid_until = DateField(_l("Until"), validators=[InputRequired()])
+    publish_days_before = IntegerField(
+        _l("Open for booking, days before"), default=1, validators=[InputRequired()]
+    )
+    publish_time = TimeField(_l("Open for booking at"), validators=[InputRequired()])
+
+
+class CapacityForm(FlaskForm):
+    """A slot's new capacity."""
+
+    capacity = IntegerField(_l("Capacity"), validators=[InputRequired()])
+
+
+class MoveForm(FlaskForm):
+    """Move a booking (by its code) to another slot (by its id)."""
+
+    code = StringField(_l("Booking code"), validators=[DataRequired(), Length(max=20)])
+    slot_id = IntegerField(_l("Target slot id"), validators=[InputRequired()])
+
+
+class AccountForm(FlaskForm):
+    """A new account."""
+
+    email = StringField(_l("Email"), validators=[DataRequired(), Length(max=254)])
+    role = SelectField(
+        _l("Role"),
+        choices=[SelectChoice(role) for role in ("staff", "supervisor", "admin")],
+    )
+    point = SelectField(_l("Market point (staff)"), validators=[Optional()])
+    password = PasswordField(_l("Password (8 characters or more)"), validators=[DataRequired()])
+
+
+class PasswordForm(FlaskForm):
+    """A new password for an account."""
+
+    password = PasswordField(_l("New password"), validators=[DataRequired()])
+
+
+class AssignForm(FlaskForm):
+    """An account's market point."""
+
+    point = SelectField(_l("Market point"), validators=[Optional()])
+
+
+class AuditFilterForm(FlaskForm):
+    """Filters of the audit log page (GET, no CSRF)."""
+
+    class Meta:
+        csrf = False
+
+    action = StringField(_l("Action starts with"), validators=[Optional(), Length(max=64)])
+    actor = StringField(_l("Actor"), validators=[Optional(), Length(max=254)])
+    since = DateField(_l("From"), validators=[Optional()])
+    until = DateField(_l("Until"), validators=[Optional()])
