@@ -199,6 +199,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "BOOKING_LIMIT_PER_NIK": parse_int(
             "BOOKING_LIMIT_PER_NIK", get("BOOKING_LIMIT_PER_NIK", "1"), 1
         ),
+        "BOOKING_LIMIT_PER_KK": parse_int(
+            "BOOKING_LIMIT_PER_KK", get("BOOKING_LIMIT_PER_KK", "1"), 1
+        ),
         "BOOKING_LIMIT_WINDOW_DAYS": parse_int(
             "BOOKING_LIMIT_WINDOW_DAYS", get("BOOKING_LIMIT_WINDOW_DAYS", "7"), 1
         ),

@@ -34,6 +34,7 @@ class AssistForm(FlaskForm):
     name = StringField(_l("Full name (as on KTP)"))
     nik = StringField(_l("NIK (16 digits)"))
     phone = TelField(_l("Mobile phone number (if they have one)"))
+    kk = StringField(_l("Family card (KK) number, 16 digits"))
     request_id = HiddenField()
 
 
@@ -100,10 +101,13 @@ def assist():
             request_id = form.request_id.data or secrets.token_urlsafe(16)
             booking, replayed = service.book_slot_once(
                 f"assist:{request_id}",
-                service.request_fingerprint({"slot_id": form.slot.data, "fields": fields}),
+                service.request_fingerprint(
+                    {"slot_id": form.slot.data, "fields": fields, "kk": form.kk.data or ""}
+                ),
                 form.slot.data,
                 *fields,
                 phone_optional=True,
+                kk=form.kk.data or "",
             )
             if not replayed:
                 audit.record(

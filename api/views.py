@@ -100,18 +100,20 @@ def create_booking():
         raise ValidationError("'slot_id' must be an integer.", code="invalid_slot_id")
     fields = (_text(body, "name"), _text(body, "nik"), _text(body, "phone"))
     language = _language(body)
+    kk = _text(body, "kk", required=False)
     key = request.headers.get("Idempotency-Key")
     headers = {}
     if key is None:
-        booking = slots_service.book_slot(slot_id, *fields, language=language)
+        booking = slots_service.book_slot(slot_id, *fields, language=language, kk=kk)
     else:
         request_fields = {"slot_id": slot_id, "name": fields[0], "nik": fields[1]}
         request_fields["phone"] = fields[2]
-        if "language" in body:
-            request_fields["language"] = language
+        for optional in ("language", "kk"):
+            if optional in body:
+                request_fields[optional] = body[optional]
         fingerprint = slots_service.request_fingerprint(request_fields)
         booking, replayed = slots_service.book_slot_once(
-            key, fingerprint, slot_id, *fields, language=language
+            key, fingerprint, slot_id, *fields, language=language, kk=kk
         )
         headers["Idempotent-Replayed"] = "true" if replayed else "false"
     body = booking_json(booking)  # before the commit, which would expire what it reads
@@ -190,6 +192,7 @@ def join_waiting_list(slot_id: int):
         _text(body, "nik"),
         _text(body, "phone"),
         language=_language(body),
+        kk=_text(body, "kk", required=False),
     )
     db.session.commit()
     return jsonify(waiting_json(entry)), 201

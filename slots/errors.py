@@ -14,6 +14,13 @@ class InvalidNIK(ValidationError):
     default_message = _l("The NIK is not valid.")
 
 
+class InvalidKK(ValidationError):
+    """The family card (KK) number is missing or fails a rule (``fault`` says which)."""
+
+    code = "invalid_kk"
+    default_message = _l("This market point asks for your family card (KK) number.")
+
+
 class InvalidPhone(ValidationError):
     """The phone number cannot be parsed as an Indonesian mobile number."""
 
@@ -88,6 +95,18 @@ class LimitReached(DomainError):
     default_message = _l(
         "This NIK has reached its booking limit for this period. "
         "Cancel the other booking first if you want this one."
+    )
+
+
+class HouseholdLimitReached(DomainError):
+    """The family card already holds BOOKING_LIMIT_PER_KK bookings in the window, at a
+    market point that limits bookings per household."""
+
+    code = "household_limit_reached"
+    status = 409
+    default_message = _l(
+        "Your household (family card) already has a booking in this period. "
+        "One booking per household is allowed here."
     )
 
 

@@ -13,6 +13,8 @@ class BookingForm(FlaskForm):
     name = StringField(_l("Full name (as on KTP)"))
     nik = StringField(_l("NIK (16 digits)"))
     phone = TelField(_l("Mobile phone number"))
+    # Asked only where the market point limits bookings per household.
+    kk = StringField(_l("Family card (KK) number, 16 digits"))
     # A random id per rendered form: a double tap or a resend is one booking, not two.
     request_id = HiddenField()
 
@@ -23,6 +25,7 @@ class WaitingListForm(FlaskForm):
     name = StringField(_l("Full name (as on KTP)"))
     nik = StringField(_l("NIK (16 digits)"))
     phone = TelField(_l("Mobile phone number"))
+    kk = StringField(_l("Family card (KK) number, 16 digits"))
 
 
 class LeaveForm(FlaskForm):

@@ -20,7 +20,7 @@ from pathlib import Path
 import phonenumbers
 from flask_babel import lazy_gettext as _l
 
-from slots.errors import InvalidName, InvalidNIK, InvalidPhone
+from slots.errors import InvalidKK, InvalidName, InvalidNIK, InvalidPhone
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 _SEPARATORS = re.compile(r"[\s.\-]")
@@ -77,6 +77,33 @@ def validate_nik(raw: str) -> str:
     if nik[12:] == "0000":
         raise InvalidNIK(_l("The last four digits of a NIK cannot be 0000."), fault="serial")
     return nik
+
+
+def validate_kk(raw: str) -> str:
+    """Check a family card (Kartu Keluarga) number and return its 16 digits.
+
+    Args: raw, as typed (spaces, dots and dashes allowed).
+    Raises: InvalidKK with ``fault`` one of ``length`` (not 16 ASCII digits), ``region``
+      (the first six digits are not a known kecamatan code, as on a NIK), ``serial``
+      (the last four are 0000).
+    """
+    kk = _SEPARATORS.sub("", raw or "")
+    if not re.fullmatch(r"[0-9]{16}", kk):
+        raise InvalidKK(_l("A family card (KK) number has exactly 16 digits."), fault="length")
+    if kk[:6] not in kecamatan_codes():
+        raise InvalidKK(
+            _l("The first six digits of this KK number are not a known region code."),
+            fault="region",
+        )
+    if kk[12:] == "0000":
+        raise InvalidKK(_l("The last four digits of a KK number cannot be 0000."), fault="serial")
+    return kk
+
+
+def hash_kk(kk: str, key: str) -> str:
+    """Return the keyed hash (HMAC-SHA256, hex) of a validated KK number, in a domain
+    apart from NIK hashes (a KK and a NIK with the same digits hash differently)."""
+    return hmac.new(key.encode(), f"KK:{kk}".encode(), hashlib.sha256).hexdigest()
 
 
 def hash_nik(nik: str, key: str) -> str:

@@ -157,6 +157,19 @@ class Resident(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class Household(db.Model):
+    """A family card (KK) known only by a keyed hash of its number. Like ``Resident``,
+    the row exists to serialise bookings: at points with ``household_limit``, every
+    booking bumps ``lock_version`` (after the resident's lock) before counting."""
+
+    __tablename__ = "household"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kk_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    lock_version: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Booking(db.Model):
     """One resident's reservation of one slot; ``code`` is the random booking code."""
 
@@ -187,6 +200,8 @@ class Booking(db.Model):
     phone: Mapped[str] = mapped_column(String(20))
     # The language the resident used: their messages are written in it.
     language: Mapped[str] = mapped_column(String(8), default="id", server_default="id")
+    # The family card's keyed hash, at points that limit bookings per household.
+    kk_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(16), default=CONFIRMED)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -238,6 +253,7 @@ class WaitingListEntry(db.Model):
     nik_last4: Mapped[str] = mapped_column(String(4))
     phone: Mapped[str] = mapped_column(String(20))
     language: Mapped[str] = mapped_column(String(8), default="id", server_default="id")
+    kk_hash: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default=WAITING)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

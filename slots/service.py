@@ -12,7 +12,7 @@ import hmac
 import json
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
@@ -33,6 +33,7 @@ from slots.errors import (
     AlreadyWaiting,
     BookingNotFound,
     CancelNotAllowed,
+    HouseholdLimitReached,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
     InvalidLanguage,
@@ -49,7 +50,14 @@ from slots.errors import (
     SlotOverlap,
     WaitingEntryNotFound,
 )
-from slots.identity import clean_name, hash_nik, normalise_phone, validate_nik
+from slots.identity import (
+    clean_name,
+    hash_kk,
+    hash_nik,
+    normalise_phone,
+    validate_kk,
+    validate_nik,
+)
 from slots.models import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -63,6 +71,7 @@ from slots.models import (
     SKIPPED,
     WAITING,
     Booking,
+    Household,
     IdempotencyKey,
     MarketPoint,
     Notice,
@@ -352,6 +361,72 @@ def _resident_upsert(dialect: str):
     )
 
 
+@cache
+def _household_upsert(dialect: str):
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(Household)
+        .values(
+            kk_hash=bindparam("kk_hash"),
+            lock_version=0,
+            created_at=bindparam("created_at", type_=Household.created_at.type),
+        )
+        .on_conflict_do_update(
+            index_elements=[Household.kk_hash],
+            set_={"lock_version": Household.lock_version + 1},
+        )
+        .returning(Household.id)
+    )
+
+
+def household_hash(point: MarketPoint, kk: str) -> str | None:
+    """The keyed hash of ``kk`` when ``point`` limits bookings per household, else None.
+
+    Raises: InvalidKK (422) at such a point when the KK number is missing or malformed.
+    """
+    if not point.household_limit:
+        return None
+    return hash_kk(validate_kk(kk), current_app.config["NIK_HASH_KEY"])
+
+
+def _lock_household(kk_hash: str, now: datetime) -> None:
+    """Take the family card's row lock (created on first use): after the resident's, in
+    the lock order slot, resident, household."""
+    stmt = _household_upsert(db.session.get_bind().dialect.name)
+    db.session.execute(stmt, {"kk_hash": kk_hash, "created_at": now})
+
+
+def _check_household(kk_hash: str | None, starts_at: datetime) -> None:
+    """Serialise bookings of one family card (``_lock_household``) and raise
+    HouseholdLimitReached when it holds BOOKING_LIMIT_PER_KK active bookings whose slots
+    start within BOOKING_LIMIT_WINDOW_DAYS of ``starts_at``.
+    Rule: issue 3, "optionally also per household (KK number) when a point asks for it"."""
+    if kk_hash is None:
+        return
+    _lock_household(kk_hash, utcnow())
+    if _household_held(kk_hash, starts_at) >= current_app.config["BOOKING_LIMIT_PER_KK"]:
+        raise HouseholdLimitReached(
+            HouseholdLimitReached.default_message,
+            limit=current_app.config["BOOKING_LIMIT_PER_KK"],
+            window_days=current_app.config["BOOKING_LIMIT_WINDOW_DAYS"],
+        )
+
+
+def _household_held(kk_hash: str, starts_at: datetime) -> int:
+    """Count the family card's active bookings around ``starts_at`` (the window)."""
+    window = timedelta(days=current_app.config["BOOKING_LIMIT_WINDOW_DAYS"])
+    return db.session.scalar(
+        select(func.count(Booking.id))
+        .join(Slot, Booking.slot_id == Slot.id)
+        .where(
+            Booking.kk_hash == kk_hash,
+            Booking.status.in_(ACTIVE_STATUSES),
+            Slot.starts_at > starts_at - window,
+            Slot.starts_at < starts_at + window,
+        )
+    )
+
+
 def _lock_resident(nik_hash: str, last4: str) -> int:
     """Create or touch the resident row of ``nik_hash`` and return its id.
 
@@ -452,6 +527,7 @@ class ResidentInput:
     nik_last4: str
     phone: str
     language: str = "id"
+    kk_hash: str | None = None  # only at points with household_limit
 
 
 def resident_input(
@@ -482,17 +558,19 @@ def book_slot(
     now: datetime | None = None,
     language: str = "id",
     phone_optional: bool = False,
+    kk: str = "",
 ) -> Booking:
     """Book one place in a slot for a resident.
 
     Args: slot_id; name as on the KTP; nik, 16 digits (separators allowed); phone,
       an Indonesian mobile number in any common form; now, aware UTC (default now);
       language, "id" or "en", the language of the resident's messages;
-      phone_optional, for assisted booking by staff (see ``resident_input``).
+      phone_optional, for assisted booking by staff (see ``resident_input``); kk, the
+      family card number, required at points with ``household_limit``.
     Returns: the new confirmed Booking (flushed, not committed), with a pending
       ``confirmation`` notice and a ``reminder`` due REMINDER_MINUTES before the slot.
-    Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage (422); SlotNotFound (404);
-      SlotClosed, LimitReached, SlotFull (409).
+    Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage, InvalidKK (422);
+      SlotNotFound (404); SlotClosed, LimitReached, HouseholdLimitReached, SlotFull (409).
     Rules (DESIGN.md): capacity is a hard cap, enforced by a conditional update of
       ``slot.booked_count`` under a CHECK constraint; one NIK holds at most
       BOOKING_LIMIT_PER_NIK active bookings whose slots start within
@@ -505,11 +583,14 @@ def book_slot(
     slot = get_slot(slot_id, now)
     if slot.ends_at <= now:
         raise SlotClosed()
-    # Take the place first (the slot row lock, then the resident's: the lock order of
-    # every booking rule); a refusal below rolls the place back with the transaction.
+    person = replace(person, kk_hash=household_hash(slot.market_point, kk))
+    # Take the place first (the slot row lock, then the resident's, then the
+    # household's: the lock order of every booking rule); a refusal below rolls the
+    # place back with the transaction.
     taken = db.session.execute(_TAKE_PLACE, {"slot_id": slot.id})
     resident_id = _lock_resident(person.nik_hash, person.nik_last4)
     _check_limit(resident_id, slot.starts_at)
+    _check_household(person.kk_hash, slot.starts_at)
     if taken.rowcount != 1:
         db.session.refresh(slot, ["closed_at"])
         raise SlotClosedByMarket() if slot.closed_at is not None else SlotFull()
@@ -530,6 +611,7 @@ def _new_booking(
         nik_last4=person.nik_last4,
         phone=person.phone,
         language=person.language,
+        kk_hash=person.kk_hash,
         status=CONFIRMED,
         created_at=now,
     )
@@ -609,6 +691,7 @@ def book_slot_once(
     now: datetime | None = None,
     language: str = "id",
     phone_optional: bool = False,
+    kk: str = "",
 ) -> tuple[Booking, bool]:
     """Book a slot at most once per idempotency ``key``.
 
@@ -637,7 +720,7 @@ def book_slot_once(
         if previous.request_hash != fingerprint or previous.booking is None:
             raise IdempotencyKeyReused()
         return previous.booking, True
-    booking = book_slot(slot_id, name, nik, phone, now, language, phone_optional)
+    booking = book_slot(slot_id, name, nik, phone, now, language, phone_optional, kk)
     db.session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.id == claimed)
@@ -737,7 +820,12 @@ def _free_place(slot: Slot, now: datetime) -> None:
 def _may_take(entry: WaitingListEntry, slot: Slot) -> bool:
     """True when the entry's resident is within the per-NIK limit around ``slot`` and
     holds no place in it already."""
-    limit = current_app.config["BOOKING_LIMIT_PER_NIK"]
+    config = current_app.config
+    if entry.kk_hash is not None and (
+        _household_held(entry.kk_hash, slot.starts_at) >= config["BOOKING_LIMIT_PER_KK"]
+    ):
+        return False
+    limit = config["BOOKING_LIMIT_PER_NIK"]
     return _held_in_window(entry.resident_id, slot.starts_at) < limit and not _holds_place_in(
         entry.resident_id, slot.id
     )
@@ -769,6 +857,8 @@ def _promote(slot: Slot, now: datetime) -> Booking | None:
         within = _may_take(entry, slot)
         if within:
             _lock_resident(resident.nik_hash, resident.nik_last4)
+            if entry.kk_hash is not None:
+                _lock_household(entry.kk_hash, now)
             within = _may_take(entry, slot)
         claimed = transition(
             WaitingListEntry, entry.id, WAITING, PROMOTED if within else SKIPPED, resolved_at=now
@@ -776,7 +866,12 @@ def _promote(slot: Slot, now: datetime) -> Booking | None:
         if not claimed or not within:
             continue  # another transaction took this entry, or it may not book
         person = ResidentInput(
-            entry.name, resident.nik_hash, entry.nik_last4, entry.phone, entry.language
+            entry.name,
+            resident.nik_hash,
+            entry.nik_last4,
+            entry.phone,
+            entry.language,
+            entry.kk_hash,
         )
         booking = _new_booking(slot, entry.resident_id, person, now, "promotion")
         db.session.execute(
@@ -799,6 +894,7 @@ def join_waiting_list(
     phone: str,
     now: datetime | None = None,
     language: str = "id",
+    kk: str = "",
 ) -> WaitingListEntry:
     """Put a resident on a full slot's waiting list.
 
@@ -815,6 +911,7 @@ def join_waiting_list(
     slot = get_slot(slot_id, now)
     if slot.ends_at <= now:
         raise SlotClosed()
+    person = replace(person, kk_hash=household_hash(slot.market_point, kk))
     # Under the slot's lock, a concurrent cancellation either sees this entry (and
     # promotes it) or has already freed its place (and this join is refused).
     _lock_slot(slot)
@@ -827,6 +924,7 @@ def join_waiting_list(
     if _holds_place_in(resident_id, slot.id):
         raise AlreadyBooked()
     _check_limit(resident_id, slot.starts_at)
+    _check_household(person.kk_hash, slot.starts_at)
     already = db.session.scalar(
         select(WaitingListEntry.id).where(
             WaitingListEntry.slot_id == slot.id,
@@ -844,6 +942,7 @@ def join_waiting_list(
         nik_last4=person.nik_last4,
         phone=person.phone,
         language=person.language,
+        kk_hash=person.kk_hash,
         status=WAITING,
         created_at=now,
     )
@@ -1016,7 +1115,14 @@ def purge_personal_data(now: datetime | None = None) -> PurgeCounts:
     now = now or utcnow()
     cutoff = now - timedelta(days=current_app.config["RETENTION_DAYS"])
     ended = select(Slot.id).where(Slot.ends_at <= cutoff).scalar_subquery()
-    erased = {"name": "", "phone": "", "nik_last4": "", "resident_id": None, "purged_at": now}
+    erased = {
+        "name": "",
+        "phone": "",
+        "nik_last4": "",
+        "resident_id": None,
+        "kk_hash": None,
+        "purged_at": now,
+    }
     bookings = db.session.execute(
         update(Booking)
         .where(Booking.slot_id.in_(ended), Booking.purged_at.is_(None))
@@ -1056,6 +1162,18 @@ def purge_personal_data(now: datetime | None = None) -> PurgeCounts:
             ).rowcount
     except IntegrityError:
         residents = 0
+    # Family-card rows are only locks: those no booking or entry names any more go.
+    db.session.execute(
+        delete(Household)
+        .where(
+            Household.created_at <= cutoff,
+            ~select(Booking.id).where(Booking.kk_hash == Household.kk_hash).exists(),
+            ~select(WaitingListEntry.id)
+            .where(WaitingListEntry.kk_hash == Household.kk_hash)
+            .exists(),
+        )
+        .execution_options(synchronize_session=False)
+    )
     keys = db.session.execute(
         delete(IdempotencyKey)
         .where(IdempotencyKey.created_at <= cutoff)

@@ -65,10 +65,13 @@ def book(slot_id: int):
             request_id = form.request_id.data or secrets.token_urlsafe(16)
             booking, _ = service.book_slot_once(
                 f"form:{request_id}",
-                service.request_fingerprint({"slot_id": slot_id, "fields": fields}),
+                service.request_fingerprint(
+                    {"slot_id": slot_id, "fields": fields, "kk": form.kk.data or ""}
+                ),
                 slot_id,
                 *fields,
                 language=_page_language(),
+                kk=form.kk.data or "",
             )
         except DomainError as exc:
             db.session.rollback()
@@ -108,6 +111,7 @@ def join_waiting_list(slot_id: int):
                 form.nik.data or "",
                 form.phone.data or "",
                 language=_page_language(),
+                kk=form.kk.data or "",
             )
         except DomainError as exc:
             db.session.rollback()

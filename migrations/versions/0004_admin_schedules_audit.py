@@ -1,4 +1,4 @@
-"""Admin: schedules with a publish time, closed slots, household limit flag, audit log
+"""Admin: schedules with a publish time, closed slots, household (KK) limit, audit log
 
 Revision ID: 0004
 Revises: 0003
@@ -97,6 +97,20 @@ def upgrade():
         for statement in SQLITE_GUARDS:
             op.execute(statement)
 
+    op.create_table(
+        "household",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kk_hash", sa.String(length=64), nullable=False),
+        sa.Column("lock_version", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_household")),
+        sa.UniqueConstraint("kk_hash", name=op.f("uq_household_kk_hash")),
+    )
+    with op.batch_alter_table("booking") as batch_op:
+        batch_op.add_column(sa.Column("kk_hash", sa.String(length=64), nullable=True))
+        batch_op.create_index(batch_op.f("ix_booking_kk_hash"), ["kk_hash"], unique=False)
+    with op.batch_alter_table("waiting_list_entry") as batch_op:
+        batch_op.add_column(sa.Column("kk_hash", sa.String(length=64), nullable=True))
     with op.batch_alter_table("market_point") as batch_op:
         batch_op.add_column(
             sa.Column(
@@ -113,6 +127,12 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table("waiting_list_entry") as batch_op:
+        batch_op.drop_column("kk_hash")
+    with op.batch_alter_table("booking") as batch_op:
+        batch_op.drop_index(batch_op.f("ix_booking_kk_hash"))
+        batch_op.drop_column("kk_hash")
+    op.drop_table("household")
     with op.batch_alter_table("slot") as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_slot_schedule_id_schedule"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_slot_schedule_id"))
