@@ -1,4 +1,5 @@
-"""Operator commands: ``flask --app app seed-demo | slots generate | users create | users token``.
+"""Operator commands: ``flask --app app seed-demo | slots generate | users create | users token
+| points update``.
 
 Each command is one transaction: it commits at the end or, on an error, changes nothing.
 """
@@ -48,6 +49,29 @@ def _parse_time(value: str) -> time:
 slots_cli = AppGroup("slots", help="Create and inspect slots.")
 tickets_cli = AppGroup("tickets", help="Ticket signing keys.")
 users_cli = AppGroup("users", help="Manage staff, supervisor and admin accounts.")
+points_cli = AppGroup("points", help="Market points.")
+
+
+@points_cli.command("update")
+@click.argument("point_code")
+@click.option(
+    "--safe-limit",
+    type=click.IntRange(1),
+    required=True,
+    help="People allowed inside at once; the gate answers 'wait' at this count.",
+)
+def points_update(point_code, safe_limit):
+    """Change a market point's safe limit (people inside at once)."""
+    from slots import service
+
+    try:
+        point = service.get_market_point(point_code)
+        before = point.safe_limit
+        service.set_safe_limit(point, safe_limit)
+    except DomainError as exc:
+        _fail(exc)
+    db.session.commit()
+    click.echo(f"{point.code}: safe limit {before} -> {point.safe_limit}")
 
 
 @slots_cli.command("generate")
@@ -316,6 +340,7 @@ def register(app: Flask) -> None:
     """Add Antri's commands to ``app.cli``."""
     app.cli.add_command(slots_cli)
     app.cli.add_command(users_cli)
+    app.cli.add_command(points_cli)
     app.cli.add_command(tickets_cli)
     app.cli.add_command(notices_cli)
     app.cli.add_command(worker_command)

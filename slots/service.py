@@ -18,13 +18,14 @@ from functools import cache
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
 
 from common import events
-from common.errors import DomainError
+from common.errors import DomainError, ValidationError
 from common.timeutil import local_day_bounds, local_instant, utcnow, zone
 from extensions import db
 from slots.errors import (
@@ -1031,3 +1032,23 @@ def slot_local_times(slot: Slot) -> tuple[datetime, datetime]:
     """Return (starts_at, ends_at) of ``slot`` in its market point's timezone."""
     tz = zone(slot.market_point.timezone)
     return slot.starts_at.astimezone(tz), slot.ends_at.astimezone(tz)
+
+
+def set_safe_limit(point: MarketPoint, safe_limit: int) -> MarketPoint:
+    """Set ``point``'s safe limit: people allowed inside at once (the gate answers
+    ``wait`` at this count; DESIGN.md, "Market point").
+
+    Raises: ValidationError (422 ``invalid_safe_limit``) unless 1 <= safe_limit <= 100000.
+    """
+    if (
+        isinstance(safe_limit, bool)
+        or not isinstance(safe_limit, int)
+        or not (1 <= safe_limit <= 100_000)
+    ):
+        raise ValidationError(
+            _l("The safe limit must be a whole number from 1 to 100000."),
+            code="invalid_safe_limit",
+        )
+    point.safe_limit = safe_limit
+    db.session.flush()
+    return point
