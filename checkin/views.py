@@ -44,6 +44,7 @@ def _gate_config(point: MarketPoint) -> dict:
         "zxingUrl": vendor + "zxing-reader.js",
         "workerUrl": url_for("checkin.gate_worker"),
         "workerScope": url_for("checkin.gate"),
+        "workerCache": GATE_CACHE,
         "words": {
             "admitted": _("ADMIT"),
             "refused": _("REFUSE"),
@@ -64,6 +65,10 @@ def _gate_config(point: MarketPoint) -> dict:
     }
 
 
+# The gate service worker's cache; a new name when the cached files change shape.
+GATE_CACHE = "antri-gate-v1"
+
+
 @bp.get("/gate-sw.js")
 def gate_worker():
     """The gate's service worker: keeps the gate page and its scripts for offline use."""
@@ -77,7 +82,7 @@ def gate_worker():
             "vendor/zxing_reader.wasm",
         )
     ]
-    response = Response(render_template("checkin/gate-sw.js", assets=assets))
+    response = Response(render_template("checkin/gate-sw.js", assets=assets, cache=GATE_CACHE))
     response.mimetype = "text/javascript"
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -350,4 +350,10 @@ if (cameraButton && navigator.mediaDevices && navigator.mediaDevices.getUserMedi
 }
 
 // Reload offline: a service worker keeps the page and its scripts.
-if ("serviceWorker" in navigator) navigator.serviceWorker.register(cfg.workerUrl, { scope: cfg.workerScope }).catch(() => {});
+// The page that loaded before the worker existed is saved now, as the ticket page does.
+if ("serviceWorker" in navigator && "caches" in window) {
+  navigator.serviceWorker.register(cfg.workerUrl, { scope: cfg.workerScope })
+    .then(() => caches.open(cfg.workerCache))
+    .then((cache) => cache.add(location.href))
+    .catch(() => {});
+}

@@ -1,7 +1,7 @@
 // Antri gate service worker: the gate page and its scripts load without a network
 // (page: network first, the saved copy offline; scripts: saved copy first). Scans and
 // syncs are never cached: the page queues them itself while offline.
-const CACHE = "antri-gate-v1";
+const CACHE = {{ cache|tojson }};
 const ASSETS = {{ assets|tojson }};
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(ASSETS)).then(() => self.skipWaiting()));
