@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: run test lint format worker bench translations browser clean
+.PHONY: run test lint format worker bench translations browser vendor clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,20 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	  else echo "missing: $(SYSTEM_PACKAGES) (apt-get install as root): those tests will skip"; fi; fi
 
-run: $(VENV)/.runtime translations
+# The gate page's libraries come from npm (package-lock.json pins them): the Ed25519
+# verifier for offline scans and the QR decoder for cameras without BarcodeDetector.
+VENDOR := static/vendor
+VENDOR_FILES := $(VENDOR)/noble-ed25519.js $(VENDOR)/zxing-reader.js $(VENDOR)/zxing_reader.wasm
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+$(VENDOR_FILES) &: node_modules/.package-lock.json
+	mkdir -p $(VENDOR)
+	cp node_modules/@noble/ed25519/index.js $(VENDOR)/noble-ed25519.js
+	cp node_modules/zxing-wasm/dist/iife/reader/index.js $(VENDOR)/zxing-reader.js
+	cp node_modules/zxing-wasm/dist/reader/zxing_reader.wasm $(VENDOR)/zxing_reader.wasm
+vendor: $(VENDOR_FILES)
+
+run: $(VENV)/.runtime translations vendor
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo
 	@echo "Antri on http://$(HOST):$(PORT)/  (staff and supervisor sign in at /login)"
@@ -42,7 +55,7 @@ run: $(VENV)/.runtime translations
 
 # The suite runs with the process clock in UTC, then again in Asia/Jakarta (not the
 # browser test): times must not depend on the server's zone.
-test: $(VENV)/.dev translations browser
+test: $(VENV)/.dev translations browser vendor
 	TZ=UTC $(BIN)/pytest
 	TZ=Asia/Jakarta $(BIN)/pytest -q -m "not browser"
 
@@ -64,4 +77,4 @@ messages: $(VENV)/.runtime
 	$(BIN)/pybabel update -i translations/messages.pot -d translations
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules $(VENDOR)

@@ -1,4 +1,5 @@
-"""Operator commands: ``flask --app app seed-demo | slots generate | users create | users token``.
+"""Operator commands: ``flask --app app seed-demo | slots generate | users create | users token
+| points update``.
 
 Each command is one transaction: it commits at the end or, on an error, changes nothing.
 """

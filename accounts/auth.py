@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_login import current_user, login_required
 
 from accounts.errors import Unauthorized, WrongRole
 from accounts.models import User
 from accounts.service import user_for_token
 from common.errors import Forbidden
-from extensions import db, login_manager
+from extensions import csrf, db, login_manager
 
 
 @login_manager.user_loader
@@ -79,8 +79,9 @@ def api_or_page_roles(*roles: str) -> Callable:
     an ``Authorization`` header, else the login session; the user needs one of ``roles``.
 
     The user is put in ``g.api_user``. Raises Unauthorized (401) without either,
-    WrongRole (403) for another role. Only for GET views: a session-authenticated
-    POST would need a CSRF token.
+    WrongRole (403) for another role. A session-authenticated POST (the gate page's
+    scans) must carry the page's CSRF token in ``X-CSRFToken``, else CSRFError (400):
+    the API blueprint is exempt from the app-wide check because bearer tokens need none.
     """
 
     def decorator(view: Callable) -> Callable:
@@ -90,6 +91,10 @@ def api_or_page_roles(*roles: str) -> Callable:
                 user = bearer_user()
             else:
                 user = current_user._get_current_object()
+                if request.method not in ("GET", "HEAD", "OPTIONS") and current_app.config.get(
+                    "WTF_CSRF_ENABLED", True
+                ):
+                    csrf.protect()
             if user.role not in roles:
                 raise WrongRole()
             g.api_user = user

@@ -45,6 +45,7 @@ def points_update(code, safe_limit, name, opens, closes, household_limit):
 
     try:
         point = operations.get_point(code)
+        before = point.safe_limit
         if safe_limit is not None:
             operations.set_safe_limit(code, safe_limit, CLI)
         fields = operations.PointFields(
@@ -63,7 +64,7 @@ def points_update(code, safe_limit, name, opens, closes, household_limit):
     except DomainError as exc:
         _fail(exc)
     _commit()
-    click.echo(f"{point.code}: safe limit {point.safe_limit}, {point.name}")
+    click.echo(f"{point.code}: safe limit {before} -> {point.safe_limit}, {point.name}")
 
 
 @points_cli.command("deactivate")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Any
 
 from flask import Response, current_app, g, jsonify, request
+from sqlalchemy.exc import IntegrityError
 
 from accounts.auth import api_or_page_roles, api_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
@@ -24,7 +27,7 @@ from common.limits import (
     no_nik,
 )
 from common.text import ensure_clean
-from common.timeutil import local_date, parse_day, utcnow
+from common.timeutil import UTC, local_date, parse_day, utcnow
 from extensions import db, limiter
 from qr.service import public_keys_json
 from slots import service as slots_service
@@ -149,35 +152,141 @@ def cancel_booking(code: str):
     return jsonify({"code": booking.code, "status": booking.status})
 
 
+# A client's nonce: what a UUID, a ULID or a counter with a prefix looks like.
+_NONCE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _nonce(value: Any, field: str = "nonce") -> str | None:
+    """The optional scan ``nonce`` of a body, checked. Raises ValidationError 422."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _NONCE.fullmatch(value):
+        raise ValidationError(
+            f"'{field}' must be 1-64 characters of A-Z, a-z, 0-9 . _ : -.", code="invalid_nonce"
+        )
+    return value
+
+
+def _device(body: dict[str, Any]) -> str:
+    """The optional ``device`` label of a body. Raises ValidationError 422."""
+    value = body.get("device")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValidationError("'device' must be a string.", code="invalid_device")
+    return value
+
+
+def _scan_point(body: dict[str, Any]) -> MarketPoint:
+    """The gate's market point: the body's ``market_point``, or a staff member's own."""
+    user = g.api_user
+    point_code = body.get("market_point")
+    if point_code is None and user.role == STAFF:
+        return user.market_point
+    if isinstance(point_code, str):
+        return slots_service.get_market_point(point_code)  # the scan refuses others' points
+    raise ValidationError(
+        "Name the gate's 'market_point' (staff default to their own).",
+        code="invalid_market_point",
+    )
+
+
+def _scan_json(result: checkin_service.ScanResult, point: MarketPoint) -> dict[str, Any]:
+    show_booking = result.booking is not None and result.reason != "wrong_point"
+    return {
+        "result": result.result,
+        "reason": result.reason or None,
+        "message": result.message,
+        "details": result.details,
+        "replayed": result.replayed,
+        "booking": booking_json(result.booking, with_ticket=False) if show_booking else None,
+        "inside_now": checkin_service.inside_now([point.id])[point.id],
+    }
+
+
 def _gate_scan(scan) -> tuple:
-    """Parse a gate body, run ``scan`` (check_in or check_out) and answer in JSON."""
+    """Parse a gate body, run ``scan`` (check_in or check_out) and answer in JSON.
+
+    A resend of a ``nonce`` this user and device used before answers the first result
+    (``replayed: true``); two copies racing each other: the loser's insert hits the
+    unique constraint, rolls back, and answers from the winner's row.
+    """
     body = _json_body()
     scanned = body.get("ticket") if body.get("ticket") is not None else body.get("code")
     if not isinstance(scanned, str) or not scanned.strip():
         raise ValidationError("Send 'ticket' or 'code'.", code="invalid_scan")
+    nonce, device = _nonce(body.get("nonce")), _device(body)
+    point = _scan_point(body)
     user = g.api_user
-    point_code = body.get("market_point")
-    if point_code is None and user.role == STAFF:
-        point = user.market_point
-    elif isinstance(point_code, str):
-        point = slots_service.get_market_point(point_code)  # the scan refuses others' points
-    else:
+    try:
+        result = scan(scanned, point, user, device=device, nonce=nonce)
+        answer = _scan_json(result, point)
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        earlier = checkin_service.logged_scan(user, device, nonce)
+        if earlier is None:
+            raise
+        answer = _scan_json(checkin_service.replay(earlier), point)
+    return jsonify(answer)
+
+
+def _offline_scans(body: dict[str, Any]) -> list[checkin_service.OfflineScan]:
+    """Parse the ``scans`` list of a sync body. Raises ValidationError 422 (the code
+    names the fault: ``invalid_scans``, ``batch_too_large``, ``invalid_nonce``, ...)."""
+    items = body.get("scans")
+    if not isinstance(items, list):
+        raise ValidationError("'scans' must be a list.", code="invalid_scans")
+    if len(items) > checkin_service.MAX_SYNC_SCANS:
         raise ValidationError(
-            "Name the gate's 'market_point' (staff default to their own).",
-            code="invalid_market_point",
+            f"Send at most {checkin_service.MAX_SYNC_SCANS} scans at once.",
+            code="batch_too_large",
         )
-    result = scan(scanned, point, user, device=str(body.get("device") or ""))
-    db.session.commit()
-    show_booking = result.booking is not None and result.reason != "wrong_point"
-    return jsonify(
-        {
-            "result": result.result,
-            "reason": result.reason or None,
-            "message": result.message,
-            "booking": booking_json(result.booking, with_ticket=False) if show_booking else None,
-            "inside_now": checkin_service.inside_now([point.id])[point.id],
-        }
-    )
+    now = utcnow()
+    scans, seen = [], set()
+    for number, item in enumerate(items):
+        where = f"scans[{number}]"
+        if not isinstance(item, dict):
+            raise ValidationError(f"{where} must be an object.", code="invalid_scans")
+        nonce = _nonce(item.get("nonce"), f"{where}.nonce")
+        if nonce is None or nonce in seen:
+            raise ValidationError(f"{where} needs its own 'nonce'.", code="invalid_nonce")
+        seen.add(nonce)
+        scanned = item.get("ticket") if item.get("ticket") is not None else item.get("code")
+        if not isinstance(scanned, str) or not scanned.strip() or len(scanned) > 200:
+            raise ValidationError(f"{where} needs 'ticket' or 'code'.", code="invalid_scan")
+        direction = item.get("direction", "in")
+        local_result = item.get("local_result", "admitted")
+        local_reason = item.get("local_reason") or ""
+        if direction not in ("in", "out") or local_result not in (
+            "admitted", "refused", "wait", "checked_out"
+        ) or not isinstance(local_reason, str):  # fmt: skip
+            raise ValidationError(
+                f"{where}: direction in|out, local_result admitted|refused|wait|checked_out.",
+                code="invalid_scans",
+            )
+        raw_at = item.get("scanned_at")
+        try:
+            at = datetime.fromisoformat(raw_at) if isinstance(raw_at, str) else None
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None:
+            raise ValidationError(
+                f"{where}.scanned_at must be ISO 8601 with a UTC offset.",
+                code="invalid_scanned_at",
+            )
+        at = at.astimezone(UTC)
+        if not now - checkin_service.SYNC_MAX_AGE <= at <= now + checkin_service.SYNC_MAX_SKEW:
+            raise ValidationError(
+                f"{where}.scanned_at is too far from the server's time.",
+                code="invalid_scanned_at",
+            )
+        scans.append(
+            checkin_service.OfflineScan(
+                nonce, min(at, now), scanned, direction, local_result, local_reason[:32]
+            )
+        )
+    return scans
 
 
 @bp.post("/slots/<int:slot_id>/waiting-list")
@@ -220,17 +329,75 @@ def leave_waiting_list(code: str):
 
 
 @bp.post("/checkin")
-@api_roles(STAFF, SUPERVISOR, ADMIN)
+@api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
 def checkin():
-    """Scan at the gate: ``{ticket}`` or ``{code}`` (+ ``market_point`` for supervisors)."""
+    """Scan at the gate: ``{ticket}`` or ``{code}`` (+ ``market_point`` for supervisors,
+    optional ``device`` and ``nonce``); bearer token, or the gate page's session."""
     return _gate_scan(checkin_service.check_in)
 
 
 @bp.post("/checkout")
-@api_roles(STAFF, SUPERVISOR, ADMIN)
+@api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
 def checkout():
     """End a visit: same body and auth as ``/checkin``."""
     return _gate_scan(checkin_service.check_out)
+
+
+@bp.post("/checkins/<code>/undo")
+@api_or_page_roles(SUPERVISOR, ADMIN)
+def undo_checkin(code: str):
+    """Undo a check-in made in error (supervisors and admins): the booking is
+    confirmed again; 409 ``not_checked_in`` when it is not checked in."""
+    body = request.get_json(silent=True)
+    device = _device(body) if isinstance(body, dict) else ""
+    result = checkin_service.undo_check_in(code, g.api_user, device=device)
+    point = result.booking.slot.market_point
+    answer = _scan_json(result, point)
+    db.session.commit()
+    return jsonify(answer)
+
+
+@bp.get("/gate/sync")
+@api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
+def gate_sync():
+    """What an offline gate needs (``?market_point=CODE``; staff default to their own):
+    the public keys, the check-in rules and the point's bookings of today and tomorrow
+    with their statuses. Gates fetch it every 30 s while online."""
+    point = _scan_point({"market_point": request.args.get("market_point")})
+    if not g.api_user.can_act_at(point):
+        raise Forbidden()
+    response = jsonify(checkin_service.gate_snapshot(point))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/checkin/sync")
+@api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
+def checkin_sync():
+    """Merge an offline gate's queued scans: ``{market_point?, device, scans: [{nonce,
+    scanned_at, ticket|code, direction, local_result, local_reason}]}`` (at most 500)
+    -> ``{results: [{nonce, result, reason, message, replayed, conflict}]}``."""
+    body = _json_body()
+    scans = _offline_scans(body)
+    device = _device(body)
+    point = _scan_point(body)
+    user = g.api_user
+
+    def merge():
+        answers = checkin_service.sync_offline_scans(scans, point, user, device)
+        db.session.commit()
+        return answers
+
+    try:
+        results = run_with_retry(merge)
+    except IntegrityError:
+        # The same batch sent twice at once: the other copy committed; this run
+        # answers every scan from the log.
+        db.session.rollback()
+        results = run_with_retry(merge)
+    return jsonify(
+        {"results": results, "inside_now": checkin_service.inside_now([point.id])[point.id]}
+    )
 
 
 @bp.get("/keys")

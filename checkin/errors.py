@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 
+from common.errors import DomainError
+
 # Reason code -> message. The message may be formatted with the scan's details.
 REFUSALS = {
     "invalid_format": _l("Not an Antri ticket. Ask for the QR code or booking code."),
@@ -23,4 +25,13 @@ REFUSALS = {
     ),
     "not_checked_in": _l("This ticket was not checked in, so it cannot check out."),
     "already_checked_out": _l("This visit has already checked out."),
+    "offline": _l("Refused by the gate while it was offline."),
 }
+
+
+class NotCheckedIn(DomainError):
+    """Only a booking that is checked in now can have its check-in undone."""
+
+    code = "not_checked_in"
+    status = 409
+    default_message = _l("This booking is not checked in, so there is nothing to undo.")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import RadioField, StringField
+from wtforms import HiddenField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Optional
+from wtforms.validators import Optional, Regexp
 
 
 class ScanForm(FlaskForm):
@@ -19,3 +19,5 @@ class ScanForm(FlaskForm):
         validators=[Optional()],  # a bare scan (no mode sent) is a check-in
     )
     scan = StringField(_l("Scan the QR code or type the booking code"))
+    # A fresh id per render: a resent form is the same scan (checkin.service nonces).
+    nonce = HiddenField(validators=[Optional(), Regexp(r"^[0-9a-f]{32}$")])

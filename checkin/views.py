@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, render_template, request, url_for
+import uuid
+
+from flask import Response, current_app, flash, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -10,6 +12,7 @@ from sqlalchemy import select
 from accounts.auth import page_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
 from checkin import bp, charts, live, service
+from checkin.errors import REFUSALS
 from checkin.forms import ScanForm
 from common.errors import ValidationError
 from common.timeutil import local_date, parse_day, utcnow
@@ -24,6 +27,65 @@ def _gate_point() -> MarketPoint | None:
         return current_user.market_point
     code = request.args.get("point")
     return slots_service.get_market_point(code) if code else None
+
+
+def _gate_config(point: MarketPoint) -> dict:
+    """What the gate page's script needs: its URLs, and every word it may show,
+    translated here (the script holds no UI text of its own)."""
+    vendor = url_for("static", filename="vendor/")
+    return {
+        "marketPoint": point.code,
+        "me": current_user.email,
+        "checkinUrl": url_for("api.checkin"),
+        "checkoutUrl": url_for("api.checkout"),
+        "syncUrl": url_for("api.gate_sync", market_point=point.code),
+        "batchUrl": url_for("api.checkin_sync"),
+        "vendorUrl": vendor,
+        "zxingUrl": vendor + "zxing-reader.js",
+        "workerUrl": url_for("checkin.gate_worker"),
+        "workerScope": url_for("checkin.gate"),
+        "workerCache": GATE_CACHE,
+        "words": {
+            "admitted": _("ADMIT"),
+            "refused": _("REFUSE"),
+            "wait": _("WAIT"),
+            "checked_out": _("CHECKED OUT"),
+        },
+        "messages": {code: str(message) for code, message in REFUSALS.items()},
+        "text": {
+            "offline": _("Offline: %(count)s scans waiting to sync", count="%(count)s"),
+            "waiting": _("%(count)s scans waiting to sync", count="%(count)s"),
+            "admitted_offline": _("Valid ticket (checked offline; it syncs later)."),
+            "refused": _("Refused."),
+            "empty": _("Nothing was scanned. Scan the QR code or type the booking code."),
+            "no_camera": _("The camera is not available. Use the scanner or type the code."),
+            "camera_start": _("Scan with the camera"),
+            "camera_stop": _("Stop the camera"),
+        },
+    }
+
+
+# The gate service worker's cache; a new name when the cached files change shape.
+GATE_CACHE = "antri-gate-v1"
+
+
+@bp.get("/gate-sw.js")
+def gate_worker():
+    """The gate's service worker: keeps the gate page and its scripts for offline use."""
+    assets = [
+        url_for("static", filename=name)
+        for name in (
+            "gate/gate.js",
+            "gate/ticket.js",
+            "vendor/noble-ed25519.js",
+            "vendor/zxing-reader.js",
+            "vendor/zxing_reader.wasm",
+        )
+    ]
+    response = Response(render_template("checkin/gate-sw.js", assets=assets, cache=GATE_CACHE))
+    response.mimetype = "text/javascript"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 @bp.route("/gate", methods=["GET", "POST"])
@@ -42,14 +104,24 @@ def gate():
         scanned = (form.scan.data or "").strip("\r\n\t")
         if scanned.strip():
             scan = service.check_out if form.direction.data == "out" else service.check_in
-            result = scan(scanned, point, current_user, device="gate-page")
+            # The form's per-render nonce makes a resent form (a reload, a double tap)
+            # one scan, answered the same.
+            result = scan(
+                scanned, point, current_user, device="gate-page", nonce=form.nonce.data or None
+            )
             db.session.commit()
         else:  # a stray Enter from a scanner: stay on the gate, ready
             flash(_("Nothing was scanned. Scan the QR code or type the booking code."), "error")
         form.scan.data = ""
+    form.nonce.data = uuid.uuid4().hex
     inside = service.inside_now([point.id])[point.id]
     return render_template(
-        "checkin/gate.html", point=point, form=form, result=result, inside=inside
+        "checkin/gate.html",
+        point=point,
+        form=form,
+        result=result,
+        inside=inside,
+        gate_config=_gate_config(point),
     )
 
 

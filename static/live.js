@@ -84,6 +84,7 @@
     if (!list) return;
     var fullMsg = root.getAttribute("data-msg-full");
     var refusedMsg = root.getAttribute("data-msg-refused");
+    var conflictsMsg = root.getAttribute("data-msg-conflicts");
     var items = [];
     var rows = document.querySelectorAll("#occupancy tbody tr[data-point-id]");
     for (var i = 0; i < rows.length; i++) {
@@ -98,6 +99,10 @@
       var refused = parseInt(tr.getAttribute("data-refused"), 10) || 0;
       if (refused >= 5) {
         items.push(["warn", "refused_scans", tr, fill(refusedMsg, { name: name, count: refused })]);
+      }
+      var conflicts = parseInt(tr.getAttribute("data-conflicts"), 10) || 0;
+      if (conflicts > 0 && conflictsMsg) {
+        items.push(["warn", "gate_conflicts", tr, fill(conflictsMsg, { name: name, count: conflicts })]);
       }
     }
     list.textContent = "";
@@ -121,6 +126,7 @@
       setField(tr, f, row[f]);
     });
     tr.setAttribute("data-refused", row.refused_recent);
+    if (row.gate_conflicts !== undefined) tr.setAttribute("data-conflicts", row.gate_conflicts);
   }
 
   function applyRows(rows) {
@@ -140,6 +146,9 @@
     if (ev.kind === "check_in") {
       addToField(tr, "checked_in_today", 1);
       addToField(slot, "checked_in", 1);
+    } else if (ev.kind === "undo") {
+      addToField(tr, "checked_in_today", -1);
+      addToField(slot, "checked_in", -1);
     } else if (ev.kind === "booking" || ev.kind === "cancellation") {
       var delta = ev.kind === "booking" ? 1 : -1;
       addToField(tr, "booked_today", delta);
