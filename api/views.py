@@ -200,7 +200,11 @@ def _scan_json(result: checkin_service.ScanResult, point: MarketPoint) -> dict[s
         "details": result.details,
         "replayed": result.replayed,
         "booking": booking_json(result.booking, with_ticket=False) if show_booking else None,
-        "inside_now": checkin_service.inside_now([point.id])[point.id],
+        "inside_now": (
+            result.inside
+            if result.inside is not None
+            else checkin_service.inside_now([point.id])[point.id]
+        ),
     }
 
 

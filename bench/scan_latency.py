@@ -9,7 +9,8 @@ to ``POST /api/v1/checkin`` until every ticket is used; a tenth of the scans rep
 admitted ticket (the ``already_checked_in`` path). It prints p50/p99 latency and
 scans per second; the last line reads ``p99_ms=<n> scans_per_s=<n>``.
 
-    .venv/bin/python bench/scan_latency.py --quick      # < 1 minute
+    .venv/bin/python bench/scan_latency.py --quick             # saturation, < 1 minute
+    .venv/bin/python bench/scan_latency.py --quick --pace 1    # gate pace, < 1 minute
 """
 
 from __future__ import annotations
@@ -107,9 +108,10 @@ def prepare(instance: Path, tickets: int) -> tuple[dict[str, str], list[str], st
     return env, texts, token
 
 
-def client_process(base, tickets, token, clients, first, out):
+def client_process(base, tickets, token, clients, first, out, pace=0.0):
     """Run ``clients`` threads, each one keep-alive connection scanning its share of
-    ``tickets``; put [(status, seconds, result), ...] on ``out``."""
+    ``tickets``, one scan every ``pace`` seconds at most (0: back to back); put
+    [(status, seconds, result), ...] on ``out``."""
     import threading
 
     host, port = base.removeprefix("http://").split(":")
@@ -131,6 +133,10 @@ def client_process(base, tickets, token, clients, first, out):
                 body = json.dumps({"ticket": text, "device": f"bench-{first + index}",
                                    "nonce": f"{first + index}-{n}-{len(answers)}"})  # fmt: skip
                 began = time.perf_counter()
+                if pace:
+                    # A scanner at a gate: the next person steps up a moment later.
+                    time.sleep(rng.uniform(0.5, 1.5) * pace)
+                    began = time.perf_counter()
                 try:
                     conn.request("POST", "/api/v1/checkin", body, headers)
                     response = conn.getresponse()
@@ -156,22 +162,33 @@ def client_process(base, tickets, token, clients, first, out):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2,000 tickets (< 1 minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2,000 tickets, 600 with --pace (< 1 minute)"
+    )
     parser.add_argument("--tickets", type=int, default=8000, help="confirmed bookings to scan")
     parser.add_argument("--clients", type=int, default=20, help="concurrent scanner clients")
     parser.add_argument("--processes", type=int, default=4, help="client processes")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=0.0,
+        help="seconds between one client's scans, on average (0: back to back, the "
+        "server's saturation; a gate scanner does about one scan a second)",
+    )
     args = parser.parse_args()
-    count = 2000 if args.quick else args.tickets
+    count = (600 if args.pace else 2000) if args.quick else args.tickets
 
     with tempfile.TemporaryDirectory(prefix="antri-bench-scan-") as tmp:
         env, tickets, token = prepare(Path(tmp), count)
         print(
             f"database PostgreSQL; gunicorn {args.workers} workers x {args.threads} threads; "
             f"{args.clients} scanner clients in {args.processes} processes; "
-            f"{len(tickets)} tickets; {os.cpu_count()} cores"
-        )
+            f"{len(tickets)} tickets; {os.cpu_count()} cores; "
+            + (f"each client scans every {args.pace:g} s on average" if args.pace else
+               "clients scan back to back (saturation)")
+        )  # fmt: skip
         with gunicorn(env, workers=args.workers, threads=args.threads) as base:
             per = [args.clients // args.processes + (i < args.clients % args.processes)
                    for i in range(args.processes)]  # fmt: skip
@@ -182,7 +199,8 @@ def main() -> None:
                                 (offset + n) * len(tickets) // args.clients]  # fmt: skip
                 offset += n
                 procs.append(mp.Process(target=client_process,
-                                        args=(base, share, token, n, i * 1000, out)))  # fmt: skip
+                                        args=(base, share, token, n, i * 1000, out,
+                                              args.pace)))  # fmt: skip
             began = time.perf_counter()
             for proc in procs:
                 proc.start()

@@ -17,6 +17,8 @@ from datetime import date, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.models import ADMIN, SUPERVISOR, User
 from checkin.errors import REFUSALS, NotCheckedIn
@@ -41,7 +43,7 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
-from slots.service import find_booking, normalise_code, transition
+from slots.service import normalise_code, transition
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class ScanResult:
     scan: Scan
     replayed: bool = False
     details: dict = field(default_factory=dict)
+    # People inside after this scan, when the scan counted them (None: not known).
+    inside: int | None = None
 
 
 def _clock(instant: datetime, point: MarketPoint) -> str:
@@ -70,17 +74,23 @@ def _day(instant: datetime, point: MarketPoint) -> str:
     return instant.astimezone(zone(point.timezone)).strftime("%d-%m-%Y %H:%M")
 
 
+_WITH_POINT = joinedload(Booking.slot).joinedload(Slot.market_point)
+
+
 def _resolve(scanned: str) -> tuple[str, Booking | None, str]:
     """Return (input kind, booking or None, refusal reason or "") for scanned text."""
     code = normalise_code(scanned)
     if code is not None:
-        booking = find_booking(code)
+        booking = db.session.scalar(
+            select(Booking).where(Booking.code == code).options(_WITH_POINT)
+        )
         return "code", booking, "" if booking else "unknown_ticket"
     try:
         claims = verify_ticket(scanned)
     except TicketError as exc:
         return "ticket", None, exc.code
-    booking = db.session.get(Booking, claims.booking_id)
+    # One query for the booking, its slot and point (the rules read all three).
+    booking = db.session.get(Booking, claims.booking_id, options=[_WITH_POINT])
     if booking is None or booking.slot.market_point_id != claims.market_point_id:
         return "ticket", None, "unknown_ticket"
     return "ticket", booking, ""
@@ -297,10 +307,13 @@ def check_in(
         else:
             # First scan wins: one transaction only moves this booking out of confirmed.
             won = transition(Booking, booking.id, CONFIRMED, CHECKED_IN, checked_in_at=now)
-            db.session.refresh(booking)
             if won:
+                # What the update wrote, without reading the row back.
+                set_committed_value(booking, "status", CHECKED_IN)
+                set_committed_value(booking, "checked_in_at", now)
                 result = ADMITTED
             else:
+                db.session.refresh(booking)  # another gate won: read what it wrote
                 reason = _refusal_reason(booking, point, now)
     scan = _log(
         point, user, booking, now, "in", kind, result, reason, device, _nonce(nonce), synced_at
@@ -313,7 +326,7 @@ def check_in(
     else:
         args, details = _reason_args(reason, booking, point, now)
     return ScanResult(
-        result, reason, _message(reason, args, booking), booking, scan, False, details
+        result, reason, _message(reason, args, booking), booking, scan, False, details, count
     )
 
 
