@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, flash, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -66,6 +67,18 @@ SORTS = {
 }
 
 
+# The sort menu (narrow screens hide the table's head, and with it the sort links).
+SORT_LABELS = (
+    ("fullness", _l("Inside now")),
+    ("name", _l("Market point")),
+    ("city", _l("City")),
+    ("booked", _l("Booked today")),
+    ("checked_in", _l("Checked in today")),
+    ("no_show", _l("No-show")),
+    ("waiting", _l("Waiting")),
+)
+
+
 def _live_urls(code: str | None = None) -> dict:
     """The stream URL (None without Redis: the page polls instead) and the poll URL."""
     args = {"market_point": code} if code else {}
@@ -74,6 +87,7 @@ def _live_urls(code: str | None = None) -> dict:
         "stream_url": url_for("api.occupancy_stream", **args) if has_hub else None,
         "poll_url": url_for("api.occupancy_overview", **args),
         "poll_seconds": current_app.config["LIVE_POLL_SECONDS"],
+        "refresh_seconds": current_app.config["LIVE_REFRESH_SECONDS"],
     }
 
 
@@ -109,6 +123,7 @@ def supervisor():
         city=city,
         kecamatan=kecamatan,
         sort=sort,
+        sort_labels=SORT_LABELS,
         cities=cities,
         kecamatans=kecamatans,
         today=local_date(now, current_app.config["DEFAULT_TIMEZONE"]),
