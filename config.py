@@ -257,6 +257,23 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         ),
         "LIVE_RETRY_SECONDS": parse_int("LIVE_RETRY_SECONDS", get("LIVE_RETRY_SECONDS", "5"), 1),
         "LIVE_POLL_SECONDS": parse_int("LIVE_POLL_SECONDS", get("LIVE_POLL_SECONDS", "5"), 1),
+        # Each open stream holds one server thread: cap them per process (gunicorn's
+        # --threads must be larger, with room for ordinary requests) and per account.
+        "LIVE_MAX_STREAMS_PER_PROCESS": parse_int(
+            "LIVE_MAX_STREAMS_PER_PROCESS", get("LIVE_MAX_STREAMS_PER_PROCESS", "24"), 1
+        ),
+        "LIVE_MAX_STREAMS_PER_USER": parse_int(
+            "LIVE_MAX_STREAMS_PER_USER", get("LIVE_MAX_STREAMS_PER_USER", "5"), 1
+        ),
+        # A stream whose client stops reading is cut after this long blocked in a write.
+        "LIVE_WRITE_TIMEOUT_SECONDS": parse_int(
+            "LIVE_WRITE_TIMEOUT_SECONDS", get("LIVE_WRITE_TIMEOUT_SECONDS", "30"), 1
+        ),
+        # Live pages re-read every number this often, for what changes with the clock
+        # alone (visits past DWELL_MINUTES, the refused-scans window).
+        "LIVE_REFRESH_SECONDS": parse_int(
+            "LIVE_REFRESH_SECONDS", get("LIVE_REFRESH_SECONDS", "60"), 1
+        ),
         "PROXY_HOPS": parse_int("PROXY_HOPS", get("PROXY_HOPS", "0"), 0),
         "BABEL_DEFAULT_LOCALE": get("BABEL_DEFAULT_LOCALE", "id"),
         "BABEL_DEFAULT_TIMEZONE": get("DEFAULT_TIMEZONE", "Asia/Jakarta"),

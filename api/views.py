@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,8 @@ from flask import Response, current_app, g, jsonify, request
 from sqlalchemy.exc import IntegrityError
 
 from accounts.auth import api_or_page_roles, api_roles
-from accounts.models import ADMIN, STAFF, SUPERVISOR
+from accounts.models import ADMIN, STAFF, SUPERVISOR, User
+from accounts.service import user_for_token
 from api import bp
 from api.schemas import booking_json, market_point_json, slot_json, waiting_json
 from checkin import exports, live
@@ -33,6 +35,8 @@ from qr.service import public_keys_json
 from slots import service as slots_service
 from slots.models import MarketPoint
 from slots.notices import commit_and_deliver
+
+log = logging.getLogger("antri.api")
 
 
 def _json_body() -> dict[str, Any]:
@@ -420,11 +424,23 @@ def occupancy():
 
 
 class LiveUnavailable(DomainError):
-    """The live feed needs Redis, and Redis is not configured or not answering."""
+    """The live feed needs Redis, and Redis is not configured or not answering, or
+    this process (or this account) has its maximum of streams open."""
 
     code = "live_unavailable"
     status = 503
     default_message = "The live feed is not available now; poll /api/v1/occupancy/overview."
+
+
+@bp.errorhandler(LiveUnavailable)
+def live_unavailable(exc: LiveUnavailable):
+    """503 JSON body with a ``Retry-After`` header (seconds) so clients back off."""
+    db.session.rollback()
+    response = jsonify(exc.to_dict())
+    response.status_code = exc.status
+    response.headers["Retry-After"] = str(exc.details.get("retry_after", 5))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _visible_points(code: str | None) -> list[MarketPoint]:
@@ -474,25 +490,70 @@ def occupancy_overview():
     return response
 
 
+def _still_allowed(user_id: int, token: str | None, only: set[int] | None):
+    """Return a callable telling whether the stream's caller may still watch: for a
+    bearer ``token``, that it is unrevoked and still ``user_id``'s; for a session,
+    that the account is active; either way a role that sees the stream's points
+    (``only``: the point ids of a staff or one-point stream; None: every point).
+    It runs outside the request (in the streaming generator), in an app context of its
+    own; a database error counts as "no" (the client reconnects and is checked anew)."""
+    app = current_app._get_current_object()
+
+    def check() -> bool:
+        with app.app_context():
+            try:
+                user = user_for_token(token) if token else db.session.get(User, user_id)
+                if user is None or user.id != user_id or not user.active:
+                    return False
+                if user.role in (SUPERVISOR, ADMIN):
+                    return True
+                return user.role == STAFF and only is not None and only <= {user.market_point_id}
+            except Exception:
+                log.warning("live feed: could not re-check a stream's caller", exc_info=True)
+                return False
+            finally:
+                db.session.remove()
+
+    return check
+
+
 @bp.get("/occupancy/stream")
 @api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
 def occupancy_stream():
     """Server-Sent Events: a snapshot of the points the caller may see, then every
-    check-in, check-out, booking and cancellation there as it commits (checkin/live.py).
-    503 ``live_unavailable`` without Redis."""
+    change there as it commits (checkin/live.py). 503 ``live_unavailable`` with
+    ``Retry-After`` without Redis or when too many streams are open."""
     code = request.args.get("market_point")
     points = _visible_points(code)
+    config = current_app.config
     hub = current_app.extensions.get(live.HUB)
     if hub is None or not hub.ensure_running():
-        raise LiveUnavailable(retry_after=current_app.config["LIVE_RETRY_SECONDS"])
-    q = hub.subscribe()  # before the snapshot, so nothing falls between the two
+        raise LiveUnavailable(retry_after=config["LIVE_RETRY_SECONDS"])
+    user = g.api_user
+    try:  # before the snapshot, so nothing falls between the two
+        q = hub.subscribe(
+            f"user:{user.id}",
+            config["LIVE_MAX_STREAMS_PER_PROCESS"],
+            config["LIVE_MAX_STREAMS_PER_USER"],
+        )
+    except live.StreamLimit:
+        raise LiveUnavailable(
+            "Too many live streams are open; poll /api/v1/occupancy/overview.",
+            retry_after=max(config["LIVE_RETRY_SECONDS"], 30),
+        ) from None
     try:
         snapshot = checkin_service.overview(points=points)
     except Exception:
         hub.unsubscribe(q)
         raise
-    only = {p.id for p in points} if code is not None or g.api_user.role == STAFF else None
-    config = current_app.config
+    only = {p.id for p in points} if code is not None or user.role == STAFF else None
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else None
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        # A client that stops reading would block a write, and the thread, forever;
+        # with a timeout the write fails and gunicorn frees the thread.
+        sock.settimeout(config["LIVE_WRITE_TIMEOUT_SECONDS"])
     body = live.stream(
         hub,
         q,
@@ -500,6 +561,7 @@ def occupancy_stream():
         only,
         config["LIVE_HEARTBEAT_SECONDS"],
         config["LIVE_STREAM_MAX_SECONDS"],
+        _still_allowed(user.id, token, only),
     )
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return Response(body, mimetype="text/event-stream", headers=headers)

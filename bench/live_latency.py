@@ -254,6 +254,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="antri-bench-live-") as tmp:
         env, token, tickets = prepare(Path(tmp), args.points, per_point)
+        # The clients share one supervisor's token and stand for many screens: lift
+        # the cap per account, and cap streams per process below the thread count
+        # (README, "Live feed": threads must exceed LIVE_MAX_STREAMS_PER_PROCESS).
+        env["LIVE_MAX_STREAMS_PER_USER"] = str(args.clients)
+        env["LIVE_MAX_STREAMS_PER_PROCESS"] = str(max(1, args.threads - 4))
         print(
             f"PostgreSQL + Redis; gunicorn gthread {args.workers} workers x {args.threads} "
             f"threads; {args.points} points, {len(tickets)} bookings; {args.clients} stream "

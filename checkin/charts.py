@@ -119,18 +119,27 @@ def arrivals_chart(day: PointDay) -> Chart:
 
 
 def inside_chart(day: PointDay) -> Chart:
-    """A step line of people inside over the day, and the safe limit as a line."""
+    """A step line of people inside over the day, and the safe limit as a line.
+
+    The line stops at ``day.now``: the future is not known yet (a visit still open
+    would otherwise be drawn as if it lasted to the end of the day). A day that has
+    not begun has no line (``path`` ""); a past day is drawn to its end.
+    """
     limit = day.point.safe_limit
     top = _nice_max(max([limit, *(count for _, count in day.inside)]) * 1.1)
     x, y = _x_scale(day), _y_scale(top)
+    stop = day.end if day.now is None else min(day.end, day.now)
     points: list[str] = []
     previous = None
     for instant, count in day.inside:
+        if instant > stop:
+            break
         if previous is not None:
             points.append(f"{x(instant)},{y(previous)}")
         points.append(f"{x(instant)},{y(count)}")
         previous = count
     if previous is not None:
-        points.append(f"{x(day.end)},{y(previous)}")
+        points.append(f"{x(stop)},{y(previous)}")
     x_ticks, y_ticks = _ticks(day, top)
-    return Chart(x_ticks, y_ticks, [], path="M" + " L".join(points), limit_y=y(limit))
+    path = "M" + " L".join(points) if stop >= day.start and points else ""
+    return Chart(x_ticks, y_ticks, [], path=path, limit_y=y(limit))

@@ -383,6 +383,10 @@ def check_out(
         if booking.slot.market_point_id != point.id:
             reason, args = "wrong_point", {"point": booking.slot.market_point.name}
         else:
+            # Under the point's lock, like check_in: the count below then sees every
+            # committed scan here and no half-done one, so the live feed's inside_now
+            # is what the database holds after this commit.
+            _lock_point(point)
             left = transition(Booking, booking.id, CHECKED_IN, CHECKED_OUT, checked_out_at=now)
             db.session.refresh(booking)
             if left:
@@ -648,6 +652,21 @@ def conflicts(point: MarketPoint, since: datetime) -> list[GateConflict]:
     )
 
 
+def unresolved_before(point: MarketPoint, before: datetime) -> list[GateConflict]:
+    """Return ``point``'s conflicts detected before ``before`` and still unresolved."""
+    return list(
+        db.session.scalars(
+            select(GateConflict)
+            .where(
+                GateConflict.market_point_id == point.id,
+                GateConflict.detected_at < before,
+                GateConflict.resolved_at.is_(None),
+            )
+            .order_by(GateConflict.detected_at.desc())
+        )
+    )
+
+
 def open_conflicts(point_ids: list[int]) -> dict[int, int]:
     """Return {market point id: gate conflicts no supervisor has resolved yet}."""
     rows = db.session.execute(
@@ -674,6 +693,16 @@ def resolve_conflict(conflict_id: int, user: User, now: datetime | None = None) 
     if conflict.resolved_at is None:
         conflict.resolved_at = now or utcnow()
         conflict.resolved_by_id = user.id
+        audit.record(
+            audit.Actor.of(user),
+            "conflict.resolve",
+            "gate_conflict",
+            conflict.id,
+            {"kind": conflict.kind, "resolved_at": None},
+            {"resolved_at": conflict.resolved_at},
+            conflict.market_point_id,
+            conflict.resolved_at,
+        )
         db.session.flush()
     return conflict
 
@@ -847,8 +876,10 @@ def overview(now: datetime | None = None, points: list[MarketPoint] | None = Non
     Shape per point: {market_point: {id, code, name, city, kecamatan}, inside_now,
     safe_limit, level (ok|warn|full), booked_today, checked_in_today, no_show_today,
     waiting_today, refused_recent, gate_conflicts, alerts: [at_limit | refused_scans |
-    gate_conflicts]}; counts of people and bookings, "today" in the point's zone;
-    ``gate_conflicts`` counts unresolved conflicts. Six queries in all.
+    gate_conflicts], slots: [{id, starts_at, ends_at (ISO 8601 UTC), capacity, booked,
+    checked_in, no_show, waiting, remaining}] (today's slots, by start)}; counts of
+    people and bookings, "today" in the point's zone; ``gate_conflicts`` counts
+    unresolved conflicts. Six queries in all.
     """
     now = now or utcnow()
     points = active_points() if points is None else points
@@ -886,6 +917,20 @@ def overview(now: datetime | None = None, points: list[MarketPoint] | None = Non
                 "refused_recent": refused[p.id],
                 "gate_conflicts": unresolved[p.id],
                 "alerts": alerts,
+                "slots": [
+                    {
+                        "id": s.slot.id,
+                        "starts_at": s.slot.starts_at.isoformat(),
+                        "ends_at": s.slot.ends_at.isoformat(),
+                        "capacity": s.slot.capacity,
+                        "booked": s.booked,
+                        "checked_in": s.checked_in,
+                        "no_show": s.no_show,
+                        "waiting": s.waiting,
+                        "remaining": s.remaining,
+                    }
+                    for s in day
+                ],
             }
         )
     return rows
@@ -904,7 +949,8 @@ class PointDay:
     ``slots``: [SlotStats]; ``arrivals``: check-ins per BUCKET_MINUTES bucket from
     ``start``; ``expected``: bookings per bucket (each active booking spread evenly
     over its slot); ``inside``: [(aware UTC instant, people inside from then)], a
-    step function starting at ``start``; ``inside_now``: people inside at ``now``.
+    step function starting at ``start``; ``inside_now``: people inside at ``now``;
+    ``now``: the instant it was computed at (aware UTC; the charts stop there).
     """
 
     point: MarketPoint
@@ -916,6 +962,7 @@ class PointDay:
     expected: list[float]
     inside: list[tuple[datetime, int]]
     inside_now: int
+    now: datetime | None = None
 
 
 def point_day(point: MarketPoint, day: date, now: datetime | None = None) -> PointDay:
@@ -987,4 +1034,5 @@ def point_day(point: MarketPoint, day: date, now: datetime | None = None) -> Poi
         expected=[round(value, 2) for value in expected],
         inside=inside_series,
         inside_now=inside_now([point.id], now)[point.id],
+        now=now,
     )

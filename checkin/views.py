@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
-from flask import Response, current_app, flash, render_template, request, url_for
+from flask import Response, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from flask_wtf import FlaskForm
 from sqlalchemy import select
 
 from accounts.auth import page_roles
@@ -138,6 +141,18 @@ SORTS = {
 }
 
 
+# The sort menu (narrow screens hide the table's head, and with it the sort links).
+SORT_LABELS = (
+    ("fullness", _l("Inside now")),
+    ("name", _l("Market point")),
+    ("city", _l("City")),
+    ("booked", _l("Booked today")),
+    ("checked_in", _l("Checked in today")),
+    ("no_show", _l("No-show")),
+    ("waiting", _l("Waiting")),
+)
+
+
 def _live_urls(code: str | None = None) -> dict:
     """The stream URL (None without Redis: the page polls instead) and the poll URL."""
     args = {"market_point": code} if code else {}
@@ -146,6 +161,7 @@ def _live_urls(code: str | None = None) -> dict:
         "stream_url": url_for("api.occupancy_stream", **args) if has_hub else None,
         "poll_url": url_for("api.occupancy_overview", **args),
         "poll_seconds": current_app.config["LIVE_POLL_SECONDS"],
+        "refresh_seconds": current_app.config["LIVE_REFRESH_SECONDS"],
     }
 
 
@@ -181,11 +197,26 @@ def supervisor():
         city=city,
         kecamatan=kecamatan,
         sort=sort,
+        sort_labels=SORT_LABELS,
         cities=cities,
         kecamatans=kecamatans,
         today=local_date(now, current_app.config["DEFAULT_TIMEZONE"]),
         **_live_urls(),
     )
+
+
+@bp.post("/supervisor/conflicts/<int:conflict_id>/resolve")
+@page_roles(SUPERVISOR, ADMIN)
+def resolve_conflict(conflict_id: int):
+    """Mark a gate conflict as dealt with (after checking the booking with the gate)."""
+    if FlaskForm().validate_on_submit():
+        conflict = service.resolve_conflict(conflict_id, current_user)
+        db.session.commit()
+        flash(_("Conflict marked as dealt with."), "ok")
+        return redirect(
+            url_for("checkin.point_detail", code=conflict.market_point.code) + "#conflicts"
+        )
+    return redirect(url_for("checkin.supervisor"))
 
 
 @bp.get("/supervisor/points/<code>")
@@ -207,6 +238,10 @@ def point_detail(code: str):
         point=point,
         day=point_day,
         row=row,
+        # Unresolved conflicts of any day, and what was resolved this past week.
+        gate_conflicts=service.conflicts(point, now - timedelta(days=7))
+        + service.unresolved_before(point, now - timedelta(days=7)),
+        resolve_form=FlaskForm(),
         today=local_date(now, point.timezone),
         arrivals=charts.arrivals_chart(point_day),
         inside_chart=charts.inside_chart(point_day),

@@ -196,6 +196,7 @@ def close_slot(slot_id: int, actor: Actor, now: datetime | None = None) -> Close
         .values(status=EXPIRED, resolved_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
+    service._record_slot_change("slot_closed", slot, now)
     record(
         actor,
         "slot.close",

@@ -639,6 +639,22 @@ def _record_event(kind: str, booking: Booking, slot: Slot, now: datetime) -> Non
     )
 
 
+def _record_slot_change(kind: str, slot: Slot, now: datetime, **extra: object) -> None:
+    """Tell the live feed (after the commit) that ``slot``'s numbers changed: ``kind``
+    ``no_show``, ``waiting_list`` (``action`` joined, left or expired) or
+    ``slot_closed``; ``extra`` are more JSON-safe fields (no personal data)."""
+    events.record(
+        {
+            "kind": kind,
+            "point_id": slot.market_point_id,
+            "market_point": slot.market_point.code,
+            "slot_id": slot.id,
+            "at": now.isoformat(),
+            **extra,
+        }
+    )
+
+
 def queue_notice(
     booking: Booking, kind: str, now: datetime | None = None, due_at: datetime | None = None
 ) -> None:
@@ -948,6 +964,7 @@ def join_waiting_list(
     )
     db.session.add(entry)
     db.session.flush()
+    _record_slot_change("waiting_list", slot, now, action="joined")
     return entry
 
 
@@ -986,10 +1003,12 @@ def leave_waiting_list(entry: WaitingListEntry, now: datetime | None = None) -> 
 
     Raises: NotWaiting (409) when the entry was already promoted, left or expired.
     """
-    left = transition(WaitingListEntry, entry.id, WAITING, LEFT, resolved_at=now or utcnow())
+    now = now or utcnow()
+    left = transition(WaitingListEntry, entry.id, WAITING, LEFT, resolved_at=now)
     db.session.refresh(entry)
     if not left:
         raise NotWaiting()
+    _record_slot_change("waiting_list", entry.slot, now, action="left")
     return entry
 
 
@@ -1009,9 +1028,11 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
         .order_by(Booking.id)
     ).all()
     marked = 0
+    changed: dict[int, str] = {}  # slot id -> live event kind
     for booking_id in overdue:
         if transition(Booking, booking_id, CONFIRMED, NO_SHOW):
             marked += 1
+            changed[db.session.get(Booking, booking_id).slot_id] = "no_show"
             void_reminder(booking_id)
             db.session.execute(
                 update(Slot)
@@ -1022,17 +1043,23 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
                 .values(booked_count=Slot.booked_count - 1)
                 .execution_options(synchronize_session=False)
             )
+    ending = (
+        WaitingListEntry.status == WAITING,
+        WaitingListEntry.slot_id.in_(select(Slot.id).where(Slot.ends_at <= now)),
+    )
+    for slot_id in db.session.scalars(select(WaitingListEntry.slot_id).where(*ending).distinct()):
+        changed.setdefault(slot_id, "waiting_list")
     expired = db.session.execute(
         update(WaitingListEntry)
-        .where(
-            WaitingListEntry.status == WAITING,
-            WaitingListEntry.slot_id.in_(select(Slot.id).where(Slot.ends_at <= now)),
-        )
+        .where(*ending)
         .values(status=EXPIRED, resolved_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.flush()
     db.session.expire_all()
+    for slot_id, kind in changed.items():
+        extra = {"action": "expired"} if kind == "waiting_list" else {}
+        _record_slot_change(kind, db.session.get(Slot, slot_id), now, **extra)
     return marked, expired
 
 
@@ -1088,6 +1115,7 @@ def release_late_arrivals(now: datetime | None = None) -> int:
             void_reminder(booking_id)
             _free_place(slot, now)
             released += 1
+            _record_slot_change("no_show", slot, now, booking_id=booking_id)
     return released
 
 

@@ -272,7 +272,7 @@ def _offline(nonce, scanned, minutes_ago=1, **extra):
             "local_result": "admitted", **extra}  # fmt: skip
 
 
-def test_offline_scans_merge_first_scan_wins_and_flag_conflicts(gate, client):
+def test_offline_scans_merge_first_scan_wins_and_flag_conflicts(gate, client, make_user):
     kept, cancelled, twice, walked_out = gate.book(), gate.book(), gate.book(), gate.book()
     # After the device's last sync: one booking is cancelled, another admitted online.
     _cancel(cancelled["code"])
@@ -335,6 +335,25 @@ def test_offline_scans_merge_first_scan_wins_and_flag_conflicts(gate, client):
         f"/api/v1/occupancy/overview?market_point={gate.point_code}", headers=gate.headers
     ).json[0]
     assert overview["gate_conflicts"] == 2 and "gate_conflicts" in overview["alerts"]
+
+    # The supervisor sees them on the point's page and marks one as dealt with.
+    from common.audit import AuditEntry
+    from tests.test_admin import login
+
+    make_user("boss-conflicts@antri.test", "supervisor")
+    login(client, "boss-conflicts@antri.test")
+    page = client.get(f"/supervisor/points/{gate.point_code}")
+    assert page.status_code == 200 and 'id="conflicts"' in page.text
+    assert page.text.count("Tandai sudah ditangani") == 2
+    first = db.session.scalar(select(GateConflict).order_by(GateConflict.id))
+    done = client.post(f"/supervisor/conflicts/{first.id}/resolve", follow_redirects=True)
+    assert done.status_code == 200 and done.text.count("Tandai sudah ditangani") == 1
+    db.session.refresh(first)
+    assert first.resolved_at is not None
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "conflict.resolve"))
+    assert entry.actor == "boss-conflicts@antri.test" and entry.target_id == str(first.id)
+    overview = client.get(f"/api/v1/occupancy/overview?market_point={gate.point_code}").json[0]
+    assert overview["gate_conflicts"] == 1
 
 
 def test_offline_admission_ignores_a_full_point(gate, client):
