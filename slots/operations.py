@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select, update
 
 from common.audit import Actor, record
 from common.timeutil import local_day_bounds, local_instant, utcnow, zone
@@ -25,16 +26,20 @@ from extensions import db
 from slots import service
 from slots.errors import (
     AlreadyBooked,
+    BookingNotFound,
     BookingNotMovable,
     CapacityBelowBooked,
+    HouseholdLimitReached,
     InvalidCapacity,
     InvalidMarketPoint,
     InvalidSchedule,
+    LimitReached,
     MarketPointNotFound,
     SlotFull,
     SlotNotFound,
 )
 from slots.models import (
+    ACTIVE_STATUSES,
     CANCELLED,
     CONFIRMED,
     EXPIRED,
@@ -43,6 +48,7 @@ from slots.models import (
     Booking,
     MarketPoint,
     Notice,
+    Resident,
     Schedule,
     Slot,
     WaitingListEntry,
@@ -233,34 +239,51 @@ def close_day(code: str, day: date, actor: Actor, now: datetime | None = None) -
 
 
 def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None = None) -> Booking:
-    """Move a confirmed booking to another slot that has a free place.
+    """Move a confirmed booking to another slot of the same market point with a free
+    place, under the same per-NIK and per-household limits as booking it.
 
-    Both slot rows are locked in id order (every mover locks in the same order, so two
-    moves cannot deadlock); the place is taken in the target by the same conditional
+    Locks in the order every rule uses: the booking row first (a move and a cancel of
+    one booking decide one after the other, and each sees where the other left it),
+    then both slot rows in id order (two moves cannot deadlock), then the resident's
+    and the household's. The place is taken in the target by the same conditional
     update as a booking, and the old place goes to the old slot's waiting list. The
     resident gets a ``slot_moved`` notice with the new time and ticket link, and the
-    reminder follows the new start.
-    Returns: the booking. Raises: BookingNotFound (404), SlotNotFound (404),
-      BookingNotMovable, AlreadyBooked, SlotFull (409). Rule: issue 8.
+    reminder follows the new start. Same point only: the ticket names its market
+    point, and a resident booked at the desk has only the printed one.
+    Returns: the booking. Raises: BookingNotFound, SlotNotFound (404);
+      BookingNotMovable, AlreadyBooked, SlotFull, LimitReached, HouseholdLimitReached
+      (409). Rule: issue 8.
     """
     now = now or utcnow()
     booking = service.find_booking(code)
     if booking is None:
-        from slots.errors import BookingNotFound
-
-        raise BookingNotFound()
+        raise BookingNotFound(_l("No booking has this code."))
     if not service._valid_id(to_slot_id) or db.session.get(Slot, to_slot_id) is None:
         raise SlotNotFound()
-    old_id = booking.slot_id
-    if to_slot_id == old_id:
+    # The booking's row lock, and where it is now (a concurrent move or cancel that
+    # committed first is seen here).
+    old_id = db.session.scalar(
+        update(Booking)
+        .where(Booking.id == booking.id, Booking.status == CONFIRMED)
+        .values(status=Booking.status)
+        .returning(Booking.slot_id)
+        .execution_options(synchronize_session=False)
+    )
+    if old_id is None or old_id == to_slot_id:
         raise BookingNotMovable()
     slots = {i: _slot_for_update(i) for i in sorted((old_id, to_slot_id))}
     old, target = slots[old_id], slots[to_slot_id]
     db.session.refresh(booking)
-    if booking.status != CONFIRMED or target.closed_at is not None or target.ends_at <= now:
+    if (
+        target.market_point_id != old.market_point_id
+        or target.closed_at is not None
+        or target.ends_at <= now
+    ):
         raise BookingNotMovable()
-    if booking.resident_id is not None and service._holds_place_in(booking.resident_id, target.id):
-        raise AlreadyBooked()
+    if booking.resident_id is not None:
+        if service._holds_place_in(booking.resident_id, target.id):
+            raise AlreadyBooked()
+        _check_limits_without(booking, target)
     taken = db.session.execute(service._TAKE_PLACE, {"slot_id": target.id}).rowcount
     if taken != 1:
         raise SlotFull()
@@ -290,6 +313,40 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
     )
     db.session.flush()
     return booking
+
+
+def _check_limits_without(booking: Booking, target: Slot) -> None:
+    """Raise LimitReached / HouseholdLimitReached when the booking's resident (or family
+    card) would hold too many bookings around ``target`` once it moved there: the
+    booking rules of ``slots.service``, not counting the booking being moved."""
+    config = current_app.config
+    window = timedelta(days=config["BOOKING_LIMIT_WINDOW_DAYS"])
+    around = (
+        select(func.count(Booking.id))
+        .join(Slot, Booking.slot_id == Slot.id)
+        .where(
+            Booking.id != booking.id,
+            Booking.status.in_(ACTIVE_STATUSES),
+            Slot.starts_at > target.starts_at - window,
+            Slot.starts_at < target.starts_at + window,
+        )
+    )
+    resident = db.session.get(Resident, booking.resident_id)
+    service._lock_resident(resident.nik_hash, resident.nik_last4)
+    held = db.session.scalar(around.where(Booking.resident_id == booking.resident_id))
+    if held >= config["BOOKING_LIMIT_PER_NIK"]:
+        raise LimitReached(
+            LimitReached.default_message,
+            limit=config["BOOKING_LIMIT_PER_NIK"],
+            window_days=config["BOOKING_LIMIT_WINDOW_DAYS"],
+        )
+    if booking.kk_hash is not None:
+        service._lock_household(booking.kk_hash, utcnow())
+        if (
+            db.session.scalar(around.where(Booking.kk_hash == booking.kk_hash))
+            >= config["BOOKING_LIMIT_PER_KK"]
+        ):
+            raise HouseholdLimitReached()
 
 
 def _rearm_notice(booking: Booking, kind: str, due_at: datetime, now: datetime) -> None:

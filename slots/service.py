@@ -811,6 +811,9 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
     if not transition(Booking, booking.id, CONFIRMED, CANCELLED, cancelled_at=now):
         db.session.refresh(booking)
         raise CancelNotAllowed()
+    # The booking's row is locked now: read where it is (a move committed since it was
+    # loaded changed its slot), and free the place there.
+    db.session.refresh(booking)
     queue_notice(booking, "cancellation", now)
     void_reminder(booking.id)
     _record_event("cancellation", booking, booking.slot, now)

@@ -597,3 +597,94 @@ def test_audit_log_is_append_only_filterable_and_exportable(client, make_slot, m
     assert [row["action"] for row in rows] == ["slot.close", "slot.capacity"]
     assert json.loads(rows[1]["before"]) == {"capacity": 5}
     assert client.get("/admin/audit?since=2026-99-99").status_code == 200
+
+
+# Found by breaking it ------------------------------------------------------------------
+
+
+def _counters_match(slot_ids):
+    db.session.expire_all()
+    for slot_id in slot_ids:
+        slot = db.session.get(Slot, slot_id)
+        active = db.session.scalar(
+            select(func.count(Booking.id)).where(
+                Booking.slot_id == slot_id,
+                Booking.status.in_(("confirmed", "checked_in", "checked_out")),
+            )
+        )
+        assert slot.booked_count == active <= slot.capacity, (slot_id, slot.booked_count, active)
+
+
+def _in_threads(app, *actions):
+    def run(action):
+        with app.app_context():
+            try:
+                result = action()
+                db.session.commit()
+                return result
+            except Exception as exc:  # noqa: BLE001
+                db.session.rollback()
+                return getattr(exc, "code", type(exc).__name__)
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=len(actions)) as pool:
+        return list(pool.map(run, actions))
+
+
+def test_two_moves_of_one_booking_and_a_move_racing_a_cancel_keep_counts(app, ctx, make_slot, nik):
+    for round_ in range(4):
+        source = make_slot(capacity=3, starts_in=180 + round_ * 400)
+        a = make_slot(capacity=2, starts_in=240 + round_ * 400)
+        b = make_slot(capacity=2, starts_in=300 + round_ * 400)
+        codes = [service.book_slot(source.id, "Siti", nik(), "081234567890").code for _ in range(3)]
+        db.session.commit()
+        ids = (source.id, a.id, b.id)
+        first = codes[0]
+        results = _in_threads(
+            app,
+            lambda first=first, a=a: operations.move_booking(first, a.id, CLI).code,
+            lambda first=first, b=b: operations.move_booking(first, b.id, CLI).code,
+        )
+        # One after the other, on the booking's row lock: the second sees the first.
+        assert set(results) <= {first, "booking_not_movable"} and first in results
+        _counters_match(ids)
+
+        second = codes[1]
+
+        def cancel(second=second):
+            service.cancel_booking(service.find_booking(second))
+            return "cancelled"
+
+        results = _in_threads(
+            app, lambda second=second, b=b: operations.move_booking(second, b.id, CLI).code, cancel
+        )
+        assert "cancelled" in results or "cancel_not_allowed" in results
+        _counters_match(ids)
+
+
+def test_a_move_stays_at_its_point_and_within_the_limits(client, make_slot, make_point, nik, admin):
+    _, token = admin
+    here = make_slot(capacity=3, starts_in=180)
+    there = make_slot(capacity=3, starts_in=240, point=make_point("JKT-901"))
+    code = book(client, here.id, nik()).json["code"]
+    moved = client.post(
+        f"/api/v1/bookings/{code}/move", json={"slot_id": there.id}, headers=bearer(token)
+    )
+    assert (moved.status_code, moved.json["error"]) == (409, "booking_not_movable")
+    # The same NIK: one booking now, another three weeks later; moving the later one
+    # next to the first would give it two in seven days.
+    person = nik()
+    near = make_slot(capacity=3, starts_in=120)
+    far = make_slot(capacity=3, starts_in=60 * 24 * 21)
+    book(client, near.id, person)
+    far_code = book(client, far.id, person, "081299990000").json["code"]
+    close = make_slot(capacity=3, starts_in=360)
+    refused = client.post(
+        f"/api/v1/bookings/{far_code}/move", json={"slot_id": close.id}, headers=bearer(token)
+    )
+    assert (refused.status_code, refused.json["error"]) == (409, "limit_reached")
+    unknown = client.post(
+        "/api/v1/bookings/ACDEFGHJ/move", json={"slot_id": close.id}, headers=bearer(token)
+    )
+    assert unknown.status_code == 404 and "phone" not in unknown.json["message"]
