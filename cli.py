@@ -15,6 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
+from common.audit import CLI, record
 from common.errors import DomainError
 from common.timeutil import local_date, utcnow
 from extensions import db
@@ -69,6 +70,16 @@ def slots_generate(point_code, day, start, end, length, capacity):
         )
     except DomainError as exc:
         _fail(exc)
+    record(
+        CLI,
+        "slots.generate",
+        "market_point",
+        point.code,
+        {},
+        {"date": day, "hours": f"{start}-{end}", "length": length, "capacity": capacity,
+         "created": len(result.created)},
+        point.id,
+    )  # fmt: skip
     db.session.commit()
     click.echo(
         f"{point.code}: {len(result.created)} slots created, {len(result.existing)} already existed"
@@ -82,12 +93,12 @@ def slots_generate(point_code, day, start, end, length, capacity):
 @click.option("--password", required=True, help="At least 8 characters.")
 def users_create(email, role, point_code, password):
     """Create an account (or update its role, point and password)."""
-    from accounts.service import create_user
+    from accounts.service import admin_create_user
     from slots.service import get_market_point
 
     try:
         point = get_market_point(point_code) if point_code else None
-        user = create_user(email, role, password, point)
+        user = admin_create_user(email, role, password, point, CLI, update=True)
     except DomainError as exc:
         _fail(exc)
     db.session.commit()
@@ -109,6 +120,7 @@ def users_token(email, name):
     if user is None or not user.active:
         raise click.ClickException(f"no active account {email}")
     token = issue_token(user, name)
+    record(CLI, "token.issue", "account", user.id, {}, {"user": user.email, "label": name})
     db.session.commit()
     click.echo(f"Bearer token for {user.email} ({user.role}), shown once:")
     click.echo(token)
@@ -199,6 +211,8 @@ def tickets_rotate_key():
 
     _refuse_with_env_key()
     kid = rotate(current_app.config["TICKET_KEY_DIR"])
+    record(CLI, "ticket_key.rotate", "ticket_key", kid, {}, {"signing": kid})
+    db.session.commit()
     click.echo(f"key {kid} now signs new tickets; older keys still verify")
 
 
@@ -246,6 +260,8 @@ def tickets_retire_key(kid, force):
         retire(directory, kid)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    record(CLI, "ticket_key.retire", "ticket_key", kid, {"retired": False}, {"force": force})
+    db.session.commit()
     click.echo(f"key {kid} retired")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from functools import wraps
 
@@ -16,9 +17,14 @@ from extensions import csrf, db, login_manager
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-    return user if user is not None and user.active else None
+def _load_user(session_id: str) -> User | None:
+    """The signed-in account of a session id ``<id>:<key>`` (see ``User.get_id``), or
+    None when it is unknown, disabled, or its password changed since sign-in."""
+    user_id, _, key = session_id.partition(":")
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() and len(user_id) < 10 else None
+    if user is None or not user.active or not hmac.compare_digest(key, user.session_key()):
+        return None
+    return user
 
 
 def bearer_user() -> User:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
 
 from flask_login import UserMixin
@@ -40,6 +42,19 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses disabled accounts
         return self.active
+
+    def get_id(self) -> str:
+        """The session's id of this account: ``<id>:<key>``, where the key is an HMAC of
+        the password hash, so setting a new password ends every session signed in
+        with the old one (``accounts.auth`` checks it)."""
+        return f"{self.id}:{self.session_key()}"
+
+    def session_key(self) -> str:
+        """16 hex characters derived from the password hash and SECRET_KEY."""
+        from flask import current_app
+
+        secret = current_app.config["SECRET_KEY"].encode()
+        return hmac.new(secret, self.password_hash.encode(), hashlib.sha256).hexdigest()[:16]
 
     def can_act_at(self, point: MarketPoint) -> bool:
         """True when this account may scan at ``point`` (staff: only their own)."""

@@ -139,11 +139,23 @@ def list_users() -> list[User]:
 
 
 def admin_create_user(
-    email: str, role: str, password: str, point: MarketPoint | None, actor: Actor
+    email: str,
+    role: str,
+    password: str,
+    point: MarketPoint | None,
+    actor: Actor,
+    update: bool = False,
 ) -> User:
-    """Create (or update) an account as an admin; see ``create_user``. Audited; the
-    password is never recorded."""
+    """Create an account as an admin (see ``create_user``); audited, the password never
+    recorded. An existing e-mail is refused (InvalidAccount, 409 ``account_exists``)
+    unless ``update`` (the CLI's create-or-update for operators' scripts)."""
     existing = db.session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    if existing is not None and not update:
+        raise InvalidAccount(
+            "An account with this e-mail exists: change it in the list instead.",
+            code="account_exists",
+            status=409,
+        )
     before = _account_values(existing) if existing else {}
     user = create_user(email, role, password, point)
     record(

@@ -317,13 +317,15 @@ def register(app: Flask, slots_cli: AppGroup, users_cli: AppGroup) -> None:
         from flask import current_app
 
         from common import audit
-        from common.timeutil import local_instant
+        from common.timeutil import local_instant, parse_day
 
         start = None
         if since:
-            start = local_instant(
-                _parse_date(since), _parse_time("00:00"), current_app.config["DEFAULT_TIMEZONE"]
-            )
+            try:
+                day = parse_day(since)
+            except ValueError:
+                raise click.BadParameter("use YYYY-MM-DD between 2000 and 2100") from None
+            start = local_instant(day, _parse_time("00:00"), current_app.config["DEFAULT_TIMEZONE"])
         sys.stdout.write(audit.to_csv(audit.search(action=action, since=start, limit=100_000)))
 
     app.cli.add_command(points_cli)

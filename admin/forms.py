@@ -18,7 +18,14 @@ from wtforms import (
     widgets,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
 WEEKDAYS = [
     SelectChoice("1", _l("Mon")),
@@ -121,6 +128,12 @@ class AssignForm(FlaskForm):
     point = SelectField(_l("Market point"), validators=[Optional()])
 
 
+def _year_2000_to_2100(form, field) -> None:
+    """A date the zone arithmetic can hold (and that means something here)."""
+    if field.data is not None and not 2000 <= field.data.year <= 2100:
+        raise ValidationError(_l("Use a date between 2000 and 2100."))
+
+
 class AuditFilterForm(FlaskForm):
     """Filters of the audit log page (GET, no CSRF)."""
 
@@ -129,5 +142,5 @@ class AuditFilterForm(FlaskForm):
 
     action = StringField(_l("Action starts with"), validators=[Optional(), Length(max=64)])
     actor = StringField(_l("Actor"), validators=[Optional(), Length(max=254)])
-    since = DateField(_l("From"), validators=[Optional()])
-    until = DateField(_l("Until"), validators=[Optional()])
+    since = DateField(_l("From"), validators=[Optional(), _year_2000_to_2100])
+    until = DateField(_l("Until"), validators=[Optional(), _year_2000_to_2100])

@@ -40,7 +40,7 @@ from admin.forms import (
     ScheduleForm,
 )
 from common import audit
-from common.errors import DomainError
+from common.errors import DomainError, ValidationError
 from common.timeutil import local_date, local_day_bounds, parse_day, utcnow, zone
 from extensions import db
 from slots import operations
@@ -362,7 +362,7 @@ def close_day(code: str):
         try:
             day = _day(request.form.get("date"))
             if day is None:
-                raise operations.InvalidSchedule(fault="dates")
+                raise ValidationError(_("The date is not valid."), code="invalid_date")
             closed = operations.close_day(code, day, _actor())
         except DomainError as exc:
             _failed(exc)
@@ -552,5 +552,7 @@ def retry_notices():
     form = FlaskForm()
     if form.validate_on_submit():
         count = retry_now()
+        audit.record(_actor(), "notices.retry", "notice", "failed", {}, {"count": count})
+        db.session.commit()
         flash(_("%(count)d messages will be sent again.", count=count), "ok")
     return redirect(url_for("admin.notices"))

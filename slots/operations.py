@@ -21,7 +21,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 
 from common.audit import Actor, record
-from common.timeutil import local_day_bounds, local_instant, utcnow, zone
+from common.timeutil import local_day_bounds, local_instant, utcnow
 from extensions import db
 from slots import service
 from slots.errors import (
@@ -35,6 +35,7 @@ from slots.errors import (
     InvalidSchedule,
     LimitReached,
     MarketPointNotFound,
+    SlotClosedByMarket,
     SlotFull,
     SlotNotFound,
 )
@@ -94,6 +95,8 @@ def set_capacity(slot_id: int, capacity: object, actor: Actor, now: datetime | N
         raise InvalidCapacity()
     now = now or utcnow()
     slot = _slot_for_update(slot_id)
+    if slot.closed_at is not None:
+        raise SlotClosedByMarket()
     before = slot.capacity
     changed = db.session.execute(
         update(Slot)
@@ -408,6 +411,19 @@ class PointFields:
     household_limit: bool
 
 
+# A market point's zone is a place's zone ("Asia/Jakarta"), never one that depends on
+# how the server is set up ("localtime") or an alias outside the IANA areas.
+_ZONE_AREAS = ("Africa/", "America/", "Antarctica/", "Asia/", "Atlantic/", "Australia/")
+_ZONE_AREAS += ("Europe/", "Indian/", "Pacific/")
+
+
+def valid_timezone(name: str) -> bool:
+    """True for an IANA zone of a place, such as Asia/Jakarta, Asia/Makassar."""
+    import zoneinfo
+
+    return name.startswith(_ZONE_AREAS) and name in zoneinfo.available_timezones()
+
+
 def validate_point(fields: PointFields) -> PointFields:
     """Check a market point's fields. Raises InvalidMarketPoint with ``fault`` one of
     name, safe_limit, timezone, hours, kecamatan_code."""
@@ -417,10 +433,8 @@ def validate_point(fields: PointFields) -> PointFields:
         raise InvalidMarketPoint(fault="name")
     if not 1 <= fields.safe_limit <= 100_000:
         raise InvalidMarketPoint(fault="safe_limit")
-    try:
-        zone(fields.timezone)
-    except Exception as exc:  # ZoneInfoNotFoundError, ValueError for odd names
-        raise InvalidMarketPoint(fault="timezone") from exc
+    if not valid_timezone(fields.timezone):
+        raise InvalidMarketPoint(fault="timezone")
     if fields.opens_at and fields.closes_at and fields.closes_at <= fields.opens_at:
         raise InvalidMarketPoint(fault="hours")
     if fields.kecamatan_code and fields.kecamatan_code not in kecamatan_codes():
@@ -548,21 +562,39 @@ def import_points_csv(text: str, actor: Actor) -> tuple[int, int]:
     Returns (created, updated). Raises InvalidMarketPoint (fault ``csv``, with the
     ``line``) for a missing column or a bad number; nothing is written then.
     """
+    from slots.identity import kecamatan_codes
+
+    if "\x00" in text:
+        raise InvalidMarketPoint(fault="csv", reason="nul")
     reader = csv.DictReader(io.StringIO(text))
     missing = set(POINT_CSV_COLUMNS) - {"note"} - set(reader.fieldnames or ())
     if missing:
         raise InvalidMarketPoint(fault="csv", missing=sorted(missing))
     config = current_app.config
     created = updated = 0
+    seen: set[int] = set()
     for line, row in enumerate(reader, start=2):
+        if None in row or any(value is None for value in row.values()):
+            raise InvalidMarketPoint(fault="csv", line=line, reason="columns")
         try:
             market_id = int(row["infopangan_market_id"])
             latitude = float(row["latitude"]) if row["latitude"] else None
             longitude = float(row["longitude"]) if row["longitude"] else None
         except (TypeError, ValueError) as exc:
             raise InvalidMarketPoint(fault="csv", line=line) from exc
-        if not 1 <= market_id <= 999_999 or not (row["name"] or "").strip():
+        code_ok = not row["kecamatan_code"] or row["kecamatan_code"].strip() in kecamatan_codes()
+        in_range = (latitude is None or -90 <= latitude <= 90) and (
+            longitude is None or -180 <= longitude <= 180
+        )  # NaN fails every comparison, so it is out of range too
+        if (
+            not 1 <= market_id <= 999_999
+            or market_id in seen
+            or not (row["name"] or "").strip()
+            or not code_ok
+            or not in_range
+        ):
             raise InvalidMarketPoint(fault="csv", line=line)
+        seen.add(market_id)
         code = f"JKT-{market_id:03d}"
         point = db.session.scalar(select(MarketPoint).where(MarketPoint.code == code))
         before = _point_values(point) if point else {}
@@ -585,6 +617,8 @@ def import_points_csv(text: str, actor: Actor) -> tuple[int, int]:
         point.kecamatan_code = (row["kecamatan_code"] or "").strip()[:6]
         point.city = (row["city"] or "").strip()[:100]
         point.latitude, point.longitude = latitude, longitude
+        if (row.get("note") or "").strip() == "inactive":  # what the export writes
+            point.active = False
         db.session.flush()
         record(actor, "point.import", "market_point", code, before, _point_values(point), point.id)
     return created, updated
@@ -639,7 +673,10 @@ def create_schedule(
         raise InvalidSchedule(fault="capacity")
     if valid_until < valid_from or (valid_until - valid_from).days > 366:
         raise InvalidSchedule(fault="dates")
-    if not 0 <= publish_days_before <= 60:
+    # Slots must open for booking before the last of them ends, or nobody could book.
+    if not 0 <= publish_days_before <= 60 or (
+        publish_days_before == 0 and publish_time >= end_time
+    ):
         raise InvalidSchedule(fault="publish")
     schedule = Schedule(
         market_point=point,
@@ -738,6 +775,7 @@ def generate_from_schedule(
     from slots.errors import SlotOverlap
 
     schedule = get_schedule(schedule_id)
+    service.lock_point_slots(schedule.market_point)  # then plan: overlaps are seen
     planned = plan_schedule(schedule)
     if any(p.overlaps for p in planned):
         raise SlotOverlap()

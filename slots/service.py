@@ -265,6 +265,17 @@ def get_slot(slot_id: int, now: datetime | None = None) -> Slot:
     return slot
 
 
+def lock_point_slots(point: MarketPoint) -> None:
+    """Serialise the making of slots at ``point`` (a no-op write on its row): two
+    generations at once would each check for overlaps before the other's slots exist."""
+    db.session.execute(
+        update(MarketPoint)
+        .where(MarketPoint.id == point.id)
+        .values(safe_limit=MarketPoint.safe_limit)
+        .execution_options(synchronize_session=False)
+    )
+
+
 @dataclass(frozen=True)
 class GeneratedSlots:
     """Result of ``generate_slots``: slots made now and slots that already existed."""
@@ -299,6 +310,7 @@ def generate_slots(
     step = timedelta(minutes=length_minutes)
     if first + step > last:
         raise InvalidSlotRange()
+    lock_point_slots(point)
     around = list(
         db.session.scalars(
             select(Slot).where(

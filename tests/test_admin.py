@@ -571,7 +571,7 @@ def test_assisted_booking_for_a_resident_without_a_phone(
 # The audit log ------------------------------------------------------------------------
 
 
-def test_audit_log_is_append_only_filterable_and_exportable(client, make_slot, make_user):
+def test_audit_log_is_append_only_filterable_and_exportable(client, make_slot, make_user, backend):
     slot = make_slot(capacity=5, starts_in=180)
     make_user("admin@antri.test", "admin")
     operations.set_capacity(slot.id, 7, CLI)
@@ -587,6 +587,20 @@ def test_audit_log_is_append_only_filterable_and_exportable(client, make_slot, m
             db.session.flush()
         db.session.rollback()
     assert db.session.scalar(select(func.count(AuditEntry.id))) == 2
+    wipes = ["TRUNCATE audit_entry"] if backend == "postgresql" else []
+    wipes.append(
+        "INSERT OR REPLACE INTO audit_entry (id, at, actor, action, target_type, target_id, "
+        "before, after, remote_addr) VALUES (:id, '2026-01-01', 'x', 'y', 'z', '1', '{}', '{}', '')"
+        if backend == "sqlite"
+        else "INSERT INTO audit_entry (id, at, actor, action, target_type, target_id, before, "
+        "after, remote_addr) VALUES (:id, now(), 'x', 'y', 'z', '1', '{}', '{}', '') "
+        "ON CONFLICT (id) DO UPDATE SET actor = 'x'"
+    )
+    for statement in wipes:
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"):
+            db.session.execute(sa.text(statement), {"id": entry_id})
+        db.session.rollback()
+    assert db.session.get(AuditEntry, entry_id).actor == "cli"
     login(client, "admin@antri.test")
     page = client.get("/admin/audit?action=slot.close")
     assert (
@@ -688,3 +702,92 @@ def test_a_move_stays_at_its_point_and_within_the_limits(client, make_slot, make
         "/api/v1/bookings/ACDEFGHJ/move", json={"slot_id": close.id}, headers=bearer(token)
     )
     assert unknown.status_code == 404 and "phone" not in unknown.json["message"]
+
+
+def test_two_schedules_generated_at_once_never_overlap(app, ctx, make_point):
+    point = make_point()
+    day = (datetime.now(JAKARTA) + timedelta(days=3)).date()
+    morning = _schedule(point, day, start_time=time(10, 0), end_time=time(12, 0)).id
+    shifted = _schedule(point, day, start_time=time(10, 15), end_time=time(12, 15)).id
+    db.session.commit()
+    results = _in_threads(
+        app,
+        lambda: operations.generate_from_schedule(morning, CLI),
+        lambda: operations.generate_from_schedule(shifted, CLI),
+    )
+    assert sorted(map(str, results)) == sorted([str((8, 0)), "slot_overlap"])
+    slots = db.session.scalars(select(Slot).order_by(Slot.starts_at)).all()
+    assert len(slots) == 8
+    assert all(a.ends_at <= b.starts_at for a, b in zip(slots, slots[1:], strict=False))
+
+
+def test_admin_input_edges(app, client, make_point, make_slot, make_user, nik, admin):
+    point = make_point()
+    for zone_name in ("localtime", "Factory", "posix/Asia/Jakarta", "Etc/GMT-14", "Mars/Base"):
+        fields = operations.PointFields("Pasar", "", "", "", "", 10, zone_name, None, None, False)
+        with pytest.raises(operations.InvalidMarketPoint):
+            operations.validate_point(fields)
+    header = ",".join(operations.POINT_CSV_COLUMNS) + "\n"
+    bad_rows = [
+        "Pasar,,Senen,Jakarta,nan,106.8,317104,601,\n",
+        "Pasar,,Senen,Jakarta,999,106.8,317104,602,\n",
+        "Pasar,,Senen,Jakarta,-6.1,106.8,ABCDEF,603,\n",
+        "Pasar,,Senen,Jakarta,-6.1,106.8,317104,604,\nPasar,,Senen,Jakarta,-6.1,106.8,317104,604,\n",
+        "Pasar,,Senen,Jakarta,-6.1,106.8,317104,605,,extra\n",
+        "Pa\x00sar,,Senen,Jakarta,-6.1,106.8,317104,606,\n",
+    ]
+    for rows in bad_rows:
+        with pytest.raises(operations.InvalidMarketPoint):
+            operations.import_points_csv(header + rows, CLI)
+        db.session.rollback()
+    assert operations.import_points_csv(header + "Pasar X,,,,,,,607,inactive\n", CLI) == (1, 0)
+    assert (
+        db.session.scalar(select(MarketPoint.active).where(MarketPoint.code == "JKT-607")) is False
+    )
+    db.session.rollback()
+    day = (datetime.now(JAKARTA) + timedelta(days=3)).date()
+    with pytest.raises(operations.InvalidSchedule):
+        _schedule(point, day, publish_days_before=0, publish_time=time(23, 0))
+    slot = make_slot(capacity=3, starts_in=180)
+    operations.close_slot(slot.id, CLI)
+    db.session.commit()
+    with pytest.raises(service.SlotClosed):
+        operations.set_capacity(slot.id, 5, CLI)
+    db.session.rollback()
+    login(client, "admin@antri.test")
+    for query in ("since=0001-01-01", "until=9999-12-31"):
+        assert client.get(f"/admin/audit?{query}").status_code == 200
+        assert client.get(f"/admin/audit.csv?{query}").status_code == 200
+    done = app.test_cli_runner().invoke(args=["audit", "export", "--since", "0001-01-01"])
+    assert done.exit_code == 2 and "2000" in done.output
+    taken = client.post(
+        "/admin/accounts",
+        data={"email": "ADMIN@antri.test", "role": "staff", "point": point.code,
+              "password": "another-pass-1"},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert taken.status_code == 200
+    assert (
+        db.session.scalar(select(AuditEntry.id).where(AuditEntry.action.like("account.%"))) is None
+    )
+
+
+def test_a_new_password_ends_the_old_sessions(app, client, make_user, admin):
+    make_user("super@antri.test", "supervisor")
+    other = app.test_client()
+    login(other, "super@antri.test")
+    assert other.get("/supervisor").status_code == 200
+    from accounts.models import User
+    from accounts.service import reset_password
+
+    reset_password(
+        db.session.scalar(select(User).where(User.role == "supervisor")), "fresh-pass-22", CLI
+    )
+    db.session.commit()
+    # Tests share one app context across requests; a server gives each request its own,
+    # so Flask-Login's cached user would not survive to the next request.
+    from flask import g
+
+    g.pop("_login_user", None)
+    answer = other.get("/supervisor")
+    assert answer.status_code == 302 and "/login" in answer.location

@@ -431,7 +431,7 @@ def test_session_posts_need_the_csrf_token(app, gate, client, make_user):
     app.config["WTF_CSRF_ENABLED"] = True
     try:
         with client.session_transaction() as session:
-            session["_user_id"] = str(user.id)
+            session["_user_id"] = user.get_id()
             session["_fresh"] = True
         refused = client.post("/api/v1/checkin", json={"code": booking["code"]})
         assert refused.status_code == 400 and refused.json["error"] == "csrf_failed"

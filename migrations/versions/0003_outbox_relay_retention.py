@@ -86,12 +86,16 @@ def upgrade():
 
 
 def downgrade():
-    purged = op.get_bind().execute(
-        sa.text(
-            "SELECT (SELECT count(*) FROM booking WHERE resident_id IS NULL)"
-            " + (SELECT count(*) FROM waiting_list_entry WHERE resident_id IS NULL)"
+    purged = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT (SELECT count(*) FROM booking WHERE resident_id IS NULL)"
+                " + (SELECT count(*) FROM waiting_list_entry WHERE resident_id IS NULL)"
+            )
         )
-    ).scalar()
+        .scalar()
+    )
     if purged:
         # 0002 requires every booking to name its resident; purged rows no longer do.
         raise RuntimeError(
@@ -105,16 +109,16 @@ def downgrade():
         batch_op.drop_column("lease_until")
         batch_op.drop_column("attempts")
         batch_op.drop_column("due_at")
-    op.execute(
-        "UPDATE notice SET status = 'pending' WHERE status = 'sending'"
-    )
+    op.execute("UPDATE notice SET status = 'pending' WHERE status = 'sending'")
     op.execute("DELETE FROM notice WHERE status = 'void'")
     with op.batch_alter_table("notice") as batch_op:
         batch_op.drop_constraint(op.f("ck_notice_status_known"), type_="check")
         batch_op.create_check_constraint(op.f("ck_notice_status_known"), OLD_NOTICE)
     for table, where in (("waiting_list_entry", WAITING), ("booking", BOOKING_ACTIVE)):
-        index = f"uq_{table}_resident_slot" if table != "booking" else (
-            "uq_booking_active_resident_slot"
+        index = (
+            f"uq_{table}_resident_slot"
+            if table != "booking"
+            else ("uq_booking_active_resident_slot")
         )
         op.drop_index(
             index, table_name=table, sqlite_where=sa.text(where), postgresql_where=sa.text(where)

@@ -23,11 +23,17 @@ END;
 $$ LANGUAGE plpgsql;
 CREATE TRIGGER audit_entry_no_update BEFORE UPDATE OR DELETE ON audit_entry
   FOR EACH ROW EXECUTE FUNCTION audit_entry_append_only();
+CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_entry_append_only();
 """
 SQLITE_GUARDS = (
     """CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry
        BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
     """CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry
+       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
+    # INSERT OR REPLACE deletes the old row without firing delete triggers.
+    """CREATE TRIGGER audit_entry_no_replace BEFORE INSERT ON audit_entry
+       WHEN EXISTS (SELECT 1 FROM audit_entry WHERE id = NEW.id)
        BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
 )
 

@@ -174,6 +174,8 @@ async function decideOffline(text, direction) {
     id = claims.bookingId; start = claims.start; end = claims.end;
     // A booking made after the last sync is not in the list: its signature vouches for it.
     booking = snapshot.bookings.find((b) => b.id === id) || null;
+    // A booking the market moved since the ticket was shown: its slot now is the synced one.
+    if (booking) { start = new Date(booking.starts_at); end = new Date(booking.ends_at); }
   }
   const shown = booking ? booking.code.slice(0, 4) + "-" + booking.code.slice(4) : "";
   const done = (result, reason, args) => ({ result: result, reason: reason, args: args, id: id, code: shown });
