@@ -29,6 +29,31 @@ REFUSALS = {
 }
 
 
+# Short names of the conflicts an offline merge records (the refusal it met), for the
+# supervisor's list.
+CONFLICT_LABELS = {
+    "cancelled": _l("Admitted offline, but the booking was cancelled"),
+    "already_checked_in": _l("Admitted offline, but already checked in at another gate"),
+    "no_show": _l("Admitted offline, but the booking was a no-show"),
+    "not_today": _l("Admitted offline on the wrong day"),
+    "too_early": _l("Admitted offline too early"),
+    "too_late": _l("Admitted offline too late"),
+    "wrong_point": _l("Admitted offline at the wrong market point"),
+    "invalid_signature": _l("Admitted offline with a forged ticket"),
+    "invalid_format": _l("Admitted offline with something that is not a ticket"),
+    "unknown_key": _l("Admitted offline with a ticket from an unknown key"),
+    "unknown_ticket": _l("Admitted offline with an unknown ticket"),
+}
+
+
+class NonceReused(DomainError):
+    """A scan's nonce was used before, by this account and device, for another request."""
+
+    code = "nonce_reused"
+    status = 409
+    default_message = _l("This scan id was already used for another scan. Scan again.")
+
+
 class NotCheckedIn(DomainError):
     """Only a booking that is checked in now can have its check-in undone."""
 

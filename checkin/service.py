@@ -21,7 +21,7 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.models import ADMIN, SUPERVISOR, User
-from checkin.errors import REFUSALS, NotCheckedIn
+from checkin.errors import REFUSALS, NonceReused, NotCheckedIn
 from checkin.models import ADMITTED, REFUSED, UNDONE, WAIT, GateConflict, Scan
 from common import audit, events
 from common.errors import Forbidden, NotFound, ValidationError
@@ -239,6 +239,15 @@ def logged_scan(user: User, device: str, nonce: str | None) -> Scan | None:
     )
 
 
+def _same_request(earlier: Scan, direction: str, scanned: str) -> None:
+    """A nonce names one request: the same direction and the same booking (or the same
+    unknown ticket). Raises NonceReused (409) for another request under it, which a
+    replay would answer with someone else's result."""
+    _kind, booking, _reason = _resolve(scanned or "")
+    if earlier.direction != direction or earlier.booking_id != (booking.id if booking else None):
+        raise NonceReused()
+
+
 def replay(scan: Scan, now: datetime | None = None) -> ScanResult:
     """Answer a resent scan from its log row: the same result and reason, nothing done.
 
@@ -293,6 +302,7 @@ def check_in(
     device = _device(device)
     earlier = logged_scan(user, device, nonce)
     if earlier is not None:
+        _same_request(earlier, "in", scanned)
         return replay(earlier, now)
     kind, booking, reason = _resolve(scanned or "")
     result = REFUSED
@@ -375,6 +385,7 @@ def check_out(
     device = _device(device)
     earlier = logged_scan(user, device, nonce)
     if earlier is not None:
+        _same_request(earlier, "out", scanned)
         return replay(earlier, now)
     kind, booking, reason = _resolve(scanned or "")
     args: dict = {}
@@ -449,11 +460,10 @@ def undo_check_in(
 # A gate that was offline sends at most this many scans per request (a day at a busy
 # gate is a few hundred); more is refused whole, so one request stays short.
 MAX_SYNC_SCANS = 500
-# Scans are accepted up to this long after they were made, and this far in the
-# future (a device's clock runs a little fast); anything else is a bad clock or a
-# forged batch.
-SYNC_MAX_AGE = timedelta(hours=48)
-SYNC_MAX_SKEW = timedelta(minutes=5)
+# Scans are merged up to this long after they were made (older ones are answered
+# ``rejected``); a scan stamped in the future (a device clock running fast) counts as
+# made when it arrives.
+SYNC_MAX_AGE = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -584,7 +594,7 @@ def _log_local(
 
 def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
     """What an offline gate needs to decide alone: the keys, the rules and the point's
-    bookings of today and tomorrow (local), cancellations among them.
+    bookings from today to BOOKING_DAYS_AHEAD (local), cancellations among them.
 
     Returns: {server_time, market_point: {id, code, name, timezone, safe_limit},
       checkin_early_minutes, checkin_late_minutes, dwell_minutes, inside_now,
@@ -607,7 +617,9 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
         .where(
             Slot.market_point_id == point.id,
             Slot.starts_at >= start,
-            Slot.starts_at < start + timedelta(days=2),
+            # Today and the days residents can book ahead: a booking the market moved
+            # to a later day is known, so its old ticket is refused offline too.
+            Slot.starts_at < start + timedelta(days=current_app.config["BOOKING_DAYS_AHEAD"] + 1),
         )
         .order_by(Booking.id)
     ).all()

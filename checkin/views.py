@@ -15,7 +15,7 @@ from sqlalchemy import select
 from accounts.auth import page_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
 from checkin import bp, charts, live, service
-from checkin.errors import REFUSALS
+from checkin.errors import CONFLICT_LABELS, REFUSALS
 from checkin.forms import ScanForm
 from common.errors import ValidationError
 from common.timeutil import local_date, parse_day, utcnow
@@ -242,6 +242,7 @@ def point_detail(code: str):
         gate_conflicts=service.conflicts(point, now - timedelta(days=7))
         + service.unresolved_before(point, now - timedelta(days=7)),
         resolve_form=FlaskForm(),
+        conflict_labels=CONFLICT_LABELS,
         today=local_date(now, point.timezone),
         arrivals=charts.arrivals_chart(point_day),
         inside_chart=charts.inside_chart(point_day),

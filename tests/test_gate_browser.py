@@ -13,6 +13,7 @@ import io
 import re
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,4 +264,41 @@ def test_offline_gate_queues_and_syncs(browser, gate_server):
     assert synced == 5
     expect(page.locator("#inside-now")).to_have_text(str(inside_before + 2))
     assert errors == []
+    context.close()
+
+
+def test_a_hanging_network_falls_back_to_the_offline_check(browser, gate_server):
+    """A network that accepts the scan and never answers (a captive portal): within
+    about 2.5 s the gate decides offline, queues the scan, and syncs it later."""
+    booking = _book(gate_server)
+    context = browser.new_context(
+        base_url=gate_server.url, locale="id-ID", viewport={"width": 360, "height": 740}
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    _gate(page)
+    page.wait_for_function(f"() => localStorage.getItem('{STORE}snapshot') !== null")
+    held: list = []
+    page.route("**/api/v1/checkin", lambda route: held.append(route))  # never answered
+    expect(page.locator("#scan")).to_be_focused()
+    started = time.monotonic()
+    page.keyboard.type(booking["ticket"])
+    page.keyboard.press("Enter")
+    result = page.locator("#result")
+    expect(result).to_have_attribute("data-result", "admitted", timeout=6_000)
+    expect(result).to_have_attribute("data-offline", "true")
+    assert time.monotonic() - started < 5
+    assert len(held) == 1
+    # Released (Playwright lets it through on unroute, late) or not, the scan counts
+    # once: the queued copy carries the same nonce.
+    page.unroute("**/api/v1/checkin")
+    deadline = time.monotonic() + 20
+    while _status(gate_server, booking["code"]) != "checked_in":
+        assert time.monotonic() < deadline, "the queued scan never synced"
+        time.sleep(0.3)
+    scans = sqlite3.connect(gate_server.database).execute(
+        "SELECT count(*) FROM scan WHERE booking_id = (SELECT id FROM booking WHERE code = ?)",
+        (booking["code"],),
+    )
+    assert scans.fetchone()[0] == 1
     context.close()

@@ -112,20 +112,30 @@ function bookingLine(booking) {
   return code + " · " + booking.slot.starts_at.slice(11, 16) + "–" + booking.slot.ends_at.slice(11, 16);
 }
 
+const SCAN_TIMEOUT_MS = 2500;
+// Scans per sync request: well under the server's 64 KB request limit (a ticket scan
+// is about 300 bytes of JSON).
+const SYNC_BATCH = 100;
+
 async function scan(text, direction) {
   const nonce = newId();
   if (!offline) {
     const body = { market_point: cfg.marketPoint, device: device, nonce: nonce };
     body[normaliseCode(text) ? "code" : "ticket"] = text;
     let answer = null;
+    // A network that hangs (a captive portal, weak Wi-Fi) must not hang the gate: after
+    // SCAN_TIMEOUT_MS the scan is decided offline and queued with the same nonce, so a
+    // request that did arrive late is merged once, not twice.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), SCAN_TIMEOUT_MS);
     try {
       const response = await fetch(direction === "out" ? cfg.checkoutUrl : cfg.checkinUrl, {
-        method: "POST", credentials: "same-origin",
+        method: "POST", credentials: "same-origin", signal: abort.signal,
         headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
         body: JSON.stringify(body),
       });
       if (response.status < 500) answer = { status: response.status, body: await response.json() };
-    } catch (e) { answer = null; }
+    } catch (e) { answer = null; } finally { clearTimeout(timer); }
     if (answer) {
       const b = answer.body;
       if (answer.status >= 400) return show({ result: "refused", reason: b.error }, b.message);
@@ -217,7 +227,7 @@ async function flush() {
   if (flushing || queue.length === 0) return;
   flushing = true;
   try {
-    const batch = queue.slice(0, 500);
+    const batch = queue.slice(0, SYNC_BATCH);
     const response = await fetch(cfg.batchUrl, {
       method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
@@ -287,7 +297,9 @@ async function startCamera() {
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
   } catch (e) {
-    return show({ result: "refused", reason: "camera" }, cfg.text.no_camera);
+    // Not a ticket's answer: say it beside the button, not as a full-screen TOLAK.
+    cameraButton.textContent = cfg.text.no_camera;
+    return;
   }
   video.srcObject = stream;
   video.hidden = false;
