@@ -355,40 +355,34 @@ def generate_slots(
 
 
 @cache
+def _lock_row_upsert(model, key: str, dialect: str, *extra: str):
+    """An upsert of ``model`` on its unique ``key`` that bumps ``lock_version`` when the
+    row exists: one statement that creates the row or takes its write lock, returning
+    its id. Bound values: ``key``, ``created_at`` and each of ``extra``. Resident and
+    household rows are the locks that serialise one person's or family's bookings."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    values = {name: bindparam(name) for name in (key, *extra)}
+    return (
+        insert(model)
+        .values(
+            **values,
+            lock_version=0,
+            created_at=bindparam("created_at", type_=model.created_at.type),
+        )
+        .on_conflict_do_update(
+            index_elements=[getattr(model, key)],
+            set_={"lock_version": model.lock_version + 1},
+        )
+        .returning(model.id)
+    )
+
+
 def _resident_upsert(dialect: str):
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (
-        insert(Resident)
-        .values(
-            nik_hash=bindparam("nik_hash"),
-            nik_last4=bindparam("nik_last4"),
-            lock_version=0,
-            created_at=bindparam("created_at", type_=Resident.created_at.type),
-        )
-        .on_conflict_do_update(
-            index_elements=[Resident.nik_hash],
-            set_={"lock_version": Resident.lock_version + 1},
-        )
-        .returning(Resident.id)
-    )
+    return _lock_row_upsert(Resident, "nik_hash", dialect, "nik_last4")
 
 
-@cache
 def _household_upsert(dialect: str):
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return (
-        insert(Household)
-        .values(
-            kk_hash=bindparam("kk_hash"),
-            lock_version=0,
-            created_at=bindparam("created_at", type_=Household.created_at.type),
-        )
-        .on_conflict_do_update(
-            index_elements=[Household.kk_hash],
-            set_={"lock_version": Household.lock_version + 1},
-        )
-        .returning(Household.id)
-    )
+    return _lock_row_upsert(Household, "kk_hash", dialect)
 
 
 def household_hash(point: MarketPoint, kk: str) -> str | None:
