@@ -29,8 +29,10 @@ DEMO_STAFF_POINT = "JKT-003"  # Pasar Senen Blok III - VI: it has a real address
 
 
 def _fail(exc: DomainError) -> None:
+    """Roll back and stop the command with the error's code, message and details."""
     db.session.rollback()
-    raise click.ClickException(f"{exc.code}: {exc.message}")
+    details = " ".join(f"{k}={v}" for k, v in exc.details.items())
+    raise click.ClickException(f"{exc.code}: {exc.message} {details}".strip())
 
 
 def _parse_date(value: str) -> date:

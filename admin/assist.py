@@ -21,7 +21,7 @@ from common import audit
 from common.errors import DomainError
 from common.timeutil import local_date, local_day_bounds, utcnow, zone
 from extensions import db
-from slots import service
+from slots import operations, service
 from slots.errors import SlotNotFound
 from slots.models import MarketPoint, Slot
 from slots.notices import commit_and_deliver
@@ -98,27 +98,13 @@ def assist():
         try:
             if form.slot.data not in {s.id for s in slots}:
                 raise SlotNotFound()
-            request_id = form.request_id.data or secrets.token_urlsafe(16)
-            booking, replayed = service.book_slot_once(
-                f"assist:{request_id}",
-                service.request_fingerprint(
-                    {"slot_id": form.slot.data, "fields": fields, "kk": form.kk.data or ""}
-                ),
+            booking = operations.book_for_resident(
                 form.slot.data,
-                *fields,
-                phone_optional=True,
-                kk=form.kk.data or "",
+                fields,
+                form.kk.data or "",
+                form.request_id.data or secrets.token_urlsafe(16),
+                audit.Actor.of(current_user, request.remote_addr),
             )
-            if not replayed:
-                audit.record(
-                    audit.Actor.of(current_user),
-                    "booking.assist",
-                    "booking",
-                    booking.code,
-                    {},
-                    {"slot_id": booking.slot_id, "nik_last4": booking.nik_last4},
-                    point.id,
-                )
         except DomainError as exc:
             db.session.rollback()
             flash(str(exc.message), "error")

@@ -10,6 +10,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from cli import _fail
 from common.audit import CLI
 from common.errors import DomainError
 from extensions import db
@@ -17,12 +18,6 @@ from extensions import db
 points_cli = AppGroup("points", help="Market points: update, (de)activate, import, export.")
 schedules_cli = AppGroup("schedules", help="Slot schedules with a publish time.")
 audit_cli = AppGroup("audit", help="The audit log of admin actions.")
-
-
-def _fail(exc: DomainError) -> None:
-    db.session.rollback()
-    details = " ".join(f"{k}={v}" for k, v in exc.details.items())
-    raise click.ClickException(f"{exc.code}: {exc.message} {details}".strip())
 
 
 def _commit() -> None:

@@ -50,7 +50,7 @@ from slots.notices import commit_and_deliver, failed_notices, outbox_counts, ret
 
 
 def _actor() -> audit.Actor:
-    return audit.Actor.of(current_user)
+    return audit.Actor.of(current_user, request.remote_addr)
 
 
 def _points() -> list[MarketPoint]:
@@ -551,8 +551,6 @@ def retry_notices():
     """Make failed notices (and those waiting out a back-off) due again, now."""
     form = FlaskForm()
     if form.validate_on_submit():
-        count = retry_now()
-        audit.record(_actor(), "notices.retry", "notice", "failed", {}, {"count": count})
-        db.session.commit()
+        count = retry_now(actor=_actor())
         flash(_("%(count)d messages will be sent again.", count=count), "ok")
     return redirect(url_for("admin.notices"))

@@ -3,7 +3,7 @@ bearer tokens only; staff and supervisor tokens get 403."""
 
 from __future__ import annotations
 
-from flask import g, jsonify
+from flask import g, jsonify, request
 
 from accounts.auth import api_roles
 from accounts.models import ADMIN
@@ -18,7 +18,7 @@ from slots.notices import commit_and_deliver
 
 
 def _actor() -> Actor:
-    return Actor.of(g.api_user)
+    return Actor.of(g.api_user, request.remote_addr)
 
 
 @bp.patch("/slots/<int:slot_id>")

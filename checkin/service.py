@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -43,7 +43,7 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
-from slots.service import normalise_code, transition
+from slots.service import lock_market_point, normalise_code, transition
 
 
 @dataclass(frozen=True)
@@ -165,18 +165,6 @@ def _refusal_reason(booking: Booking, point: MarketPoint, now: datetime) -> str:
     if local_date(slot.starts_at, point.timezone) != local_date(now, point.timezone):
         return "not_today"
     return "too_early" if now < opens else "too_late"
-
-
-def _lock_point(point: MarketPoint) -> None:
-    """Serialise admissions at one point: a no-op write that takes the point's row lock
-    on PostgreSQL and the write lock on SQLite, so two gates cannot both admit the
-    last place under the safe limit."""
-    db.session.execute(
-        update(MarketPoint)
-        .where(MarketPoint.id == point.id)
-        .values(safe_limit=MarketPoint.safe_limit)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _log(
@@ -310,7 +298,7 @@ def check_in(
         reason = _refusal_reason(booking, point, now)
     inside = 0
     if booking is not None and not reason:
-        _lock_point(point)
+        lock_market_point(point)
         inside = inside_now([point.id], now)[point.id]
         if enforce_limit and inside >= point.safe_limit:
             result, reason = WAIT, "point_full"
@@ -397,7 +385,7 @@ def check_out(
             # Under the point's lock, like check_in: the count below then sees every
             # committed scan here and no half-done one, so the live feed's inside_now
             # is what the database holds after this commit.
-            _lock_point(point)
+            lock_market_point(point)
             left = transition(Booking, booking.id, CHECKED_IN, CHECKED_OUT, checked_out_at=now)
             db.session.refresh(booking)
             if left:

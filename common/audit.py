@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 
-from flask import has_request_context, request
 from sqlalchemy import ForeignKey, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -47,15 +46,18 @@ class AuditEntry(db.Model):
 @dataclass(frozen=True)
 class Actor:
     """Who acts: an account (id and e-mail) or an operator at the command line
-    (``id`` None, ``label`` such as ``cli``)."""
+    (``id`` None, ``label`` such as ``cli``), and from where (the client's address as
+    the view saw it; "" for the CLI and jobs)."""
 
     id: int | None
     label: str
+    remote_addr: str = ""
 
     @classmethod
-    def of(cls, user: Any) -> Actor:
-        """The actor for a signed-in ``accounts.models.User``."""
-        return cls(user.id, user.email)
+    def of(cls, user: Any, remote_addr: str | None = "") -> Actor:
+        """The actor for a signed-in ``accounts.models.User``; the view passes the
+        request's address (services never read the request themselves)."""
+        return cls(user.id, user.email, remote_addr or "")
 
 
 CLI = Actor(None, "cli")
@@ -95,7 +97,7 @@ def record(
         market_point_id=market_point_id,
         before=json.dumps({k: _plain(v) for k, v in (before or {}).items()}, ensure_ascii=False),
         after=json.dumps({k: _plain(v) for k, v in (after or {}).items()}, ensure_ascii=False),
-        remote_addr=(request.remote_addr or "") if has_request_context() else "",
+        remote_addr=actor.remote_addr[:64],
     )
     db.session.add(entry)
     return entry

@@ -32,6 +32,7 @@ from flask_babel import gettext as _
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
+from common.audit import CLI, Actor, record
 from common.timeutil import utcnow, zone
 from extensions import db
 from slots.channels import (
@@ -363,9 +364,10 @@ def deliver_pending(now: datetime | None = None, limit: int = 500) -> int:
     return sum(deliver_notice(notice_id, now, channel).status == NOTICE_SENT for notice_id in ids)
 
 
-def retry_now(now: datetime | None = None) -> int:
+def retry_now(now: datetime | None = None, actor: Actor = CLI) -> int:
     """Make every notice waiting out a retry back-off (or failed) due at ``now``, with
-    its attempts counted afresh; return how many. For an operator who fixed the cause."""
+    its attempts counted afresh; return how many. For an operator who fixed the cause;
+    recorded in the audit log as ``actor``'s action, in the same commit."""
     now = now or utcnow()
     count = db.session.execute(
         update(Notice)
@@ -386,6 +388,7 @@ def retry_now(now: datetime | None = None) -> int:
         )
         .execution_options(synchronize_session=False)
     ).rowcount
+    record(actor, "notices.retry", "notice", "failed", {}, {"count": count}, now=now)
     db.session.commit()
     return count
 

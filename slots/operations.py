@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timedelta
 
 from flask import current_app
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from common.audit import Actor, record
 from common.timeutil import local_day_bounds, local_instant, utcnow
@@ -40,7 +40,6 @@ from slots.errors import (
     SlotNotFound,
 )
 from slots.models import (
-    ACTIVE_STATUSES,
     CANCELLED,
     CONFIRMED,
     EXPIRED,
@@ -321,22 +320,12 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
 def _check_limits_without(booking: Booking, target: Slot) -> None:
     """Raise LimitReached / HouseholdLimitReached when the booking's resident (or family
     card) would hold too many bookings around ``target`` once it moved there: the
-    booking rules of ``slots.service``, not counting the booking being moved."""
+    booking rules of ``slots.service``, under the same locks, not counting the booking
+    being moved."""
     config = current_app.config
-    window = timedelta(days=config["BOOKING_LIMIT_WINDOW_DAYS"])
-    around = (
-        select(func.count(Booking.id))
-        .join(Slot, Booking.slot_id == Slot.id)
-        .where(
-            Booking.id != booking.id,
-            Booking.status.in_(ACTIVE_STATUSES),
-            Slot.starts_at > target.starts_at - window,
-            Slot.starts_at < target.starts_at + window,
-        )
-    )
     resident = db.session.get(Resident, booking.resident_id)
     service._lock_resident(resident.nik_hash, resident.nik_last4)
-    held = db.session.scalar(around.where(Booking.resident_id == booking.resident_id))
+    held = service._held_in_window(booking.resident_id, target.starts_at, exclude=booking.id)
     if held >= config["BOOKING_LIMIT_PER_NIK"]:
         raise LimitReached(
             LimitReached.default_message,
@@ -345,10 +334,8 @@ def _check_limits_without(booking: Booking, target: Slot) -> None:
         )
     if booking.kk_hash is not None:
         service._lock_household(booking.kk_hash, utcnow())
-        if (
-            db.session.scalar(around.where(Booking.kk_hash == booking.kk_hash))
-            >= config["BOOKING_LIMIT_PER_KK"]
-        ):
+        household = service._household_held(booking.kk_hash, target.starts_at, booking.id)
+        if household >= config["BOOKING_LIMIT_PER_KK"]:
             raise HouseholdLimitReached()
 
 
@@ -368,6 +355,39 @@ def _rearm_notice(booking: Booking, kind: str, due_at: datetime, now: datetime) 
     notice.lease_until = None
     notice.last_error = ""
     db.session.info.setdefault("new_notices", []).append(notice)
+
+
+def book_for_resident(
+    slot_id: int,
+    fields: tuple[str, str, str],
+    kk: str,
+    request_id: str,
+    actor: Actor,
+) -> Booking:
+    """Assisted booking: staff book for a resident at the desk, under the same rules and
+    limits as ``service.book_slot`` (the phone may be empty: no messages then).
+
+    Args: fields, (name, nik, phone); kk, the family card where the point asks for it;
+      request_id, the form's id (a resend books once); actor, the staff member.
+    Returns: the booking (flushed); recorded in the audit log with the last four NIK
+      digits only, once (a resend adds nothing).
+    Raises: what ``service.book_slot_once`` raises.
+    """
+    fingerprint = service.request_fingerprint({"slot_id": slot_id, "fields": fields, "kk": kk})
+    booking, replayed = service.book_slot_once(
+        f"assist:{request_id}", fingerprint, slot_id, *fields, phone_optional=True, kk=kk
+    )
+    if not replayed:
+        record(
+            actor,
+            "booking.assist",
+            "booking",
+            booking.code,
+            {},
+            {"slot_id": booking.slot_id, "nik_last4": booking.nik_last4},
+            booking.slot.market_point_id,
+        )
+    return booking
 
 
 # Market points -------------------------------------------------------------------
@@ -775,7 +795,7 @@ def generate_from_schedule(
     from slots.errors import SlotOverlap
 
     schedule = get_schedule(schedule_id)
-    service.lock_point_slots(schedule.market_point)  # then plan: overlaps are seen
+    service.lock_market_point(schedule.market_point)  # then plan: overlaps are seen
     planned = plan_schedule(schedule)
     if any(p.overlaps for p in planned):
         raise SlotOverlap()

@@ -265,9 +265,12 @@ def get_slot(slot_id: int, now: datetime | None = None) -> Slot:
     return slot
 
 
-def lock_point_slots(point: MarketPoint) -> None:
-    """Serialise the making of slots at ``point`` (a no-op write on its row): two
-    generations at once would each check for overlaps before the other's slots exist."""
+def lock_market_point(point: MarketPoint) -> None:
+    """Take ``point``'s row lock (a no-op write; on SQLite, the write lock) for the rest
+    of the transaction. Serialises what must be decided one at a time per point:
+    admissions against the safe limit (two gates cannot both admit the last place)
+    and the making of slots (two generations would each check for overlaps before the
+    other's slots exist)."""
     db.session.execute(
         update(MarketPoint)
         .where(MarketPoint.id == point.id)
@@ -310,7 +313,7 @@ def generate_slots(
     step = timedelta(minutes=length_minutes)
     if first + step > last:
         raise InvalidSlotRange()
-    lock_point_slots(point)
+    lock_market_point(point)
     around = list(
         db.session.scalars(
             select(Slot).where(
@@ -418,14 +421,16 @@ def _check_household(kk_hash: str | None, starts_at: datetime) -> None:
         )
 
 
-def _household_held(kk_hash: str, starts_at: datetime) -> int:
-    """Count the family card's active bookings around ``starts_at`` (the window)."""
+def _household_held(kk_hash: str, starts_at: datetime, exclude: int = 0) -> int:
+    """Count the family card's active bookings around ``starts_at`` (the window), not
+    counting booking ``exclude`` (0: none)."""
     window = timedelta(days=current_app.config["BOOKING_LIMIT_WINDOW_DAYS"])
     return db.session.scalar(
         select(func.count(Booking.id))
         .join(Slot, Booking.slot_id == Slot.id)
         .where(
             Booking.kk_hash == kk_hash,
+            Booking.id != exclude,
             Booking.status.in_(ACTIVE_STATUSES),
             Slot.starts_at > starts_at - window,
             Slot.starts_at < starts_at + window,
@@ -451,6 +456,7 @@ _HELD_IN_WINDOW = (
     .join(Slot, Booking.slot_id == Slot.id)
     .where(
         Booking.resident_id == bindparam("resident_id"),
+        Booking.id != bindparam("exclude"),
         Booking.status.in_(ACTIVE_STATUSES),
         Slot.starts_at > bindparam("after", type_=Slot.starts_at.type),
         Slot.starts_at < bindparam("before", type_=Slot.starts_at.type),
@@ -500,12 +506,14 @@ def _holds_place_in(resident_id: int, slot_id: int) -> bool:
     )
 
 
-def _held_in_window(resident_id: int, starts_at: datetime) -> int:
+def _held_in_window(resident_id: int, starts_at: datetime, exclude: int = 0) -> int:
     """Count the resident's active bookings whose slots start within
-    BOOKING_LIMIT_WINDOW_DAYS (before or after) of ``starts_at``."""
+    BOOKING_LIMIT_WINDOW_DAYS (before or after) of ``starts_at``, not counting booking
+    ``exclude`` (the one being moved; 0: none)."""
     window = timedelta(days=current_app.config["BOOKING_LIMIT_WINDOW_DAYS"])
     params = {
         "resident_id": resident_id,
+        "exclude": exclude,
         "after": starts_at - window,
         "before": starts_at + window,
     }
@@ -1181,36 +1189,16 @@ def purge_personal_data(now: datetime | None = None) -> PurgeCounts:
         .values(status=NOTICE_VOID)
         .execution_options(synchronize_session=False)
     )
-    # Only residents first seen before the cut-off. One of them may be booking right
-    # now (the row is locked, the booking not yet committed): then the delete fails on
-    # the foreign key, and only this step is undone; the next run deletes the others.
+    # Lock rows no booking or waiting-list entry names any more, first seen before the
+    # cut-off. A resident may be booking right now (the row locked, the booking not yet
+    # committed): then the delete fails on the foreign key and only this step is undone;
+    # the next run deletes the others.
     try:
         with db.session.begin_nested():
-            residents = db.session.execute(
-                delete(Resident)
-                .where(
-                    Resident.created_at <= cutoff,
-                    ~select(Booking.id).where(Booking.resident_id == Resident.id).exists(),
-                    ~select(WaitingListEntry.id)
-                    .where(WaitingListEntry.resident_id == Resident.id)
-                    .exists(),
-                )
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            residents = _delete_unnamed(Resident, Resident.id, "resident_id", cutoff)
     except IntegrityError:
         residents = 0
-    # Family-card rows are only locks: those no booking or entry names any more go.
-    db.session.execute(
-        delete(Household)
-        .where(
-            Household.created_at <= cutoff,
-            ~select(Booking.id).where(Booking.kk_hash == Household.kk_hash).exists(),
-            ~select(WaitingListEntry.id)
-            .where(WaitingListEntry.kk_hash == Household.kk_hash)
-            .exists(),
-        )
-        .execution_options(synchronize_session=False)
-    )
+    _delete_unnamed(Household, Household.kk_hash, "kk_hash", cutoff)
     keys = db.session.execute(
         delete(IdempotencyKey)
         .where(IdempotencyKey.created_at <= cutoff)
@@ -1218,6 +1206,20 @@ def purge_personal_data(now: datetime | None = None) -> PurgeCounts:
     ).rowcount
     db.session.expire_all()
     return PurgeCounts(bookings, entries, residents, keys)
+
+
+def _delete_unnamed(model, key, column: str, cutoff: datetime) -> int:
+    """Delete the ``model`` lock rows (residents, households) created before ``cutoff``
+    whose ``key`` no booking or waiting-list entry names in ``column``; return how many."""
+    unused = [
+        ~select(Booking.id).where(getattr(Booking, column) == key).exists(),
+        ~select(WaitingListEntry.id).where(getattr(WaitingListEntry, column) == key).exists(),
+    ]
+    return db.session.execute(
+        delete(model)
+        .where(model.created_at <= cutoff, *unused)
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 def slot_local_times(slot: Slot) -> tuple[datetime, datetime]:

@@ -566,6 +566,7 @@ def test_assisted_booking_for_a_resident_without_a_phone(
     assert db.session.scalar(select(func.count(Booking.id))) == 1
     entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "booking.assist"))
     assert entry.actor == "staff@antri.test" and entry.target_id == booking.code
+    assert entry.remote_addr == "127.0.0.1"  # the view's request, passed in the actor
 
 
 # The audit log ------------------------------------------------------------------------

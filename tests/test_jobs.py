@@ -487,6 +487,14 @@ def test_admins_see_failed_messages_and_send_them_again(app, client, make_slot, 
     assert retried.status_code == 200 and code not in retried.text
     again = notice(code, "confirmation")
     assert (again.status, again.attempts) == ("pending", 0)
+    from common.audit import AuditEntry
+
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "notices.retry"))
+    assert (entry.actor, entry.after, entry.remote_addr) == (
+        "admin@antri.test",
+        '{"count": 1}',
+        "127.0.0.1",
+    )
 
 
 def test_without_redis_requests_run_the_sweep_now_and_then(
