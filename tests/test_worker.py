@@ -294,3 +294,27 @@ def test_worker_needs_redis(app):
     result = app.test_cli_runner().invoke(args=["worker", "--burst"])
     assert result.exit_code == 1
     assert "REDIS_URL is not set" in result.output
+
+
+def test_several_workers_at_once_send_each_message_once(client, make_slot, nik, setup):
+    slot = make_slot(capacity=40, starts_in=30)  # within the reminder time: one kind each
+    codes = [book(client, slot.id, nik(), f"0812{n:08d}").json["code"] for n in range(30)]
+    # Every worker also runs the relay at start, which hands out the same notices again.
+    workers = [
+        subprocess.Popen(
+            [str(VENV_BIN / "flask"), "worker", "--burst"],
+            cwd=REPO,
+            env=setup.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(3)
+    ]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0
+    sent = setup.lines()
+    assert sorted(line["booking"] for line in sent) == sorted(codes)
+    assert len({line["id"] for line in sent}) == len(sent) == 30
+    db.session.rollback()
+    statuses = db.session.scalars(select(Notice.status)).all()
+    assert statuses == ["sent"] * 30
