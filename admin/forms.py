@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import time
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -77,8 +79,11 @@ class ScheduleForm(FlaskForm):
         option_widget=widgets.CheckboxInput(),
         widget=widgets.ListWidget(prefix_label=False),
     )
-    start_time = TimeField(_l("First slot starts"), validators=[InputRequired()])
-    end_time = TimeField(_l("Last slot ends"), validators=[InputRequired()])
+    # The demo markets' hours and the issue's "07:00 the day before" as a starting point.
+    start_time = TimeField(
+        _l("First slot starts"), default=time(7, 0), validators=[InputRequired()]
+    )
+    end_time = TimeField(_l("Last slot ends"), default=time(12, 0), validators=[InputRequired()])
     slot_minutes = IntegerField(
         _l("Slot length (minutes)"), default=30, validators=[InputRequired()]
     )
@@ -88,7 +93,9 @@ class ScheduleForm(FlaskForm):
     publish_days_before = IntegerField(
         _l("Open for booking, days before"), default=1, validators=[InputRequired()]
     )
-    publish_time = TimeField(_l("Open for booking at"), validators=[InputRequired()])
+    publish_time = TimeField(
+        _l("Open for booking at"), default=time(7, 0), validators=[InputRequired()]
+    )
 
 
 class CapacityForm(FlaskForm):
