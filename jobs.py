@@ -194,23 +194,24 @@ def _enqueue(ids: list[int], now_iso: str | None = None, timeout: float = 5.0) -
 def enqueue_notices(ids: list[int]) -> bool:
     """Hand the notices ``ids`` to RQ from a web process; False when Redis is down.
 
-    Never raises: a failure leaves the notices pending for the relay, and further
-    attempts from this process wait REDIS_BACKOFF_SECONDS (a dead Redis is not
-    knocked on by every request).
+    The notices were written marked as handed on (``slots.service.handed_on_at``);
+    when the hand-over fails the mark is cleared, so the relay takes them as soon as
+    Redis is back. Never raises; further attempts from this process wait
+    REDIS_BACKOFF_SECONDS (a dead Redis is not knocked on by every request).
     """
     global _redis_down_until
+    from slots.notices import unmark_queued
+
     if time.monotonic() < _redis_down_until:
+        unmark_queued(ids)
         return False
     try:
         _enqueue(ids, timeout=WEB_REDIS_TIMEOUT)
     except redis.RedisError as exc:
         _redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
         log.warning("Redis unavailable (%s); %d notices wait for the relay", exc, len(ids))
+        unmark_queued(ids)
         return False
-    # Marked as handed on, so the relay does not enqueue them a second time.
-    from slots.notices import mark_queued
-
-    mark_queued(ids)
     return True
 
 

@@ -10,7 +10,7 @@ from flask import url_for
 from common.timeutil import zone
 from qr.service import issue_ticket
 from slots.models import Booking, MarketPoint, Slot, WaitingListEntry
-from slots.service import booking_access_key, waiting_position
+from slots.service import BookingSummary, booking_access_key, waiting_position
 
 
 def local_iso(instant: datetime, point: MarketPoint) -> str:
@@ -45,8 +45,9 @@ def slot_json(slot: Slot) -> dict[str, Any]:
     }
 
 
-def booking_json(booking: Booking, with_ticket: bool = True) -> dict[str, Any]:
-    """A booking as the resident (``with_ticket``) or the gate sees it; no full NIK."""
+def booking_json(booking: Booking | BookingSummary, with_ticket: bool = True) -> dict[str, Any]:
+    """A booking (the model, or the summary of one just made) as the resident
+    (``with_ticket``) or the gate sees it; no full NIK."""
     slot = booking.slot
     body: dict[str, Any] = {
         "code": booking.code,

@@ -111,7 +111,7 @@ def create_booking():
     key = request.headers.get("Idempotency-Key")
     headers = {}
     if key is None:
-        booking = slots_service.book_slot(slot_id, *fields, language=language, kk=kk)
+        booking = slots_service.place_booking(slot_id, *fields, language=language, kk=kk)
     else:
         request_fields = {"slot_id": slot_id, "name": fields[0], "nik": fields[1]}
         request_fields["phone"] = fields[2]

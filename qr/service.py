@@ -6,6 +6,7 @@ import base64
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from flask import current_app
@@ -14,6 +15,9 @@ from qr.errors import KeysUnavailable
 from qr.keys import Keyring, load_keyring
 from qr.tokens import TicketClaims, make_token, verify_token
 from slots.models import Booking
+
+if TYPE_CHECKING:
+    from slots.service import BookingSummary
 
 log = logging.getLogger("antri.tickets")
 
@@ -70,8 +74,9 @@ def public_keys_json() -> list[dict]:
     return keys
 
 
-def issue_ticket(booking: Booking) -> str:
-    """Return the signed ticket token (the exact QR payload) of a flushed booking.
+def issue_ticket(booking: Booking | BookingSummary) -> str:
+    """Return the signed ticket token (the exact QR payload) of a flushed booking (the
+    model, or ``slots.service.BookingSummary``).
 
     The token is derived, not stored: the same booking and key always give a token
     that verifies, and a rotated key issues new tokens while old ones still verify.

@@ -341,13 +341,13 @@ def relay_outbox(now: datetime | None = None, limit: int = 500) -> list[int]:
     return sorted(taken)
 
 
-def mark_queued(ids: list[int], now: datetime | None = None) -> None:
-    """Record that the pending notices ``ids`` were handed to RQ at ``now`` (aware UTC),
-    so the relay leaves them alone for NOTIFY_LEASE_SECONDS; commits."""
+def unmark_queued(ids: list[int]) -> None:
+    """Clear ``queued_at`` of the pending notices ``ids``, whose hand-over to RQ failed,
+    so the relay hands them on at its next run; commits."""
     db.session.execute(
         update(Notice)
         .where(Notice.id.in_(ids), Notice.status == NOTICE_PENDING)
-        .values(queued_at=now or utcnow())
+        .values(queued_at=None)
         .execution_options(synchronize_session=False)
     )
     db.session.commit()

@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -389,7 +389,8 @@ def _household_upsert(dialect: str):
 
 
 def household_hash(point: MarketPoint, kk: str) -> str | None:
-    """The keyed hash of ``kk`` when ``point`` limits bookings per household, else None.
+    """The keyed hash of ``kk`` when ``point`` (a MarketPoint, or a row with its
+    ``household_limit``) limits bookings per household, else None.
 
     Raises: InvalidKK (422) at such a point when the KK number is missing or malformed.
     """
@@ -446,9 +447,9 @@ def _lock_resident(nik_hash: str, last4: str) -> int:
     committed and then sees it. Lock order everywhere: the booking being cancelled,
     then the slot row, then residents (the waiting list's in line order).
     """
-    stmt = _resident_upsert(db.session.get_bind().dialect.name)
+    conn = db.session.connection()
     params = {"nik_hash": nik_hash, "nik_last4": last4, "created_at": utcnow()}
-    return db.session.execute(stmt, params).scalar_one()
+    return conn.execute(_resident_upsert(conn.dialect.name), params).scalar_one()
 
 
 _HELD_IN_WINDOW = (
@@ -517,7 +518,7 @@ def _held_in_window(resident_id: int, starts_at: datetime, exclude: int = 0) -> 
         "after": starts_at - window,
         "before": starts_at + window,
     }
-    return db.session.scalar(_HELD_IN_WINDOW, params)
+    return db.session.connection().execute(_HELD_IN_WINDOW, params).scalar()
 
 
 def _check_limit(resident_id: int, starts_at: datetime) -> None:
@@ -564,7 +565,89 @@ def resident_input(
     )
 
 
-def book_slot(
+@dataclass(frozen=True)
+class PointSummary:
+    """The market point fields a new booking's answer and ticket need."""
+
+    id: int
+    code: str
+    name: str
+    address: str
+    timezone: str  # IANA zone name, e.g. "Asia/Jakarta"
+
+
+@dataclass(frozen=True)
+class SlotSummary:
+    """The slot fields a new booking's answer and ticket need (instants aware UTC)."""
+
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    market_point_id: int
+    market_point: PointSummary
+
+
+@dataclass(frozen=True)
+class BookingSummary:
+    """A booking just made, as plain values: the attributes of ``Booking`` that
+    ``api.schemas.booking_json`` and ``qr.service.issue_ticket`` read, so either can
+    take it in place of the model without a second query."""
+
+    id: int
+    code: str
+    status: str
+    name: str
+    nik_last4: str
+    slot: SlotSummary
+
+    @property
+    def slot_id(self) -> int:
+        return self.slot.id
+
+
+# One query gives everything a booking checks and answers with (Core, not the ORM:
+# on a rush, loading model objects costs more than the database's work).
+_SLOT_FOR_BOOKING = (
+    select(
+        Slot.id,
+        Slot.starts_at,
+        Slot.ends_at,
+        Slot.published_at,
+        Slot.market_point_id,
+        MarketPoint.code,
+        MarketPoint.name,
+        MarketPoint.address,
+        MarketPoint.timezone,
+        MarketPoint.active,
+        MarketPoint.household_limit,
+    )
+    .join(MarketPoint, Slot.market_point_id == MarketPoint.id)
+    .where(Slot.id == bindparam("slot_id"))
+)
+
+_SLOT_CLOSED_AT = select(Slot.closed_at).where(Slot.id == bindparam("slot_id"))
+
+
+def _slot_for_booking(slot_id: int, now: datetime):
+    """Return the row of ``_SLOT_FOR_BOOKING`` for a published slot at an active point
+    that has not ended at ``now``.
+
+    Raises: SlotNotFound (404) when there is none or it is not published yet;
+      SlotClosed (409) when it has ended.
+    """
+    row = (
+        db.session.connection().execute(_SLOT_FOR_BOOKING, {"slot_id": slot_id}).first()
+        if _valid_id(slot_id)
+        else None
+    )
+    if row is None or row.published_at > now or not row.active:
+        raise SlotNotFound()
+    if row.ends_at <= now:
+        raise SlotClosed()
+    return row
+
+
+def place_booking(
     slot_id: int,
     name: str,
     nik: str,
@@ -573,16 +656,17 @@ def book_slot(
     language: str = "id",
     phone_optional: bool = False,
     kk: str = "",
-) -> Booking:
-    """Book one place in a slot for a resident.
+) -> BookingSummary:
+    """Book one place in a slot for a resident: the booking rules, in six statements.
 
     Args: slot_id; name as on the KTP; nik, 16 digits (separators allowed); phone,
       an Indonesian mobile number in any common form; now, aware UTC (default now);
       language, "id" or "en", the language of the resident's messages;
       phone_optional, for assisted booking by staff (see ``resident_input``); kk, the
       family card number, required at points with ``household_limit``.
-    Returns: the new confirmed Booking (flushed, not committed), with a pending
-      ``confirmation`` notice and a ``reminder`` due REMINDER_MINUTES before the slot.
+    Returns: the new confirmed booking as a BookingSummary (written, not committed),
+      with a pending ``confirmation`` notice and a ``reminder`` due REMINDER_MINUTES
+      before the slot.
     Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage, InvalidKK (422);
       SlotNotFound (404); SlotClosed, LimitReached, HouseholdLimitReached, SlotFull (409).
     Rules (DESIGN.md): capacity is a hard cap, enforced by a conditional update of
@@ -594,49 +678,127 @@ def book_slot(
     if not _valid_id(slot_id):
         raise SlotNotFound()
     person = resident_input(name, nik, phone, language, phone_optional)
-    slot = get_slot(slot_id, now)
-    if slot.ends_at <= now:
-        raise SlotClosed()
-    person = replace(person, kk_hash=household_hash(slot.market_point, kk))
+    row = _slot_for_booking(slot_id, now)
+    person = replace(person, kk_hash=household_hash(row, kk))
     # Take the place first (the slot row lock, then the resident's, then the
     # household's: the lock order of every booking rule); a refusal below rolls the
     # place back with the transaction.
-    taken = db.session.execute(_TAKE_PLACE, {"slot_id": slot.id})
+    conn = db.session.connection()
+    taken = conn.execute(_TAKE_PLACE, {"slot_id": slot_id}).rowcount == 1
     resident_id = _lock_resident(person.nik_hash, person.nik_last4)
-    _check_limit(resident_id, slot.starts_at)
-    _check_household(person.kk_hash, slot.starts_at)
-    if taken.rowcount != 1:
-        db.session.refresh(slot, ["closed_at"])
-        raise SlotClosedByMarket() if slot.closed_at is not None else SlotFull()
-    db.session.expire(slot, ["booked_count"])
-    return _new_booking(slot, resident_id, person, now, "confirmation")
+    _check_limit(resident_id, row.starts_at)
+    _check_household(person.kk_hash, row.starts_at)
+    if not taken:
+        closed_at = conn.execute(_SLOT_CLOSED_AT, {"slot_id": slot_id}).scalar()
+        raise SlotClosedByMarket() if closed_at is not None else SlotFull()
+    _forget_count(slot_id)
+    point = PointSummary(row.market_point_id, row.code, row.name, row.address, row.timezone)
+    slot = SlotSummary(row.id, row.starts_at, row.ends_at, row.market_point_id, point)
+    booking_id, code = _insert_booking(slot, resident_id, person, now, "confirmation")
+    return BookingSummary(booking_id, code, CONFIRMED, person.name, person.nik_last4, slot)
+
+
+def book_slot(
+    slot_id: int,
+    name: str,
+    nik: str,
+    phone: str,
+    now: datetime | None = None,
+    language: str = "id",
+    phone_optional: bool = False,
+    kk: str = "",
+) -> Booking:
+    """``place_booking``, returning the new Booking model (one more query).
+
+    Args, Raises and Rules: as ``place_booking``.
+    Returns: the new confirmed Booking (written, not committed).
+    """
+    placed = place_booking(slot_id, name, nik, phone, now, language, phone_optional, kk)
+    return db.session.get(Booking, placed.id)
+
+
+def _forget_count(slot_id: int) -> None:
+    """Expire ``booked_count`` of the slot's model if this session holds it: the count
+    changed in the database behind the ORM's back."""
+    slot = db.session.identity_map.get(db.session.identity_key(Slot, slot_id))
+    if slot is not None:
+        db.session.expire(slot, ["booked_count"])
+
+
+_INSERT_BOOKING = insert(Booking).returning(Booking.id)
+_INSERT_NOTICES = insert(Notice).returning(Notice.id, Notice.due_at)
+
+
+@dataclass(frozen=True)
+class QueuedNotice:
+    """A notice written in this transaction, for ``notices.commit_and_deliver`` to hand
+    on after the commit: its id and due instant (aware UTC)."""
+
+    id: int
+    due_at: datetime
+
+
+def _insert_booking(
+    slot: Slot | SlotSummary, resident_id: int, person: ResidentInput, now: datetime, notice: str
+) -> tuple[int, str]:
+    """Write a confirmed booking whose place is already counted, its ``notice`` and,
+    when the slot starts more than REMINDER_MINUTES from ``now``, its reminder; tell
+    the live feed. Returns (booking id, booking code)."""
+    conn = db.session.connection()
+    code = new_booking_code()
+    booking_id = conn.execute(
+        _INSERT_BOOKING,
+        {
+            "code": code,
+            "slot_id": slot.id,
+            "resident_id": resident_id,
+            "name": person.name,
+            "nik_last4": person.nik_last4,
+            "phone": person.phone,
+            "language": person.language,
+            "kk_hash": person.kk_hash,
+            "status": CONFIRMED,
+            "created_at": now,
+        },
+    ).scalar_one()
+    notices = [_notice_values(booking_id, notice, now, now)]
+    remind_at = slot.starts_at - timedelta(minutes=current_app.config["REMINDER_MINUTES"])
+    if remind_at > now:
+        notices.append(_notice_values(booking_id, "reminder", now, remind_at))
+    written = conn.execute(_INSERT_NOTICES, notices).all()
+    db.session.info.setdefault("new_notices", []).extend(
+        QueuedNotice(notice_id, due_at) for notice_id, due_at in written
+    )
+    events.record(
+        {
+            "kind": "booking",
+            "point_id": slot.market_point_id,
+            "market_point": slot.market_point.code,
+            "slot_id": slot.id,
+            "booking_id": booking_id,
+            "at": now.isoformat(),
+        }
+    )
+    return booking_id, code
+
+
+def _notice_values(booking_id: int, kind: str, now: datetime, due_at: datetime) -> dict:
+    return {
+        "booking_id": booking_id,
+        "kind": kind,
+        "status": NOTICE_PENDING,
+        "created_at": now,
+        "due_at": due_at,
+        "queued_at": handed_on_at(due_at, now),
+    }
 
 
 def _new_booking(
     slot: Slot, resident_id: int, person: ResidentInput, now: datetime, notice: str
 ) -> Booking:
-    """Insert a confirmed booking whose place is already counted, its ``notice`` and,
-    when the slot starts more than REMINDER_MINUTES from ``now``, its reminder."""
-    booking = Booking(
-        code=new_booking_code(),
-        slot=slot,
-        resident_id=resident_id,
-        name=person.name,
-        nik_last4=person.nik_last4,
-        phone=person.phone,
-        language=person.language,
-        kk_hash=person.kk_hash,
-        status=CONFIRMED,
-        created_at=now,
-    )
-    db.session.add(booking)
-    queue_notice(booking, notice, now)
-    remind_at = slot.starts_at - timedelta(minutes=current_app.config["REMINDER_MINUTES"])
-    if remind_at > now:
-        queue_notice(booking, "reminder", now, due_at=remind_at)
-    db.session.flush()  # one round trip inserts the booking and its notices
-    _record_event("booking", booking, slot, now)
-    return booking
+    """``_insert_booking``, returning the Booking model."""
+    booking_id, _ = _insert_booking(slot, resident_id, person, now, notice)
+    return db.session.get(Booking, booking_id)
 
 
 def _record_event(kind: str, booking: Booking, slot: Slot, now: datetime) -> None:
@@ -681,9 +843,24 @@ def queue_notice(
     ``slots.notices.commit_and_deliver`` hands it on after the commit.
     """
     now = now or utcnow()
-    notice = Notice(booking=booking, kind=kind, created_at=now, due_at=due_at or now)
+    due_at = due_at or now
+    notice = Notice(
+        booking=booking,
+        kind=kind,
+        created_at=now,
+        due_at=due_at,
+        queued_at=handed_on_at(due_at, now),
+    )
     db.session.add(notice)
     db.session.info.setdefault("new_notices", []).append(notice)
+
+
+def handed_on_at(due_at: datetime, now: datetime) -> datetime | None:
+    """The ``queued_at`` to write on a new notice: ``now`` when it is due and a worker
+    queue (REDIS_URL) will take it right after the commit (``commit_and_deliver``), so
+    the relay does not queue it a second time; else None (the relay, or the inline
+    sender, takes it when due). A failed hand-over clears it again."""
+    return now if current_app.config["REDIS_URL"] and due_at <= now else None
 
 
 def void_reminder(booking_id: int) -> None:
