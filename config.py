@@ -184,6 +184,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         ),
         "RETENTION_DAYS": parse_int("RETENTION_DAYS", get("RETENTION_DAYS", "30"), 1),
         "RQ_QUEUE": get("RQ_QUEUE", "antri") or "antri",
+        # A web process asks a worker to relay new notices at most this often (0: at
+        # every change that wrote a notice).
+        "RELAY_KICK_SECONDS": parse_int("RELAY_KICK_SECONDS", get("RELAY_KICK_SECONDS", "1"), 0),
         "JOBS_RELAY_SECONDS": parse_int("JOBS_RELAY_SECONDS", get("JOBS_RELAY_SECONDS", "10"), 1),
         "JOBS_TIMED_SECONDS": parse_int("JOBS_TIMED_SECONDS", get("JOBS_TIMED_SECONDS", "60"), 1),
         # Without REDIS_URL, requests run the timed work themselves at most this often.

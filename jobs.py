@@ -191,28 +191,58 @@ def _enqueue(ids: list[int], now_iso: str | None = None, timeout: float = 5.0) -
     )
 
 
-def enqueue_notices(ids: list[int]) -> bool:
-    """Hand the notices ``ids`` to RQ from a web process; False when Redis is down.
+class RelayKick:
+    """Ask a worker to relay the outbox now (enqueue the ``relay`` job), at most once per
+    ``interval`` seconds per process; a kick inside the interval is carried out when it
+    ends, by a timer. A rush of bookings so costs the web tier one job per process per
+    interval, not one per notice, and no confirmation waits longer than the interval
+    for its hand-over (the worker's own relay runs every JOBS_RELAY_SECONDS besides).
 
-    The notices were written marked as handed on (``slots.service.handed_on_at``);
-    when the hand-over fails the mark is cleared, so the relay takes them as soon as
-    Redis is back. Never raises; further attempts from this process wait
-    REDIS_BACKOFF_SECONDS (a dead Redis is not knocked on by every request).
+    Never raises: when Redis is down the notices stay pending in the database, further
+    kicks wait REDIS_BACKOFF_SECONDS, and the worker's relay sends them once Redis is
+    back.
     """
-    global _redis_down_until
-    from slots.notices import unmark_queued
 
-    if time.monotonic() < _redis_down_until:
-        unmark_queued(ids)
-        return False
-    try:
-        _enqueue(ids, timeout=WEB_REDIS_TIMEOUT)
-    except redis.RedisError as exc:
-        _redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
-        log.warning("Redis unavailable (%s); %d notices wait for the relay", exc, len(ids))
-        unmark_queued(ids)
-        return False
-    return True
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0.0  # time.monotonic() from which the next kick may be sent
+        self._timer: threading.Timer | None = None
+
+    def __call__(self, app: Flask) -> None:
+        """Kick the relay for ``app`` (its REDIS_URL, RQ_QUEUE, RELAY_KICK_SECONDS)."""
+        interval = app.config["RELAY_KICK_SECONDS"]
+        with self._lock:
+            wait = self._next - time.monotonic()
+            if wait > 0:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._deferred, args=(app,))
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            self._next = time.monotonic() + interval
+        self._send(app)
+
+    def _deferred(self, app: Flask) -> None:
+        with self._lock:
+            self._timer = None
+            self._next = time.monotonic() + app.config["RELAY_KICK_SECONDS"]
+        self._send(app)
+
+    def _send(self, app: Flask) -> None:
+        global _redis_down_until
+        if time.monotonic() < _redis_down_until:
+            return
+        try:
+            with app.app_context():
+                job_queue(WEB_REDIS_TIMEOUT).enqueue(relay, result_ttl=60)
+        except redis.RedisError as exc:
+            _redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+            log.warning("Redis unavailable (%s); notices wait for the worker's relay", exc)
+        except Exception:  # a kick is an optimisation: the relay runs on its own anyway
+            log.exception("kicking the relay failed; notices wait for the worker's relay")
+
+
+kick_relay = RelayKick()
 
 
 # Inline mode ------------------------------------------------------------------------

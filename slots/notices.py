@@ -75,8 +75,9 @@ def commit_and_deliver() -> None:
     """Commit the session, then hand on the notices this transaction queued.
 
     In a request the hand-over runs after the response has gone out (the resident is
-    not kept waiting), elsewhere (CLI, jobs) right away. With REDIS_URL set each due
-    notice becomes an RQ job (``jobs.enqueue_notices``); without, it is sent here.
+    not kept waiting), elsewhere (CLI, jobs) right away. With REDIS_URL set a worker
+    is asked to relay the outbox (``jobs.kick_relay``: at most one job a second per
+    process, however many bookings); without, the due notices are sent here.
     Errors are logged, never raised: the change is committed, and a notice left
     pending is sent by the relay (or ``flask notices deliver``).
     """
@@ -87,22 +88,24 @@ def commit_and_deliver() -> None:
     if not due:
         return
     app = current_app._get_current_object()
+    if app.config["REDIS_URL"]:
+        from jobs import kick_relay
 
-    def hand_on() -> None:
-        with app.app_context():
-            try:
-                if app.config["REDIS_URL"]:
-                    from jobs import enqueue_notices
+        def hand_on() -> None:
+            kick_relay(app)  # never raises; touches no database
 
-                    enqueue_notices(due)
-                else:
+    else:
+
+        def hand_on() -> None:
+            with app.app_context():
+                try:
                     for notice_id in due:
                         deliver_notice(notice_id)
-            except Exception:  # best effort; the rows stay pending for the relay
-                db.session.rollback()
-                log.exception("notice hand-over failed; notices stay pending")
-            finally:
-                db.session.remove()
+                except Exception:  # best effort; the rows stay pending for the relay
+                    db.session.rollback()
+                    log.exception("notice hand-over failed; notices stay pending")
+                finally:
+                    db.session.remove()
 
     if has_request_context():
 
@@ -339,18 +342,6 @@ def relay_outbox(now: datetime | None = None, limit: int = 500) -> list[int]:
         .execution_options(synchronize_session=False)
     ).all()
     return sorted(taken)
-
-
-def unmark_queued(ids: list[int]) -> None:
-    """Clear ``queued_at`` of the pending notices ``ids``, whose hand-over to RQ failed,
-    so the relay hands them on at its next run; commits."""
-    db.session.execute(
-        update(Notice)
-        .where(Notice.id.in_(ids), Notice.status == NOTICE_PENDING)
-        .values(queued_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
 
 
 def deliver_pending(now: datetime | None = None, limit: int = 500) -> int:

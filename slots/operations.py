@@ -351,7 +351,7 @@ def _rearm_notice(booking: Booking, kind: str, due_at: datetime, now: datetime) 
     notice.status = NOTICE_PENDING
     notice.due_at = due_at
     notice.attempts = 0
-    notice.queued_at = service.handed_on_at(due_at, now)
+    notice.queued_at = None
     notice.lease_until = None
     notice.last_error = ""
     db.session.info.setdefault("new_notices", []).append(notice)

@@ -789,7 +789,6 @@ def _notice_values(booking_id: int, kind: str, now: datetime, due_at: datetime) 
         "status": NOTICE_PENDING,
         "created_at": now,
         "due_at": due_at,
-        "queued_at": handed_on_at(due_at, now),
     }
 
 
@@ -843,24 +842,9 @@ def queue_notice(
     ``slots.notices.commit_and_deliver`` hands it on after the commit.
     """
     now = now or utcnow()
-    due_at = due_at or now
-    notice = Notice(
-        booking=booking,
-        kind=kind,
-        created_at=now,
-        due_at=due_at,
-        queued_at=handed_on_at(due_at, now),
-    )
+    notice = Notice(booking=booking, kind=kind, created_at=now, due_at=due_at or now)
     db.session.add(notice)
     db.session.info.setdefault("new_notices", []).append(notice)
-
-
-def handed_on_at(due_at: datetime, now: datetime) -> datetime | None:
-    """The ``queued_at`` to write on a new notice: ``now`` when it is due and a worker
-    queue (REDIS_URL) will take it right after the commit (``commit_and_deliver``), so
-    the relay does not queue it a second time; else None (the relay, or the inline
-    sender, takes it when due). A failed hand-over clears it again."""
-    return now if current_app.config["REDIS_URL"] and due_at <= now else None
 
 
 def void_reminder(booking_id: int) -> None:

@@ -76,6 +76,7 @@ def app(request, tmp_path_factory):
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_ENABLED": False,  # tests/test_rate_limits.py turns them on
             "INLINE_SWEEP_SECONDS": 0,  # timed work runs when a test says so
+            "RELAY_KICK_SECONDS": 0,  # every change kicks the relay: no timers between tests
             "SERVER_NAME": "antri.test",
             "TESTING": True,
         }

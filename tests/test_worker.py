@@ -144,9 +144,10 @@ def test_a_booking_yields_exactly_one_confirmation(client, make_slot, nik, setup
     answer = book(client, slot.id, nik())
     assert answer.status_code == 201
     code = answer.json["code"]
-    # The app handed the confirmation to RQ after its response; nothing is sent yet.
-    assert setup.queue().count == 1
-    assert row(code).status == "pending" and row(code).queued_at is not None
+    # After its response the app asked a worker to relay the outbox (one relay job);
+    # nothing is handed on or sent yet.
+    assert [job.func_name for job in setup.queue().jobs] == ["jobs.relay"]
+    assert row(code).status == "pending" and row(code).queued_at is None
     assert setup.lines() == []
     setup.burst()
     sent = setup.lines()
@@ -237,6 +238,26 @@ def test_worker_killed_after_the_gateway_took_it_resends_under_the_same_key(
         server.release.set()
         server.shutdown()
         server.server_close()
+
+
+def test_a_rush_kicks_the_relay_once_a_second_and_every_confirmation_follows(
+    app, client, make_slot, nik, setup, monkeypatch
+):
+    monkeypatch.setitem(app.config, "RELAY_KICK_SECONDS", 1)
+    monkeypatch.setattr(jobs, "kick_relay", jobs.RelayKick())
+    slot = make_slot(capacity=5, starts_in=180)
+    started = time.monotonic()
+    codes = [book(client, slot.id, nik()).json["code"] for _ in range(4)]
+    assert time.monotonic() - started < 1.0, "the bookings must fall within one interval"
+    # The first booking kicked at once; the other three wait for one deferred kick.
+    assert [job.func_name for job in setup.queue().jobs] == ["jobs.relay"]
+    wait_for(lambda: setup.queue().count == 2, timeout=5, what="the deferred kick")
+    assert time.monotonic() - started >= 0.9
+    time.sleep(1.2)
+    assert setup.queue().count == 2
+    setup.burst()
+    sent = [line["booking"] for line in setup.lines() if line["kind"] == "confirmation"]
+    assert sorted(sent) == sorted(codes)
 
 
 def test_with_redis_down_booking_succeeds_and_the_message_follows(
