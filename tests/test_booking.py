@@ -153,6 +153,59 @@ def test_unpublished_slot_is_invisible(client, make_slot, nik):
     assert listed.json == []
 
 
+def test_slot_at_an_inactive_point_cannot_be_booked(client, make_slot, nik):
+    slot = make_slot(capacity=3, starts_in=120)
+    slot.market_point.active = False
+    db.session.commit()
+    response = _book(client, slot.id, nik())
+    assert (response.status_code, response.json["error"]) == (404, "slot_not_found")
+    db.session.expire_all()
+    assert db.session.get(Slot, slot.id).booked_count == 0
+
+
+def test_a_full_slot_is_refused_before_the_limit_is_looked_at(client, make_slot, nik):
+    person = nik()
+    held = make_slot(capacity=2, starts_in=120)
+    full = make_slot(capacity=1, starts_in=240)
+    assert _book(client, held.id, person).status_code == 201
+    assert _book(client, full.id, nik()).status_code == 201
+    refused = _book(client, full.id, person)
+    assert (refused.status_code, refused.json["error"]) == (409, "slot_full")
+    # With a place free, the same request meets the limit instead.
+    roomy = make_slot(capacity=2, starts_in=300)
+    refused = _book(client, roomy.id, person)
+    assert (refused.status_code, refused.json["error"]) == (409, "limit_reached")
+    db.session.expire_all()
+    assert db.session.get(Slot, roomy.id).booked_count == 0
+
+
+@pytest.mark.parametrize(
+    ("starts_in", "kinds"), [(240, ["confirmation", "reminder"]), (30, ["confirmation"])]
+)
+def test_a_booking_writes_its_confirmation_and_a_reminder_when_there_is_time(
+    client, make_slot, nik, starts_in, kinds
+):
+    from slots.models import Notice
+
+    slot = make_slot(capacity=2, starts_in=starts_in)
+    answer = _book(client, slot.id, nik())
+    assert answer.status_code == 201
+    booking = db.session.scalar(select(Booking).where(Booking.code == answer.json["code"]))
+    notices = db.session.scalars(
+        select(Notice).where(Notice.booking_id == booking.id).order_by(Notice.id)
+    ).all()
+    assert [n.kind for n in notices] == kinds
+    assert all(n.status == "pending" and n.attempts == 0 for n in notices)
+    assert notices[0].due_at == booking.created_at
+    if len(notices) == 2:  # REMINDER_MINUTES (60) before the slot starts
+        assert notices[1].due_at == slot.starts_at - timedelta(minutes=60)
+    assert (booking.status, booking.name, booking.phone) == (
+        "confirmed",
+        "Budi Santoso",
+        "+6281234567890",
+    )
+
+
 def test_slots_listing_uses_the_local_date(client, make_point, ctx):
     from datetime import date, time
 
