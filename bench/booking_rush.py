@@ -296,7 +296,10 @@ def main() -> None:
             f"confirmed {confirmed}, refused (slot_full/limit) {refused}, errors {errors}, "
             f"counter mismatches {mismatched}, slots {len(slots) + 1}"
         )
-        print(f"confirmations in the outbox {confirmations} (warm-up included), relay jobs queued {kicks}")
+        print(
+            f"confirmations in the outbox {confirmations} (warm-up included), "
+            f"relay jobs queued {kicks}"
+        )
         print(f"ratio={booking_rate / trivial_rate:.2f} oversold={over}")
 
 
