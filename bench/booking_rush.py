@@ -1,11 +1,14 @@
 """Booking rush benchmark: gunicorn + a real database, clients in separate processes.
 
 Starts Antri under gunicorn on PostgreSQL (database ``antri_bench`` at 127.0.0.1, made
-if missing) or on SQLite (``--sqlite``), seeds the Jakarta market points with slots,
-then drives ``--clients`` concurrent clients (spread over several processes, each
-client one keep-alive connection) that book with distinct NIKs: most across many
-slots, a share (``--hot``) into one hot slot. It prints bookings per second, p50/p99
-latency, errors and oversold places, then measures the same server on ``/healthz``.
+if missing) or on SQLite (``--sqlite``), with notices going to an RQ queue in Redis as
+deployed (``--redis-url``; no worker runs during the measurement), seeds the Jakarta
+market points with slots, warms every worker up, then drives ``--clients`` concurrent
+clients (spread over several processes, each client one keep-alive connection) that
+book with distinct NIKs back to back: most across many slots, a share (``--hot``) into
+one hot slot. It prints bookings per second, p50/p99 latency, errors and oversold
+places, then measures the same server on ``/healthz``, then offers bookings at a
+steady ``--rate`` below saturation and prints that latency.
 
 The last line reads ``ratio=<booking throughput / trivial throughput> oversold=<n>``.
 
@@ -116,9 +119,12 @@ def slot_ids(base: str) -> tuple[list[int], int]:
     return ids[1:], ids[0]
 
 
-def client_process(base, slot_list, hot, hot_share, clients, start_n, deadline, path, out):
-    """Run ``clients`` threads, each a keep-alive connection sending requests until
-    ``deadline``; put [(status, seconds), ...] on ``out``."""
+def client_process(
+    base, slot_list, hot, hot_share, clients, start_n, start, deadline, path, out, interval=0.0
+):
+    """Run ``clients`` threads, each a keep-alive connection sending requests from
+    ``start`` until ``deadline`` (epoch seconds), back to back or (``interval`` > 0) one
+    every ``interval`` seconds; put [(status, seconds), ...] on ``out``."""
     import threading
 
     host, port = base.removeprefix("http://").split(":")
@@ -130,7 +136,13 @@ def client_process(base, slot_list, hot, hot_share, clients, start_n, deadline, 
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
         n = start_n + index * 100_000  # a client sends far fewer than 100,000
         mine = []
+        time.sleep(max(0.0, start - time.time()))
+        # Paced clients start spread over one interval, not all at once.
+        next_send = start + rng.random() * interval
         while time.time() < deadline:
+            if interval:
+                time.sleep(max(0.0, next_send - time.time()))
+                next_send += interval
             began = time.perf_counter()
             try:
                 if path == "/healthz":
@@ -164,8 +176,11 @@ def client_process(base, slot_list, hot, hot_share, clients, start_n, deadline, 
     out.put(results)
 
 
-def drive(base, path, seconds, clients, processes, slot_list=(), hot=0, hot_share=0.0, seed=0):
-    """Run the load for ``seconds``; return (results, elapsed seconds)."""
+def drive(
+    base, path, seconds, clients, processes, slot_list=(), hot=0, hot_share=0.0, seed=0, rate=0.0
+):
+    """Run the load for ``seconds``: clients back to back, or together offering ``rate``
+    requests per second (open loop); return (results, elapsed seconds)."""
     out: mp.Queue = mp.Queue()
     per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     start = time.time() + 1.0  # let every process start before the clock runs
@@ -180,9 +195,11 @@ def drive(base, path, seconds, clients, processes, slot_list=(), hot=0, hot_shar
                 hot_share,
                 per[i],
                 seed + i * 2_000_000,  # up to 20 clients a process
+                start,
                 deadline,
                 path,
                 out,
+                clients / rate if rate else 0.0,
             ),
         )  # fmt: skip
         for i in range(processes)
@@ -251,6 +268,10 @@ def main() -> None:
     parser.add_argument("--hot", type=float, default=0.2, help="share of requests to one slot")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds first")
     parser.add_argument(
+        "--rate", type=float, default=250.0,
+        help="bookings per second the clients offer in the paced phase (0: no such phase)",
+    )  # fmt: skip
+    parser.add_argument(
         "--redis-url", default=REDIS_URL,
         help="Redis for the notice queue (its database is emptied); '' sends notices inline",
     )  # fmt: skip
@@ -284,6 +305,14 @@ def main() -> None:
                 base, "/healthz", max(5, seconds // 2), args.clients, args.processes
             )
             trivial_rate = summarise("healthz", trivial, elapsed)
+            if args.rate:
+                # A rush below saturation: the same clients, each sending at a steady
+                # pace, so latency is the server's, not the length of a queue.
+                paced, elapsed = drive(
+                    base, "/api/v1/bookings", seconds, args.clients, args.processes,
+                    slots, hot, args.hot, seed=20_000_000, rate=args.rate,
+                )  # fmt: skip
+                summarise(f"bookings paced at {args.rate:.0f}/s offered", paced, elapsed)
         over, mismatched, confirmations = oversold(env)
         kicks = "none (no Redis: sent inline)"
         if args.redis_url:
