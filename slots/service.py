@@ -620,6 +620,7 @@ class BookingSummary:
 
     @property
     def slot_id(self) -> int:
+        """The slot's id, as ``Booking.slot_id``."""
         return self.slot.id
 
 
@@ -691,11 +692,6 @@ def place_booking(
         row = conn.execute(_CLAIM_ON_POSTGRESQL, params).first()
         _check_bookable(row, now)
         taken, resident_id = row.taken == 1, row.resident_id
-        # Not taken, and full in the statement's own snapshot: the update found it
-        # full (a place freed since would have been seen under the row lock), so
-        # the answer needs no further query.
-        if not taken and row.closed_at is None and row.booked_count >= row.capacity:
-            raise SlotFull()
     else:
         row = conn.execute(_SLOT_FOR_BOOKING, {"slot_id": slot_id}).first()
         _check_bookable(row, now)
@@ -729,7 +725,9 @@ def _check_bookable(row, now: datetime) -> None:
 
 def _refuse_full(slot_id: int) -> NoReturn:
     """Raise why no place was taken in a bookable slot: SlotClosedByMarket when the
-    market closed it (maybe while this request waited for its lock), else SlotFull."""
+    market closed it (maybe while this request waited for its lock), else SlotFull.
+    A statement of its own: only a fresh snapshot sees a close that committed while
+    the claim waited for the row lock (the claim's own snapshot predates it)."""
     closed_at = db.session.connection().execute(_SLOT_CLOSED_AT, {"slot_id": slot_id}).scalar()
     raise SlotClosedByMarket() if closed_at is not None else SlotFull()
 
@@ -753,7 +751,6 @@ _CLAIM_ON_POSTGRESQL = text(
         RETURNING id
     )
     SELECT slot.id, slot.starts_at, slot.ends_at, slot.published_at, slot.market_point_id,
-           slot.capacity, slot.booked_count, slot.closed_at,
            market_point.code, market_point.name, market_point.address,
            market_point.timezone, market_point.active, market_point.household_limit,
            (SELECT count(*) FROM taken) AS taken, (SELECT id FROM resident) AS resident_id
@@ -766,9 +763,6 @@ _CLAIM_ON_POSTGRESQL = text(
     ends_at=UTCDateTime(),
     published_at=UTCDateTime(),
     market_point_id=Integer(),
-    capacity=Integer(),
-    booked_count=Integer(),
-    closed_at=UTCDateTime(),
     code=String(),
     name=String(),
     address=String(),
