@@ -30,6 +30,8 @@ from flask import after_this_request, current_app, has_request_context, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
 
 from common.audit import CLI, Actor, record
@@ -314,8 +316,60 @@ def _finish(mine, **values) -> bool:
     return done == 1
 
 
+def write_due_reminders(now: datetime | None = None) -> int:
+    """Write the reminders whose time has come: one ``reminder`` notice, due
+    REMINDER_MINUTES before the slot, for each confirmed booking with a phone whose
+    slot starts within REMINDER_MINUTES after ``now`` (aware UTC) and that was made
+    before that reminder time (a later booking's confirmation is its reminder).
+
+    A reminder is owed by the clock, not by a change, so it is written when it falls
+    due rather than with the booking (a rush of bookings writes one row less each).
+    Several relays may run at once: UNIQUE (booking, kind) keeps one row. A booking
+    moved into a slot starting too soon has a void reminder row, so none is written.
+    Returns: how many were due (a concurrent relay may have written some of them);
+      the caller commits.
+    """
+    now = now or utcnow()
+    lead = timedelta(minutes=current_app.config["REMINDER_MINUTES"])
+    written_already = (
+        select(Notice.id).where(Notice.booking_id == Booking.id, Notice.kind == "reminder").exists()
+    )
+    candidates = db.session.execute(
+        select(Booking.id, Booking.created_at, Slot.starts_at)
+        .join(Slot, Booking.slot_id == Slot.id)
+        .where(
+            Slot.starts_at > now,
+            Slot.starts_at <= now + lead,
+            Booking.status == CONFIRMED,
+            Booking.phone != "",
+            Booking.purged_at.is_(None),
+            ~written_already,
+        )
+    ).all()
+    owed = [
+        {
+            "booking_id": booking_id,
+            "kind": "reminder",
+            "status": NOTICE_PENDING,
+            "created_at": now,
+            "due_at": starts_at - lead,
+        }
+        for booking_id, created_at, starts_at in candidates
+        if created_at < starts_at - lead
+    ]
+    if not owed:
+        return 0
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(Notice).on_conflict_do_nothing(index_elements=[Notice.booking_id, Notice.kind]),
+        owed,
+    )
+    return len(owed)
+
+
 def relay_outbox(now: datetime | None = None, limit: int = 500) -> list[int]:
-    """Mark up to ``limit`` notices due for sending as queued and return their ids.
+    """Write the reminders that fell due (``write_due_reminders``), then mark up to
+    ``limit`` notices due for sending as queued and return their ids.
 
     Due: pending with ``due_at`` passed, not handed on within NOTIFY_LEASE_SECONDS
     (so an id lost with a Redis restart is handed on again, but a queue backlog is not
@@ -324,6 +378,7 @@ def relay_outbox(now: datetime | None = None, limit: int = 500) -> list[int]:
     Args: now, aware UTC. Returns: ids, oldest first; the caller commits and enqueues.
     """
     now = now or utcnow()
+    write_due_reminders(now)
     stale = now - timedelta(seconds=current_app.config["NOTIFY_LEASE_SECONDS"])
     not_queued = or_(Notice.queued_at.is_(None), Notice.queued_at <= stale)
     ids = db.session.scalars(

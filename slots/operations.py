@@ -44,6 +44,7 @@ from slots.models import (
     CONFIRMED,
     EXPIRED,
     NOTICE_PENDING,
+    NOTICE_VOID,
     WAITING,
     Booking,
     MarketPoint,
@@ -302,7 +303,7 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
     if remind_at > now:
         _rearm_notice(booking, "reminder", remind_at, now)
     else:
-        service.void_reminder(booking.id)
+        _owe_no_reminder(booking, now)
     record(
         actor,
         "booking.move",
@@ -355,6 +356,22 @@ def _rearm_notice(booking: Booking, kind: str, due_at: datetime, now: datetime) 
     notice.lease_until = None
     notice.last_error = ""
     db.session.info.setdefault("new_notices", []).append(notice)
+
+
+def _owe_no_reminder(booking: Booking, now: datetime) -> None:
+    """The moved booking is owed no reminder (its new slot starts within
+    REMINDER_MINUTES, and the ``slot_moved`` message tells the time): its pending
+    reminder is voided, or a void one written so the relay writes none
+    (``notices.write_due_reminders``)."""
+    notice = db.session.scalar(
+        select(Notice).where(Notice.booking_id == booking.id, Notice.kind == "reminder")
+    )
+    if notice is None:
+        db.session.add(
+            Notice(booking=booking, kind="reminder", status=NOTICE_VOID, created_at=now, due_at=now)
+        )
+    elif notice.status == NOTICE_PENDING:
+        notice.status = NOTICE_VOID
 
 
 def book_for_resident(

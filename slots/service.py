@@ -665,8 +665,8 @@ def place_booking(
       phone_optional, for assisted booking by staff (see ``resident_input``); kk, the
       family card number, required at points with ``household_limit``.
     Returns: the new confirmed booking as a BookingSummary (written, not committed),
-      with a pending ``confirmation`` notice and a ``reminder`` due REMINDER_MINUTES
-      before the slot.
+      with a pending ``confirmation`` notice (its reminder is written when it falls
+      due: ``notices.write_due_reminders``).
     Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage, InvalidKK (422);
       SlotNotFound (404); SlotClosed, LimitReached, HouseholdLimitReached, SlotFull (409).
     Rules (DESIGN.md): capacity is a hard cap, enforced by a conditional update of
@@ -793,11 +793,7 @@ _HOLD_ON_POSTGRESQL = text(
         RETURNING id
     ), new_notice AS (
         INSERT INTO notice (booking_id, kind, status, created_at, due_at)
-        SELECT new_booking.id, kinds.kind, :pending, :now, kinds.due_at
-        FROM new_booking,
-             (VALUES (CAST(:kind AS varchar), CAST(:now AS timestamptz)),
-                     ('reminder', :remind_at)) AS kinds (kind, due_at)
-        WHERE kinds.kind <> 'reminder' OR kinds.due_at > :now
+        SELECT new_booking.id, :kind, :pending, :now, :now FROM new_booking
         RETURNING id, due_at
     )
     SELECT held.n AS held, (SELECT id FROM new_booking) AS booking_id,
@@ -835,7 +831,6 @@ def _hold_on_postgresql(
         "limit": config["BOOKING_LIMIT_PER_NIK"],
         "pending": NOTICE_PENDING,
         "kind": "confirmation",
-        "remind_at": slot.starts_at - timedelta(minutes=config["REMINDER_MINUTES"]),
     }
     rows = conn.execute(_HOLD_ON_POSTGRESQL, params).all()
     booking_id = rows[0].booking_id
@@ -888,9 +883,8 @@ class QueuedNotice:
 def _insert_booking(
     slot: Slot | SlotSummary, resident_id: int, person: ResidentInput, now: datetime, notice: str
 ) -> tuple[int, str]:
-    """Write a confirmed booking whose place is already counted, its ``notice`` and,
-    when the slot starts more than REMINDER_MINUTES from ``now``, its reminder; tell
-    the live feed. Returns (booking id, booking code)."""
+    """Write a confirmed booking whose place is already counted and its ``notice``;
+    tell the live feed. Returns (booking id, booking code)."""
     conn = db.session.connection()
     code = new_booking_code()
     booking_id = conn.execute(
@@ -908,11 +902,7 @@ def _insert_booking(
             "created_at": now,
         },
     ).scalar_one()
-    notices = [_notice_values(booking_id, notice, now, now)]
-    remind_at = slot.starts_at - timedelta(minutes=current_app.config["REMINDER_MINUTES"])
-    if remind_at > now:
-        notices.append(_notice_values(booking_id, "reminder", now, remind_at))
-    written = conn.execute(_INSERT_NOTICES, notices).all()
+    written = conn.execute(_INSERT_NOTICES, [_notice_values(booking_id, notice, now)]).all()
     _written(slot, booking_id, written, now)
     return booking_id, code
 
@@ -940,13 +930,13 @@ def _written(
     )
 
 
-def _notice_values(booking_id: int, kind: str, now: datetime, due_at: datetime) -> dict:
+def _notice_values(booking_id: int, kind: str, now: datetime) -> dict:
     return {
         "booking_id": booking_id,
         "kind": kind,
         "status": NOTICE_PENDING,
         "created_at": now,
-        "due_at": due_at,
+        "due_at": now,
     }
 
 

@@ -104,8 +104,10 @@ def test_close_slot_cancels_every_booking_with_one_notice_each(client, make_slot
     assert len(closed) == 3 and {row.booking_id for row in closed} == set(
         db.session.scalars(select(Booking.id)).all()
     )
-    reminders = db.session.scalars(select(Notice.status).where(Notice.kind == "reminder")).all()
-    assert reminders == ["void"] * 3
+    # Cancelled bookings are owed no reminder: the relay writes none.
+    from slots.notices import write_due_reminders
+
+    assert write_due_reminders(slot.starts_at - timedelta(minutes=30)) == 0
     assert db.session.get(Slot, slot.id).booked_count == 0
     assert db.session.scalar(select(WaitingListEntry.status)) == "expired"
     again = client.post(f"/api/v1/slots/{slot.id}/close", headers=bearer(token))
@@ -164,6 +166,27 @@ def test_move_booking_within_capacity(client, make_slot, nik, admin, make_point)
         f"/api/v1/bookings/{code}/move", json={"slot_id": target.id}, headers=bearer(token)
     )
     assert (same.status_code, same.json["error"]) == (409, "booking_not_movable")
+
+
+def test_a_booking_moved_into_a_slot_starting_soon_gets_no_reminder(client, make_slot, nik, admin):
+    from slots.notices import write_due_reminders
+
+    _, token = admin
+    old = make_slot(capacity=2, starts_in=300)
+    soon = make_slot(capacity=2, starts_in=40)
+    code = book(client, old.id, nik()).json["code"]
+    moved = client.post(
+        f"/api/v1/bookings/{code}/move", json={"slot_id": soon.id}, headers=bearer(token)
+    )
+    assert moved.status_code == 200
+    # The slot_moved message tells the new time; the relay writes no reminder after it.
+    assert write_due_reminders(soon.starts_at - timedelta(minutes=30)) == 0
+    db.session.expire_all()
+    kinds = db.session.execute(
+        select(Notice.kind, Notice.status).join(Booking).where(Booking.code == code)
+    ).all()
+    assert sorted(kind for kind, _ in kinds) == ["confirmation", "reminder", "slot_moved"]
+    assert dict(kinds)["reminder"] == "void"
 
 
 def _race(app, slot_id, niks, capacities):

@@ -24,7 +24,13 @@ from extensions import db
 from slots import service
 from slots.channels import LogChannel, Message, WebhookChannel
 from slots.models import Booking, Notice, Resident, Slot, WaitingListEntry
-from slots.notices import deliver_notice, deliver_pending, relay_outbox, render_notice
+from slots.notices import (
+    deliver_notice,
+    deliver_pending,
+    relay_outbox,
+    render_notice,
+    write_due_reminders,
+)
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 PHONE = "081234567890"
@@ -65,26 +71,36 @@ def notice(booking_code: str, kind: str) -> Notice:
     )
 
 
-def test_booking_writes_confirmation_and_reminder_in_its_transaction(
+def test_booking_writes_its_confirmation_and_the_relay_its_reminder_when_due(
     client, make_slot, nik, log_file
 ):
+    from slots.notices import write_due_reminders
+
     starts = tomorrow_at(9)
     slot = make_slot(capacity=2, starts_in=0, now=starts)
     code = book(client, slot.id, nik()).json["code"]
-    confirmation, reminder = notice(code, "confirmation"), notice(code, "reminder")
+    confirmation = notice(code, "confirmation")
     assert confirmation.status == "sent" and confirmation.attempts == 1
-    assert reminder.status == "pending"
-    # REMINDER_MINUTES (60) before 09:00 WIB is 08:00 WIB.
-    assert reminder.due_at == starts - timedelta(minutes=60)
+    assert notice(code, "reminder") is None
+    # REMINDER_MINUTES (60) before 09:00 WIB is 08:00 WIB: written then, not before.
+    due = starts - timedelta(minutes=60)
+    assert write_due_reminders(due - timedelta(seconds=1)) == 0
+    assert write_due_reminders(due) == 1
+    db.session.commit()
+    reminder = notice(code, "reminder")
+    assert (reminder.status, reminder.due_at) == ("pending", due)
     assert reminder.due_at.astimezone(JAKARTA).strftime("%H:%M") == "08:00"
+    assert write_due_reminders(due + timedelta(minutes=5)) == 0  # one per booking
     assert [line["kind"] for line in lines(log_file)] == ["confirmation"]
 
 
 def test_a_slot_starting_within_the_reminder_time_gets_no_reminder(client, make_slot, nik):
     slot = make_slot(capacity=2, starts_in=45)
     code = book(client, slot.id, nik()).json["code"]
-    assert notice(code, "reminder") is None
     assert notice(code, "confirmation").status == "sent"
+    # Booked after its reminder time: the confirmation is its reminder.
+    assert deliver_pending(now=slot.starts_at - timedelta(minutes=10)) == 0
+    assert notice(code, "reminder") is None
 
 
 def test_reminder_goes_out_at_its_local_time_once(client, make_slot, nik, log_file):
@@ -160,8 +176,8 @@ def test_cancelled_booking_reminder_is_void_and_never_sent(client, make_slot, ni
     code = book(client, slot.id, nik()).json["code"]
     cancel = client.post(f"/api/v1/bookings/{code}/cancel", json={"phone": PHONE}, buffered=True)
     assert cancel.status_code == 200
-    assert notice(code, "reminder").status == "void"
-    assert deliver_pending(now=starts) == 0
+    assert deliver_pending(now=starts - timedelta(minutes=30)) == 0
+    assert notice(code, "reminder") is None
     assert [line["kind"] for line in lines(log_file)] == ["confirmation", "cancellation"]
 
 
@@ -169,6 +185,8 @@ def test_reminder_of_a_booking_that_moved_on_is_voided_when_due(ctx, make_slot, 
     starts = tomorrow_at(9)
     slot = make_slot(capacity=2, starts_in=0, now=starts)
     booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    db.session.commit()
+    write_due_reminders(starts - timedelta(minutes=60))
     db.session.commit()
     # Checked in early by a direct update (the gate's rules are not the point here).
     db.session.execute(sa.update(Booking).values(status="checked_in"))
@@ -219,8 +237,9 @@ def test_failures_back_off_then_fail_for_admins_to_see(app, ctx, make_slot, nik,
     assert row.last_error == "DeliveryError: gateway answered 503"
     assert [call[1] for call in channel.calls] == [False, True, True, True]
     assert [n.id for n in failed_notices()] == [first.id]
-    # A failed notice is not picked up again by the relay.
-    assert relay_outbox(now + timedelta(days=1)) == [notice(booking.code, "reminder").id]
+    # A failed notice is not picked up again by the relay (the reminder it writes is).
+    relayed = relay_outbox(slot.starts_at - timedelta(minutes=30))
+    assert relayed == [notice(booking.code, "reminder").id]
 
 
 def test_a_refusal_fails_at_once(ctx, make_slot, nik):
@@ -352,6 +371,8 @@ def test_webhook_signs_retries_and_keeps_one_idempotency_key(
         "en",
     )
     gateway.answers = [400]
+    write_due_reminders(slot.starts_at - timedelta(minutes=60))
+    db.session.commit()
     reminder = notice(booking.code, "reminder")
     assert deliver_notice(reminder.id, slot.starts_at).status == "failed"
 
@@ -402,8 +423,8 @@ def test_a_late_resident_s_place_goes_to_the_waiting_list(app, client, make_slot
     new = db.session.get(Booking, promoted.booking_id)
     assert (new.status, new.phone) == ("confirmed", "+6281211110006")
     assert db.session.get(Slot, slot_id).booked_count == 1
-    # (The holder's reminder went out at booking time: by the clock it was due.)
-    assert [line["kind"] for line in lines(log_file)] == ["confirmation", "reminder", "promotion"]
+    # (No reminder: the slot had started before any relay ran.)
+    assert [line["kind"] for line in lines(log_file)] == ["confirmation", "promotion"]
 
 
 def test_nobody_waiting_means_no_release(app, ctx, make_slot, nik):
@@ -429,7 +450,7 @@ def test_no_show_is_marked_once_the_window_plus_grace_has_passed(app, ctx, make_
     assert run_timed_work(tomorrow_at(10, 0).isoformat())["no_shows"] == 1
     assert db.session.get(Booking, booking_id).status == "no_show"
     assert db.session.get(Slot, slot_id).booked_count == 0
-    assert notice(code, "reminder").status == "void"
+    assert notice(code, "reminder") is None  # no relay ran before the slot
     assert run_timed_work(tomorrow_at(10, 1).isoformat())["no_shows"] == 0
 
 
