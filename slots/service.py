@@ -673,9 +673,10 @@ def place_booking(
       ``slot.booked_count`` under a CHECK constraint; one NIK holds at most
       BOOKING_LIMIT_PER_NIK active bookings whose slots start within
       BOOKING_LIMIT_WINDOW_DAYS of this one, serialised per NIK by ``_lock_resident``.
-    On PostgreSQL, at points without a household limit, the same steps run as two
-    statements (``_CLAIM_ON_POSTGRESQL``, ``_HOLD_ON_POSTGRESQL``): on a rush each
-    round trip costs more than the work it carries.
+    On PostgreSQL, at points without a household limit, the same steps run as one
+    statement (``_BOOK_ON_POSTGRESQL``; a second, ``_HOLD_ON_POSTGRESQL``, when a
+    request of the same NIK committed meanwhile): on a rush each round trip costs more
+    than the work it carries.
     """
     now = now or utcnow()
     if not _valid_id(slot_id):
@@ -687,9 +688,8 @@ def place_booking(
     # household's: the lock order of every booking rule); a refusal below rolls the
     # place back with the transaction.
     if postgresql:
-        params = {"slot_id": slot_id, "now": now, "nik_hash": person.nik_hash}
-        params["nik_last4"] = person.nik_last4
-        row = conn.execute(_CLAIM_ON_POSTGRESQL, params).first()
+        code = new_booking_code()
+        row = conn.execute(_BOOK_ON_POSTGRESQL, _book_params(slot_id, person, code, now)).first()
         _check_bookable(row, now)
         taken, resident_id = row.taken == 1, row.resident_id
     else:
@@ -702,7 +702,14 @@ def place_booking(
     person = replace(person, kk_hash=household_hash(row, kk))
     point = PointSummary(row.market_point_id, row.code, row.name, row.address, row.timezone)
     slot = SlotSummary(row.id, row.starts_at, row.ends_at, row.market_point_id, point)
-    if postgresql and person.kk_hash is None:
+    if postgresql and row.booking_id is not None:  # the one statement did it all
+        booking_id = row.booking_id
+        _written(slot, booking_id, [(row.notice_id, row.due_at)], now)
+    elif postgresql and person.kk_hash is None and row.fresh:
+        raise _limit_reached()  # counted in a snapshot that no booking of this NIK passed
+    elif postgresql and person.kk_hash is None:
+        # Another request of this NIK committed while this one waited for its lock:
+        # count again in a snapshot that sees it.
         booking_id, code = _hold_on_postgresql(conn, slot, resident_id, person, now)
     else:
         if resident_id is None:
@@ -732,28 +739,66 @@ def _refuse_full(slot_id: int) -> NoReturn:
     raise SlotClosedByMarket() if closed_at is not None else SlotFull()
 
 
-# PostgreSQL: the claim (the place, then the resident's lock) in one statement. The
-# resident's upsert reads the place's update, so the locks come in the rule's order,
-# and runs only when a place was taken (a refusal writes nothing).
-_CLAIM_ON_POSTGRESQL = text(
+# PostgreSQL: the whole booking in one statement. The resident's upsert reads the
+# place's update, so the locks come in the rule's order, and runs only when a place was
+# taken (a refusal writes nothing). The limit is counted in the statement's snapshot,
+# taken before any wait for the resident's lock; that count is good only if no
+# booking of this NIK committed in between. Every change that gives a resident a
+# booking (booking, promotion, move) first bumps the resident row's lock_version, so
+# the count is trusted ("fresh") only when the version the upsert returns is the one
+# the snapshot saw plus its own bump; otherwise nothing is written and
+# ``_HOLD_ON_POSTGRESQL`` counts again in a new snapshot. Points with a household
+# limit write nothing here either: their rules continue in separate statements.
+_BOOK_ON_POSTGRESQL = text(
     """
-    WITH taken AS (
+    WITH seen AS (
+        SELECT lock_version FROM resident WHERE nik_hash = :nik_hash
+    ), taken AS (
         UPDATE slot SET booked_count = booked_count + 1
         WHERE id = :slot_id AND booked_count < capacity AND closed_at IS NULL
           AND published_at <= :now AND ends_at > :now
           AND market_point_id IN (SELECT id FROM market_point WHERE active)
-        RETURNING id
+        RETURNING id, starts_at, market_point_id
     ), resident AS (
         INSERT INTO resident (nik_hash, nik_last4, lock_version, created_at)
-        SELECT :nik_hash, :nik_last4, 0, :now FROM (SELECT count(*) AS n FROM taken) AS t
-        WHERE t.n = 1
+        SELECT :nik_hash, :nik_last4, 0, :now FROM taken
         ON CONFLICT (nik_hash) DO UPDATE SET lock_version = resident.lock_version + 1
+        RETURNING id, lock_version
+    ), held AS (
+        SELECT count(booking.id) AS n
+        FROM booking JOIN slot ON slot.id = booking.slot_id, taken
+        WHERE booking.resident_id = (SELECT id FROM resident)
+          AND booking.status = ANY(CAST(:active AS varchar[]))
+          AND slot.starts_at > taken.starts_at - CAST(:window AS interval)
+          AND slot.starts_at < taken.starts_at + CAST(:window AS interval)
+    ), verdict AS (
+        SELECT resident.id AS resident_id,
+               resident.lock_version = COALESCE((SELECT lock_version FROM seen), -1) + 1
+                   AS fresh,
+               held.n AS held,
+               NOT market_point.household_limit AS plain
+        FROM resident, held, taken JOIN market_point ON market_point.id = taken.market_point_id
+    ), new_booking AS (
+        INSERT INTO booking (code, slot_id, resident_id, name, nik_last4, phone, language,
+                             status, created_at)
+        SELECT :code, :slot_id, verdict.resident_id, :name, :nik_last4, :phone, :language,
+               :status, :now
+        FROM verdict WHERE verdict.fresh AND verdict.plain AND verdict.held < :limit
         RETURNING id
+    ), new_notice AS (
+        INSERT INTO notice (booking_id, kind, status, created_at, due_at)
+        SELECT new_booking.id, :kind, :pending, :now, :now FROM new_booking
+        RETURNING id, due_at
     )
     SELECT slot.id, slot.starts_at, slot.ends_at, slot.published_at, slot.market_point_id,
            market_point.code, market_point.name, market_point.address,
            market_point.timezone, market_point.active, market_point.household_limit,
-           (SELECT count(*) FROM taken) AS taken, (SELECT id FROM resident) AS resident_id
+           (SELECT count(*) FROM taken) AS taken,
+           (SELECT resident_id FROM verdict) AS resident_id,
+           COALESCE((SELECT fresh FROM verdict), false) AS fresh,
+           (SELECT id FROM new_booking) AS booking_id,
+           (SELECT id FROM new_notice) AS notice_id,
+           (SELECT due_at FROM new_notice) AS due_at
     FROM slot JOIN market_point ON market_point.id = slot.market_point_id
     WHERE slot.id = :slot_id
     """
@@ -771,11 +816,38 @@ _CLAIM_ON_POSTGRESQL = text(
     household_limit=Boolean(),
     taken=Integer(),
     resident_id=Integer(),
+    fresh=Boolean(),
+    booking_id=Integer(),
+    notice_id=Integer(),
+    due_at=UTCDateTime(),
 )
 
-# PostgreSQL: the limit check and the writes in one statement. It starts after the
-# claim holds the resident's lock, so its snapshot sees every booking this NIK has
-# committed; it writes only when the NIK is within its limit.
+
+def _book_params(slot_id: int, person: ResidentInput, code: str, now: datetime) -> dict:
+    """The bound values of ``_BOOK_ON_POSTGRESQL``."""
+    config = current_app.config
+    return {
+        "slot_id": slot_id,
+        "now": now,
+        "nik_hash": person.nik_hash,
+        "nik_last4": person.nik_last4,
+        "active": list(ACTIVE_STATUSES),
+        "window": timedelta(days=config["BOOKING_LIMIT_WINDOW_DAYS"]),
+        "code": code,
+        "name": person.name,
+        "phone": person.phone,
+        "language": person.language,
+        "status": CONFIRMED,
+        "limit": config["BOOKING_LIMIT_PER_NIK"],
+        "pending": NOTICE_PENDING,
+        "kind": "confirmation",
+    }
+
+
+# PostgreSQL: the limit check and the writes in one statement, when the count of
+# ``_BOOK_ON_POSTGRESQL`` could not be trusted. It starts after that statement holds
+# the resident's lock, so its snapshot sees every booking this NIK has committed; it
+# writes only when the NIK is within its limit.
 _HOLD_ON_POSTGRESQL = text(
     """
     WITH held AS (

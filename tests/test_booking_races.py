@@ -136,3 +136,61 @@ def test_mixed_rush_keeps_counters(app, ctx, backend, make_slot, nik):
             )
         )
         assert slot.booked_count == active <= slot.capacity
+
+
+def test_a_booking_of_the_same_nik_committed_while_one_waits_is_counted(
+    app, ctx, backend, make_slot, nik, monkeypatch
+):
+    """Another request of the same NIK holds the resident's lock and books; this one
+    waits for the lock. Its own snapshot predates that booking, so its first count is
+    not trusted (the resident's lock_version moved) and it counts again: with a limit
+    of two, the third booking is refused, not written."""
+    _pg_only(backend)
+    monkeypatch.setitem(app.config, "BOOKING_LIMIT_PER_NIK", 2)
+    person = nik()
+    first, second, third = (make_slot(capacity=3, starts_in=120 + 60 * i) for i in range(3))
+    ids = first.id, second.id, third.id
+    client = app.test_client()
+    assert client.post("/api/v1/bookings", json=_body(ids[0], person)).status_code == 201
+    resident_id = db.session.scalar(select(Booking.resident_id))
+    engine = sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    other = engine.connect()
+    tx = other.begin()
+    # What a concurrent booking of this NIK does: lock the resident, take a place, write.
+    other.execute(
+        sa.text("UPDATE resident SET lock_version = lock_version + 1 WHERE id = :r"),
+        {"r": resident_id},
+    )
+    other.execute(
+        sa.text("UPDATE slot SET booked_count = booked_count + 1 WHERE id = :s"), {"s": ids[1]}
+    )
+    other.execute(
+        sa.text(
+            "INSERT INTO booking (code, slot_id, resident_id, name, nik_last4, phone,"
+            " language, status, created_at) VALUES ('RACECODE', :s, :r, 'Ani', :last4,"
+            " '+6281234567890', 'id', 'confirmed', now())"
+        ),
+        {"s": ids[1], "r": resident_id, "last4": person[-4:]},
+    )
+    answers = []
+
+    def book():
+        with app.app_context():
+            began = time.monotonic()
+            r = app.test_client().post("/api/v1/bookings", json=_body(ids[2], person))
+            answers.append((r.status_code, r.json.get("error"), time.monotonic() - began))
+
+    t = threading.Thread(target=book)
+    t.start()
+    time.sleep(0.5)
+    tx.commit()
+    other.close()
+    engine.dispose()
+    t.join(10)
+    status, error, waited = answers[0]
+    assert (status, error) == (409, "limit_reached")
+    assert waited >= 0.4  # it did wait for the other booking to commit
+    db.session.expire_all()
+    assert db.session.get(Slot, ids[2]).booked_count == 0
+    held = select(func.count(Booking.id)).where(Booking.resident_id == resident_id)
+    assert db.session.scalar(held) == 2
