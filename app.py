@@ -21,6 +21,7 @@ import jobs
 from common.errors import DomainError
 from common.text import ensure_clean
 from common.timeutil import zone
+from common.transactions import end_request_transaction, end_transaction
 from config import load_config
 from extensions import babel, csrf, db, limiter, login_manager, migrate
 
@@ -83,6 +84,8 @@ def _select_locale() -> str:
 
 def _register_extensions(app: Flask) -> None:
     db.init_app(app)
+    # Runs before Flask-SQLAlchemy removes the session (teardowns run in reverse).
+    app.teardown_request(end_request_transaction)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
@@ -150,7 +153,9 @@ def _error_response(code: str, message: str, status: int, **extra: Any):
 def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
-        db.session.rollback()
+        # A refusal rolls back what it wrote; one that wrote nothing (a full slot)
+        # commits, so the connection keeps its prepared statements.
+        end_transaction()
         return _error_response(exc.code, str(exc.message), exc.status, **exc.details)
 
     @app.errorhandler(CSRFError)
@@ -198,6 +203,7 @@ def healthz():
     database = "ok"
     try:
         db.session.execute(text("SELECT 1"))
+        db.session.commit()  # it wrote nothing: COMMIT keeps the prepared statements
     except Exception as exc:  # any failure means unhealthy; the reason goes to the log
         log.error("healthz database: %s", exc)
         database = "error"
