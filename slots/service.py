@@ -745,14 +745,15 @@ def _refuse_full(slot_id: int) -> NoReturn:
 # taken before any wait for the resident's lock; that count is good only if no
 # booking of this NIK committed in between. Every change that gives a resident a
 # booking (booking, promotion, move) first bumps the resident row's lock_version, so
-# the count is trusted ("fresh") only when the version the upsert returns is the one
-# the snapshot saw plus its own bump; otherwise nothing is written and
-# ``_HOLD_ON_POSTGRESQL`` counts again in a new snapshot. Points with a household
+# the count is trusted ("fresh") only when the upsert returns the very row the
+# snapshot saw (same id: a row purged and made anew meanwhile is not the same) at the
+# version it saw plus its own bump, or made the row itself; otherwise nothing is
+# written and ``_HOLD_ON_POSTGRESQL`` counts again in a new snapshot. Points with a household
 # limit write nothing here either: their rules continue in separate statements.
 _BOOK_ON_POSTGRESQL = text(
     """
     WITH seen AS (
-        SELECT lock_version FROM resident WHERE nik_hash = :nik_hash
+        SELECT id, lock_version FROM resident WHERE nik_hash = :nik_hash
     ), taken AS (
         UPDATE slot SET booked_count = booked_count + 1
         WHERE id = :slot_id AND booked_count < capacity AND closed_at IS NULL
@@ -773,8 +774,10 @@ _BOOK_ON_POSTGRESQL = text(
           AND slot.starts_at < taken.starts_at + CAST(:window AS interval)
     ), verdict AS (
         SELECT resident.id AS resident_id,
-               resident.lock_version = COALESCE((SELECT lock_version FROM seen), -1) + 1
-                   AS fresh,
+               CASE WHEN NOT EXISTS (SELECT FROM seen) THEN resident.lock_version = 0
+                    ELSE resident.id = (SELECT id FROM seen)
+                         AND resident.lock_version = (SELECT lock_version FROM seen) + 1
+               END AS fresh,
                held.n AS held,
                NOT market_point.household_limit AS plain
         FROM resident, held, taken JOIN market_point ON market_point.id = taken.market_point_id

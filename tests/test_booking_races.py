@@ -8,14 +8,17 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
+from common.timeutil import utcnow
 from extensions import db
 from slots.errors import SlotClosedByMarket
-from slots.models import Booking, Slot
+from slots.identity import hash_nik
+from slots.models import ACTIVE_STATUSES, Booking, Resident, Slot
 
 
 def _body(slot_id, nik, phone="081234567890"):
@@ -194,3 +197,121 @@ def test_a_booking_of_the_same_nik_committed_while_one_waits_is_counted(
     assert db.session.get(Slot, ids[2]).booked_count == 0
     held = select(func.count(Booking.id)).where(Booking.resident_id == resident_id)
     assert db.session.scalar(held) == 2
+
+
+def test_purged_resident_recreated_meanwhile_passes_fresh_check(app, ctx, backend, make_slot, nik):
+    """The resident row purged and made anew while a booking of the same NIK waits:
+    the upsert's lock_version matches the snapshot's plus one, but it is another row,
+    so the count is not trusted (a fresh tester found this).
+
+    A resident who booked once (lock_version 0) and whose bookings were purged has a
+    resident row no booking names. Request T1 of that NIK starts its booking statement
+    (snapshot sees the old row, version 0) and waits on the slot's row lock (another
+    booking of that slot in flight). Meanwhile the purge deletes the old resident row
+    and request T2 of the same NIK books another slot (creating a new resident row,
+    version 0). When T1 resumes, its upsert hits T2's new row and bumps it to 1 ==
+    0 + 1: "fresh", although the count it made in its snapshot cannot see the new
+    resident's booking. Limit 1, two active bookings."""
+    _pg_only(backend)
+    person = nik()
+    slot_a = make_slot(capacity=5, starts_in=120)
+    slot_b = make_slot(capacity=5, starts_in=180)
+    a_id, b_id = slot_a.id, slot_b.id
+    # The resident of an earlier, purged visit: first seen long ago, version 0, named
+    # by no booking (purge_personal_data nulls booking.resident_id).
+    old = utcnow() - timedelta(days=400)
+    db.session.add(
+        Resident(
+            nik_hash=hash_nik(person, app.config["NIK_HASH_KEY"]),
+            nik_last4=person[-4:],
+            lock_version=0,
+            created_at=old,
+        )
+    )
+    db.session.commit()
+
+    engine = sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"])
+    holder = engine.connect()
+    tx = holder.begin()
+    # Another booking of slot A in flight: it holds slot A's row lock.
+    holder.execute(
+        sa.text("UPDATE slot SET booked_count = booked_count WHERE id = :s"), {"s": a_id}
+    )
+    answers = []
+
+    def book_a():
+        with app.app_context():
+            r = app.test_client().post("/api/v1/bookings", json=_body(a_id, person))
+            answers.append((r.status_code, (r.json or {}).get("error")))
+
+    t1 = threading.Thread(target=book_a)
+    t1.start()
+    time.sleep(0.6)  # T1's statement has its snapshot and waits for slot A
+
+    # The nightly purge runs now: the resident row nobody names is deleted.
+    purger = engine.connect()
+    with purger.begin():
+        gone = purger.execute(
+            sa.text("DELETE FROM resident WHERE nik_hash = :h AND created_at <= :c"),
+            {"h": hash_nik(person, app.config["NIK_HASH_KEY"]), "c": old},
+        ).rowcount
+    purger.close()
+    assert gone == 1
+
+    # T2: the same NIK books slot B (not locked): a new resident row, version 0.
+    with app.app_context():
+        r2 = app.test_client().post("/api/v1/bookings", json=_body(b_id, person))
+    assert r2.status_code == 201, r2.json
+
+    tx.commit()
+    holder.close()
+    engine.dispose()
+    t1.join(10)
+    assert answers, "T1 did not answer"
+
+    db.session.expire_all()
+    resident_ids = db.session.scalars(
+        select(Resident.id).where(Resident.nik_hash == hash_nik(person, app.config["NIK_HASH_KEY"]))
+    ).all()
+    active = db.session.scalar(
+        select(func.count(Booking.id)).where(
+            Booking.resident_id.in_(resident_ids), Booking.status.in_(ACTIVE_STATUSES)
+        )
+    )
+    # BOOKING_LIMIT_PER_NIK is 1: T1 must be refused (409 limit_reached).
+    assert answers[0] == (409, "limit_reached"), (answers, active)
+    assert active == 1
+    assert db.session.get(Slot, a_id).booked_count == 0
+
+
+def test_limit_refusal_on_fresh_path_writes_and_tells_nothing(app, ctx, backend, make_slot, nik):
+    """A limit refusal on the one-statement path wrote the place and the resident's
+    bump; the refusal rolls them back and publishes no live event, and a full-slot
+    refusal (nothing written) leaves nothing either."""
+    from common import events
+
+    published = []
+    app.extensions[events.PUBLISHER], saved = published.extend, app.extensions.get(events.PUBLISHER)
+    try:
+        person = nik()
+        first, second = make_slot(capacity=3, starts_in=120), make_slot(capacity=3, starts_in=180)
+        full = make_slot(capacity=0, starts_in=240)
+        client = app.test_client()
+        assert client.post("/api/v1/bookings", json=_body(first.id, person)).status_code == 201
+        version = db.session.scalar(select(Resident.lock_version))
+        published.clear()
+        r = client.post("/api/v1/bookings", json=_body(second.id, person))
+        assert (r.status_code, r.json["error"]) == (409, "limit_reached")
+        r = client.post("/api/v1/bookings", json=_body(full.id, nik()))
+        assert (r.status_code, r.json["error"]) == (409, "slot_full")
+        db.session.expire_all()
+        assert db.session.get(Slot, second.id).booked_count == 0
+        assert db.session.scalar(select(Resident.lock_version)) == version
+        assert db.session.scalar(select(func.count(Resident.id))) == 1
+        assert db.session.scalar(select(func.count(Booking.id))) == 1
+        assert published == []
+    finally:
+        if saved is None:
+            app.extensions.pop(events.PUBLISHER, None)
+        else:
+            app.extensions[events.PUBLISHER] = saved
