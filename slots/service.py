@@ -674,9 +674,9 @@ def place_booking(
       BOOKING_LIMIT_PER_NIK active bookings whose slots start within
       BOOKING_LIMIT_WINDOW_DAYS of this one, serialised per NIK by ``_lock_resident``.
     On PostgreSQL, at points without a household limit, the same steps run as one
-    statement (``_BOOK_ON_POSTGRESQL``; a second, ``_HOLD_ON_POSTGRESQL``, when a
-    request of the same NIK committed meanwhile): on a rush each round trip costs more
-    than the work it carries.
+    statement (``_BOOK_ON_POSTGRESQL``; the separate statements again when a request
+    of the same NIK committed meanwhile): on a rush each round trip costs more than
+    the work it carries.
     """
     now = now or utcnow()
     if not _valid_id(slot_id):
@@ -707,11 +707,10 @@ def place_booking(
         _written(slot, booking_id, [(row.notice_id, row.due_at)], now)
     elif postgresql and person.kk_hash is None and row.fresh:
         raise _limit_reached()  # counted in a snapshot that no booking of this NIK passed
-    elif postgresql and person.kk_hash is None:
-        # Another request of this NIK committed while this one waited for its lock:
-        # count again in a snapshot that sees it.
-        booking_id, code = _hold_on_postgresql(conn, slot, resident_id, person, now)
     else:
+        # SQLite, a point with a household limit, or a booking of this NIK committed
+        # while this one waited for its lock: the rules one statement each, every
+        # count in a snapshot that sees what the lock waited for.
         if resident_id is None:
             resident_id = _lock_resident(person.nik_hash, person.nik_last4)
         _check_limit(resident_id, row.starts_at)
@@ -748,8 +747,9 @@ def _refuse_full(slot_id: int) -> NoReturn:
 # the count is trusted ("fresh") only when the upsert returns the very row the
 # snapshot saw (same id: a row purged and made anew meanwhile is not the same) at the
 # version it saw plus its own bump, or made the row itself; otherwise nothing is
-# written and ``_HOLD_ON_POSTGRESQL`` counts again in a new snapshot. Points with a household
-# limit write nothing here either: their rules continue in separate statements.
+# written and ``place_booking`` counts again with ``_check_limit``, a statement of its
+# own with a new snapshot. Points with a household limit write nothing here either:
+# their rules continue in separate statements.
 _BOOK_ON_POSTGRESQL = text(
     """
     WITH seen AS (
@@ -845,74 +845,6 @@ def _book_params(slot_id: int, person: ResidentInput, code: str, now: datetime) 
         "pending": NOTICE_PENDING,
         "kind": "confirmation",
     }
-
-
-# PostgreSQL: the limit check and the writes in one statement, when the count of
-# ``_BOOK_ON_POSTGRESQL`` could not be trusted. It starts after that statement holds
-# the resident's lock, so its snapshot sees every booking this NIK has committed; it
-# writes only when the NIK is within its limit.
-_HOLD_ON_POSTGRESQL = text(
-    """
-    WITH held AS (
-        SELECT count(booking.id) AS n
-        FROM booking JOIN slot ON slot.id = booking.slot_id
-        WHERE booking.resident_id = :resident_id
-          AND booking.status = ANY(CAST(:active AS varchar[]))
-          AND slot.starts_at > :after AND slot.starts_at < :before
-    ), new_booking AS (
-        INSERT INTO booking (code, slot_id, resident_id, name, nik_last4, phone, language,
-                             status, created_at)
-        SELECT :code, :slot_id, :resident_id, :name, :nik_last4, :phone, :language,
-               :status, :now
-        FROM held WHERE held.n < :limit
-        RETURNING id
-    ), new_notice AS (
-        INSERT INTO notice (booking_id, kind, status, created_at, due_at)
-        SELECT new_booking.id, :kind, :pending, :now, :now FROM new_booking
-        RETURNING id, due_at
-    )
-    SELECT held.n AS held, (SELECT id FROM new_booking) AS booking_id,
-           new_notice.id AS notice_id, new_notice.due_at
-    FROM held LEFT JOIN new_notice ON true
-    """
-).columns(held=Integer(), booking_id=Integer(), notice_id=Integer(), due_at=UTCDateTime())
-
-
-def _hold_on_postgresql(
-    conn, slot: SlotSummary, resident_id: int, person: ResidentInput, now: datetime
-) -> tuple[int, str]:
-    """Run ``_HOLD_ON_POSTGRESQL`` for a place already taken; return (booking id, code)
-    of the booking written.
-
-    Raises: LimitReached (409) when the resident holds BOOKING_LIMIT_PER_NIK bookings
-      in the window already (nothing is written).
-    """
-    config = current_app.config
-    window = timedelta(days=config["BOOKING_LIMIT_WINDOW_DAYS"])
-    code = new_booking_code()
-    params = {
-        "resident_id": resident_id,
-        "active": list(ACTIVE_STATUSES),
-        "after": slot.starts_at - window,
-        "before": slot.starts_at + window,
-        "code": code,
-        "slot_id": slot.id,
-        "name": person.name,
-        "nik_last4": person.nik_last4,
-        "phone": person.phone,
-        "language": person.language,
-        "status": CONFIRMED,
-        "now": now,
-        "limit": config["BOOKING_LIMIT_PER_NIK"],
-        "pending": NOTICE_PENDING,
-        "kind": "confirmation",
-    }
-    rows = conn.execute(_HOLD_ON_POSTGRESQL, params).all()
-    booking_id = rows[0].booking_id
-    if booking_id is None:
-        raise _limit_reached()
-    _written(slot, booking_id, [(r.notice_id, r.due_at) for r in rows], now)
-    return booking_id, code
 
 
 def book_slot(
