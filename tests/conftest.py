@@ -193,7 +193,9 @@ def make_slot(ctx, make_point):
             ends_at=start + timedelta(minutes=minutes),
             capacity=capacity,
             booked_count=0,
-            published_at=base - timedelta(days=1),
+            # Published a day before the earlier of now and the slot's own base, so a
+            # slot made for a later day is bookable now, whatever the hour.
+            published_at=min(base, utcnow()) - timedelta(days=1),
         )
         db.session.add(slot)
         db.session.commit()
