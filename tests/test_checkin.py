@@ -12,6 +12,7 @@ from checkin.models import Scan
 from extensions import db
 from qr.keys import load_keyring
 from qr.tokens import TicketClaims, make_token
+from tests.clock import tomorrow_at
 
 
 @pytest.fixture
@@ -79,7 +80,8 @@ def test_too_early_and_too_late(gate, make_slot, ctx):
     from checkin.service import check_in
     from slots.models import Booking
 
-    booking = gate.book()
+    # A slot at 10:00 WIB tomorrow: its late edge is the same local day at any hour.
+    booking = gate.book(make_slot(capacity=2, starts_in=0, now=tomorrow_at(10)).id)
     row = db.session.scalar(select(Booking).where(Booking.code == booking["code"]))
 
     user = db.session.scalar(select(User).where(User.email == "gate@antri.test"))

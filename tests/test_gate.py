@@ -16,6 +16,7 @@ from checkin.models import GateConflict, Scan
 from common.timeutil import utcnow
 from extensions import db
 from slots.models import Booking
+from tests.clock import tomorrow_at
 from tests.servers import gunicorn, post_json
 
 
@@ -147,11 +148,12 @@ def test_no_show_and_not_today_reasons(gate):
     db.session.commit()
 
 
-def test_window_edges_follow_the_settings(app, gate):
+def test_window_edges_follow_the_settings(app, gate, make_slot):
     from accounts.models import User
     from checkin.service import check_in
 
-    booking = gate.book()
+    # A slot at 10:00 WIB tomorrow: its late edge is the same local day at any hour.
+    booking = gate.book(make_slot(capacity=2, starts_in=0, now=tomorrow_at(10)).id)
     row = db.session.scalar(select(Booking).where(Booking.code == booking["code"]))
     user = db.session.scalar(select(User).where(User.email == "gate@antri.test"))
     start, end = row.slot.starts_at, row.slot.ends_at
