@@ -126,7 +126,7 @@ def test_already_checked_in_says_when_and_by_whom(gate):
 
 def test_no_show_and_not_today_reasons(gate):
     from accounts.models import User
-    from checkin.service import check_in
+    from checkin.scanning import check_in
 
     booking, later = gate.book(), gate.book()
     db.session.execute(
@@ -149,7 +149,7 @@ def test_no_show_and_not_today_reasons(gate):
 
 def test_window_edges_follow_the_settings(app, gate):
     from accounts.models import User
-    from checkin.service import check_in
+    from checkin.scanning import check_in
 
     booking = gate.book()
     row = db.session.scalar(select(Booking).where(Booking.code == booking["code"]))
@@ -226,7 +226,8 @@ def test_points_update_sets_the_safe_limit(ctx, gate):
 
 def test_visits_end_after_the_dwell_time(app, gate):
     from accounts.models import User
-    from checkin.service import check_in, inside_now
+    from checkin.occupancy import inside_now
+    from checkin.scanning import check_in
 
     booking = gate.book()
     user = db.session.scalar(select(User).where(User.email == "gate@antri.test"))
