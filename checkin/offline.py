@@ -34,6 +34,7 @@ from common.timeutil import local_date, local_day_bounds, utcnow
 from extensions import db
 from qr.service import public_keys_json
 from slots.models import CANCELLED, CHECKED_OUT, Booking, MarketPoint, Slot
+from slots.window import grace_minutes
 
 # A gate that was offline sends at most this many scans per request (a day at a busy
 # gate is a few hundred); more is refused whole, so one request stays short.
@@ -190,6 +191,7 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
         .order_by(Booking.id)
     ).all()
     config = current_app.config
+    early, late = grace_minutes(config)
     return {
         "server_time": now.isoformat(),
         "market_point": {
@@ -199,8 +201,9 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
             "timezone": point.timezone,
             "safe_limit": point.safe_limit,
         },
-        "checkin_early_minutes": config["CHECKIN_EARLY_MINUTES"],
-        "checkin_late_minutes": config["CHECKIN_LATE_MINUTES"],
+        # The gate widens each slot by these itself, as ``slots.window.checkin_window``.
+        "checkin_early_minutes": early,
+        "checkin_late_minutes": late,
         "dwell_minutes": config["DWELL_MINUTES"],
         "inside_now": inside_now([point.id], now)[point.id],
         "keys": public_keys_json(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import select
@@ -41,6 +41,7 @@ from slots.models import (
     Slot,
 )
 from slots.service import lock_market_point, normalise_code, transition
+from slots.window import checkin_window
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,6 @@ def _reason_args(
     if booking is None:
         return {}, {}
     slot = booking.slot
-    config = current_app.config
     if reason == "wrong_point":
         return {"point": slot.market_point.name}, {}
     if reason == "already_checked_in":
@@ -137,7 +137,7 @@ def _reason_args(
     if reason == "not_today":
         return {"when": local_text(slot.starts_at, point.timezone, _DAY)}, {}
     if reason == "too_early":
-        opens = slot.starts_at - timedelta(minutes=config["CHECKIN_EARLY_MINUTES"])
+        opens, _closes = checkin_window(slot, current_app.config)
         return {"time": local_text(opens, point.timezone, _CLOCK)}, {}
     if reason == "too_late":
         return {"time": local_text(slot.ends_at, point.timezone, _CLOCK)}, {}
@@ -159,9 +159,7 @@ def _refusal_reason(booking: Booking, point: MarketPoint, now: datetime) -> str:
         return "no_show"
     if booking.status in (CHECKED_IN, CHECKED_OUT):
         return "already_checked_in"
-    config = current_app.config
-    opens = slot.starts_at - timedelta(minutes=config["CHECKIN_EARLY_MINUTES"])
-    closes = slot.ends_at + timedelta(minutes=config["CHECKIN_LATE_MINUTES"])
+    opens, closes = checkin_window(slot, current_app.config)
     if opens <= now <= closes:
         return ""
     if local_date(slot.starts_at, point.timezone) != local_date(now, point.timezone):

@@ -92,6 +92,7 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
+from slots.window import closed_for_ends_by
 
 # Booking codes avoid look-alikes (0/O, 1/I/L, 2/Z, 5/S, 8/B) so they can be read
 # aloud and typed at the gate; every character is also QR-alphanumeric.
@@ -1353,11 +1354,11 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
     Args: now, aware UTC. Returns: (no-shows marked, entries expired). Safe to repeat.
     """
     now = now or utcnow()
-    late = timedelta(minutes=current_app.config["CHECKIN_LATE_MINUTES"])
+    closed = closed_for_ends_by(now, current_app.config)
     overdue = db.session.scalars(
         select(Booking.id)
         .join(Slot, Booking.slot_id == Slot.id)
-        .where(Booking.status == CONFIRMED, Slot.ends_at <= now - late)
+        .where(Booking.status == CONFIRMED, Slot.ends_at <= closed)
         .order_by(Booking.id)
     ).all()
     marked = 0
