@@ -8,8 +8,10 @@ Inside now is derived from the bookings' check-in and check-out times (DESIGN.md
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -30,15 +32,59 @@ from slots.models import (
     WaitingListEntry,
 )
 
+# The rules: who counts as inside, and when a point is full ------------------------
+
+# Gauge colours (issue 6): amber from 80% of the safe limit, red at the limit.
+WARN_SHARE = 0.8
+
+
+def dwell(settings: Mapping[str, Any]) -> timedelta:
+    """How long a visit counts as inside when nobody scans its check-out:
+    DWELL_MINUTES of ``settings`` (the app's config)."""
+    return timedelta(minutes=settings["DWELL_MINUTES"])
+
+
+def visit_end(
+    checked_in_at: datetime, checked_out_at: datetime | None, settings: Mapping[str, Any]
+) -> datetime:
+    """When a visit stops counting as inside (aware UTC): its check-out, or ``dwell``
+    after its check-in, whichever comes first (DESIGN.md, "Occupancy").
+
+    A person is inside at ``t`` when ``checked_in_at <= t < visit_end(...)``;
+    ``inside_now`` counts exactly these at ``now`` in SQL (a booking still
+    ``checked_in`` whose check-in is less than ``dwell`` ago), ``point_day`` over a
+    whole day from the same function.
+    """
+    limit = checked_in_at + dwell(settings)
+    return min(checked_out_at, limit) if checked_out_at else limit
+
+
+def at_safe_limit(inside: int, safe_limit: int) -> bool:
+    """True when ``inside`` people fill a point's ``safe_limit`` (counts): the gate
+    holds the next valid ticket (``wait``, reason ``point_full``), the gauge shows
+    ``full`` and the overview raises ``at_limit`` (DESIGN.md: never more people at a
+    point than its limit)."""
+    return inside >= safe_limit
+
+
+def level(inside: int, safe_limit: int) -> str:
+    """Return the gauge level of ``inside`` people against ``safe_limit``:
+    ``ok``, ``warn`` (at least WARN_SHARE, 80%) or ``full`` (``at_safe_limit``)."""
+    if at_safe_limit(inside, safe_limit):
+        return "full"
+    return "warn" if inside >= WARN_SHARE * safe_limit else "ok"
+
 
 def inside_now(point_ids: list[int], now: datetime | None = None) -> dict[int, int]:
     """Return {market point id: people inside now} for the given points.
 
-    Inside = checked in, not checked out, and checked in less than DWELL_MINUTES ago
-    (DESIGN.md, "Occupancy"). Points with nobody inside map to 0.
+    Inside = checked in, not checked out, and checked in less than DWELL_MINUTES ago:
+    ``now`` before the visit's ``visit_end`` (DESIGN.md, "Occupancy"). Points with
+    nobody inside map to 0.
     """
     now = now or utcnow()
-    since = now - timedelta(minutes=current_app.config["DWELL_MINUTES"])
+    # checked_in_at > now - dwell  <=>  now < visit_end for a visit not checked out.
+    since = now - dwell(current_app.config)
     rows = db.session.execute(
         select(Slot.market_point_id, func.count(Booking.id))
         .join(Slot, Booking.slot_id == Slot.id)
@@ -142,21 +188,11 @@ def occupancy(now: datetime | None = None) -> list[dict]:
 
 # The supervisor's overview -------------------------------------------------------
 
-# Gauge colours (issue 6): amber from 80% of the safe limit, red at the limit.
-WARN_SHARE = 0.8
 # A burst of refused scans at one gate (forged, cancelled or repeated tickets) in this
 # many minutes raises an alert; so does any unresolved gate conflict (an offline
 # admission the server would have refused, see ``sync_offline_scans``).
 REFUSED_ALERT_MINUTES = 15
 REFUSED_ALERT_COUNT = 5
-
-
-def level(inside: int, safe_limit: int) -> str:
-    """Return the gauge level of ``inside`` people against ``safe_limit``:
-    ``ok``, ``warn`` (at least 80%) or ``full`` (at or over the limit)."""
-    if inside >= safe_limit:
-        return "full"
-    return "warn" if inside >= WARN_SHARE * safe_limit else "ok"
 
 
 def recent_refusals(point_ids: list[int], now: datetime) -> dict[int, int]:
@@ -212,7 +248,7 @@ def overview(now: datetime | None = None, points: list[MarketPoint] | None = Non
     rows = []
     for p in points:
         alerts = []
-        if inside[p.id] >= p.safe_limit:
+        if at_safe_limit(inside[p.id], p.safe_limit):
             alerts.append("at_limit")
         if refused[p.id] >= REFUSED_ALERT_COUNT:
             alerts.append("refused_scans")
@@ -333,12 +369,10 @@ def point_day(point: MarketPoint, day: date, now: datetime | None = None) -> Poi
             overlap = min(b_start + bucket, s.slot.ends_at) - max(b_start, s.slot.starts_at)
             if overlap.total_seconds() > 0:
                 expected[index] += s.booked * overlap.total_seconds() / length
-    dwell = timedelta(minutes=current_app.config["DWELL_MINUTES"])
     changes: dict[datetime, int] = defaultdict(int)
     for arrived, left in visits:
-        gone = min(left, arrived + dwell) if left else arrived + dwell
         changes[arrived] += 1
-        changes[gone] -= 1
+        changes[visit_end(arrived, left, current_app.config)] -= 1
     inside_series: list[tuple[datetime, int]] = []
     level_now = sum(delta for instant, delta in changes.items() if instant <= start)
     inside_series.append((start, level_now))

@@ -204,6 +204,7 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
         # The gate widens each slot by these itself, as ``slots.window.checkin_window``.
         "checkin_early_minutes": early,
         "checkin_late_minutes": late,
+        # The gate counts inside as ``checkin.occupancy.visit_end`` does, with these.
         "dwell_minutes": config["DWELL_MINUTES"],
         "inside_now": inside_now([point.id], now)[point.id],
         "keys": public_keys_json(),

@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from accounts.models import ADMIN, SUPERVISOR, User
 from checkin.errors import REFUSALS, NonceReused, NotCheckedIn
 from checkin.models import ADMITTED, REFUSED, UNDONE, WAIT, Scan
-from checkin.occupancy import inside_now
+from checkin.occupancy import at_safe_limit, inside_now
 from common import audit, events
 from common.errors import Forbidden
 from common.timeutil import local_date, local_text, utcnow
@@ -308,7 +308,7 @@ def check_in(
     if booking is not None and not reason:
         lock_market_point(point)
         inside = inside_now([point.id], now)[point.id]
-        if enforce_limit and inside >= point.safe_limit:
+        if enforce_limit and at_safe_limit(inside, point.safe_limit):
             result, reason = WAIT, "point_full"
         else:
             # First scan wins: one transaction only moves this booking out of confirmed.
