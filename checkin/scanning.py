@@ -342,18 +342,18 @@ def _record_scan(
     """Tell the live feed (after the commit) about a scan: ``kind`` check_in,
     check_out, wait, refused or undo; ``inside`` people inside after it, None if unknown."""
     events.record(
-        {
-            "kind": kind,
-            "point_id": point.id,
-            "market_point": point.code,
-            "safe_limit": point.safe_limit,
-            "inside_now": inside,
-            "booking_id": scan.booking_id,
-            "slot_id": booking.slot_id if booking is not None else None,
-            "direction": scan.direction,
-            "reason": scan.reason or None,
-            "at": scan.scanned_at.isoformat(),
-        }
+        events.live_event(
+            kind,
+            point.id,
+            point.code,
+            scan.scanned_at,
+            safe_limit=point.safe_limit,
+            inside_now=inside,
+            booking_id=scan.booking_id,
+            slot_id=booking.slot_id if booking is not None else None,
+            direction=scan.direction,
+            reason=scan.reason or None,
+        )
     )
 
 

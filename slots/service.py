@@ -927,14 +927,14 @@ def _written(
         QueuedNotice(notice_id, due_at) for notice_id, due_at in notices
     )
     events.record(
-        {
-            "kind": "booking",
-            "point_id": slot.market_point_id,
-            "market_point": slot.market_point.code,
-            "slot_id": slot.id,
-            "booking_id": booking_id,
-            "at": now.isoformat(),
-        }
+        events.live_event(
+            "booking",
+            slot.market_point_id,
+            slot.market_point.code,
+            now,
+            slot_id=slot.id,
+            booking_id=booking_id,
+        )
     )
 
 
@@ -959,14 +959,14 @@ def _new_booking(
 def _record_event(kind: str, booking: Booking, slot: Slot, now: datetime) -> None:
     """Tell the live feed (after the commit) that ``booking`` was made or cancelled."""
     events.record(
-        {
-            "kind": kind,
-            "point_id": slot.market_point_id,
-            "market_point": slot.market_point.code,
-            "slot_id": slot.id,
-            "booking_id": booking.id,
-            "at": now.isoformat(),
-        }
+        events.live_event(
+            kind,
+            slot.market_point_id,
+            slot.market_point.code,
+            now,
+            slot_id=slot.id,
+            booking_id=booking.id,
+        )
     )
 
 
@@ -975,14 +975,9 @@ def _record_slot_change(kind: str, slot: Slot, now: datetime, **extra: object) -
     ``no_show``, ``waiting_list`` (``action`` joined, left or expired) or
     ``slot_closed``; ``extra`` are more JSON-safe fields (no personal data)."""
     events.record(
-        {
-            "kind": kind,
-            "point_id": slot.market_point_id,
-            "market_point": slot.market_point.code,
-            "slot_id": slot.id,
-            "at": now.isoformat(),
-            **extra,
-        }
+        events.live_event(
+            kind, slot.market_point_id, slot.market_point.code, now, slot_id=slot.id, **extra
+        )
     )
 
 
