@@ -16,7 +16,9 @@ from accounts.service import user_for_token
 from api import bp
 from api.schemas import booking_json, market_point_json, slot_json, waiting_json
 from checkin import exports, live
-from checkin import service as checkin_service
+from checkin import occupancy as checkin_occupancy
+from checkin import offline as checkin_offline
+from checkin import scanning as checkin_scanning
 from common.db import run_with_retry
 from common.errors import DomainError, Forbidden, ValidationError
 from common.limits import (
@@ -195,7 +197,7 @@ def _scan_point(body: dict[str, Any]) -> MarketPoint:
     )
 
 
-def _scan_json(result: checkin_service.ScanResult, point: MarketPoint) -> dict[str, Any]:
+def _scan_json(result: checkin_scanning.ScanResult, point: MarketPoint) -> dict[str, Any]:
     show_booking = result.booking is not None and result.reason != "wrong_point"
     return {
         "result": result.result,
@@ -207,7 +209,7 @@ def _scan_json(result: checkin_service.ScanResult, point: MarketPoint) -> dict[s
         "inside_now": (
             result.inside
             if result.inside is not None
-            else checkin_service.inside_now([point.id])[point.id]
+            else checkin_occupancy.inside_now([point.id])[point.id]
         ),
     }
 
@@ -232,24 +234,24 @@ def _gate_scan(scan) -> tuple:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        earlier = checkin_service.logged_scan(user, device, nonce)
+        earlier = checkin_scanning.logged_scan(user, device, nonce)
         if earlier is None:
             raise
-        answer = _scan_json(checkin_service.replay(earlier), point)
+        answer = _scan_json(checkin_scanning.replay(earlier), point)
     return jsonify(answer)
 
 
 def _offline_scans(
     body: dict[str, Any],
-) -> tuple[list[checkin_service.OfflineScan], list[dict[str, Any]]]:
+) -> tuple[list[checkin_offline.OfflineScan], list[dict[str, Any]]]:
     """Parse the ``scans`` list of a sync body. Raises ValidationError 422 (the code
     names the fault: ``invalid_scans``, ``batch_too_large``, ``invalid_nonce``, ...)."""
     items = body.get("scans")
     if not isinstance(items, list):
         raise ValidationError("'scans' must be a list.", code="invalid_scans")
-    if len(items) > checkin_service.MAX_SYNC_SCANS:
+    if len(items) > checkin_offline.MAX_SYNC_SCANS:
         raise ValidationError(
-            f"Send at most {checkin_service.MAX_SYNC_SCANS} scans at once.",
+            f"Send at most {checkin_offline.MAX_SYNC_SCANS} scans at once.",
             code="batch_too_large",
         )
     now = utcnow()
@@ -287,12 +289,12 @@ def _offline_scans(
             at = at.astimezone(UTC) if at is not None and at.tzinfo is not None else None
         except (ValueError, OverflowError):  # malformed, or beyond the years a clock has
             at = None
-        if at is None or at < now - checkin_service.SYNC_MAX_AGE:
+        if at is None or at < now - checkin_offline.SYNC_MAX_AGE:
             rejected.append({"nonce": nonce, "result": "rejected", "reason": "invalid_scanned_at"})
             continue
         # A device clock running fast: the scan cannot have happened after now.
         scans.append(
-            checkin_service.OfflineScan(
+            checkin_offline.OfflineScan(
                 nonce, min(at, now), scanned, direction, local_result, local_reason[:32]
             )
         )
@@ -343,14 +345,14 @@ def leave_waiting_list(code: str):
 def checkin():
     """Scan at the gate: ``{ticket}`` or ``{code}`` (+ ``market_point`` for supervisors,
     optional ``device`` and ``nonce``); bearer token, or the gate page's session."""
-    return _gate_scan(checkin_service.check_in)
+    return _gate_scan(checkin_scanning.check_in)
 
 
 @bp.post("/checkout")
 @api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
 def checkout():
     """End a visit: same body and auth as ``/checkin``."""
-    return _gate_scan(checkin_service.check_out)
+    return _gate_scan(checkin_scanning.check_out)
 
 
 @bp.post("/checkins/<code>/undo")
@@ -360,7 +362,7 @@ def undo_checkin(code: str):
     confirmed again; 409 ``not_checked_in`` when it is not checked in."""
     body = request.get_json(silent=True)
     device = _device(body) if isinstance(body, dict) else ""
-    result = checkin_service.undo_check_in(code, g.api_user, device=device)
+    result = checkin_scanning.undo_check_in(code, g.api_user, device=device)
     point = result.booking.slot.market_point
     answer = _scan_json(result, point)
     db.session.commit()
@@ -376,7 +378,7 @@ def gate_sync():
     point = _scan_point({"market_point": request.args.get("market_point")})
     if not g.api_user.can_act_at(point):
         raise Forbidden()
-    response = jsonify(checkin_service.gate_snapshot(point))
+    response = jsonify(checkin_offline.gate_snapshot(point))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -398,7 +400,7 @@ def checkin_sync():
     user = g.api_user
 
     def merge():
-        answers = checkin_service.sync_offline_scans(scans, point, user, device)
+        answers = checkin_offline.sync_offline_scans(scans, point, user, device)
         db.session.commit()
         return answers
 
@@ -412,7 +414,7 @@ def checkin_sync():
     return jsonify(
         {
             "results": results + rejected,
-            "inside_now": checkin_service.inside_now([point.id])[point.id],
+            "inside_now": checkin_occupancy.inside_now([point.id])[point.id],
         }
     )
 
@@ -429,7 +431,7 @@ def keys():
 @api_roles(SUPERVISOR, ADMIN)
 def occupancy():
     """Every active point: inside now, safe limit, booked and checked in today."""
-    return jsonify(checkin_service.occupancy())
+    return jsonify(checkin_occupancy.occupancy())
 
 
 class LiveUnavailable(DomainError):
@@ -466,7 +468,7 @@ def _visible_points(code: str | None) -> list[MarketPoint]:
         return [point]
     if user.role == STAFF:
         return [user.market_point] if user.market_point is not None else []
-    return checkin_service.active_points()
+    return checkin_occupancy.active_points()
 
 
 def _query_day(points: list[MarketPoint]):
@@ -494,7 +496,7 @@ def occupancy_overview():
     """Every point the caller may see (``?market_point=CODE`` for one): inside now,
     gauge level, today's counts and alerts. Pages poll this when there is no stream."""
     points = _visible_points(request.args.get("market_point"))
-    response = jsonify(checkin_service.overview(points=points))
+    response = jsonify(checkin_occupancy.overview(points=points))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -551,7 +553,7 @@ def occupancy_stream():
             retry_after=max(config["LIVE_RETRY_SECONDS"], 30),
         ) from None
     try:
-        snapshot = checkin_service.overview(points=points)
+        snapshot = checkin_occupancy.overview(points=points)
     except Exception:
         hub.unsubscribe(q)
         raise

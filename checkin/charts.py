@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from checkin.service import BUCKET_MINUTES, PointDay
+from checkin.occupancy import BUCKET_MINUTES, PointDay
 from common.timeutil import zone
 
 WIDTH, HEIGHT = 720, 220

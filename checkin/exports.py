@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import contains_eager
 
 from common.text import safe_cell
-from common.timeutil import local_day_bounds, zone
+from common.timeutil import local_day_bounds, local_text
 from extensions import db
 from slots.models import Booking, MarketPoint, Slot
 
@@ -62,10 +62,11 @@ def booking_rows(points: list[MarketPoint], day: date) -> list[ExportRow]:
     rows: list[ExportRow] = []
     for point in sorted(points, key=lambda p: p.code):
         start, end = local_day_bounds(day, point.timezone)
-        tz = zone(point.timezone)
 
-        def clock(instant: datetime | None, fmt: str = "%Y-%m-%d %H:%M", tz=tz) -> str:
-            return instant.astimezone(tz).strftime(fmt) if instant else ""
+        def clock(
+            instant: datetime | None, fmt: str = "%Y-%m-%d %H:%M", tz_name: str = point.timezone
+        ) -> str:
+            return local_text(instant, tz_name, fmt) if instant else ""
 
         bookings = db.session.scalars(
             select(Booking)

@@ -19,5 +19,5 @@ class ScanForm(FlaskForm):
         validators=[Optional()],  # a bare scan (no mode sent) is a check-in
     )
     scan = StringField(_l("Scan the QR code or type the booking code"))
-    # A fresh id per render: a resent form is the same scan (checkin.service nonces).
+    # A fresh id per render: a resent form is the same scan (checkin.scanning nonces).
     nonce = HiddenField(validators=[Optional(), Regexp(r"^[0-9a-f]{32}$")])

@@ -17,7 +17,7 @@ An event means "this point's numbers changed": pages re-read the point's overvie
 (``/api/v1/occupancy/overview?market_point=CODE``) rather than add up events, so an
 event that arrives late, twice or out of order cannot leave a wrong number.
 Each stream opens with a ``snapshot`` event holding every row of
-``checkin.service.overview`` for the points it may see, so a reconnect resyncs.
+``checkin.occupancy.overview`` for the points it may see, so a reconnect resyncs.
 
 Without Redis (``REDIS_URL`` unset) nothing is published and the stream answers 503
 ``live_unavailable``; pages then poll ``/api/v1/occupancy/overview``. Publishing never

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from accounts.auth import page_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
-from checkin import bp, charts, live, service
+from checkin import bp, charts, conflicts, live, occupancy, scanning
 from checkin.errors import CONFLICT_LABELS, REFUSALS
 from checkin.forms import ScanForm
 from common.errors import ValidationError
@@ -106,7 +106,7 @@ def gate():
     if form.validate_on_submit():
         scanned = (form.scan.data or "").strip("\r\n\t")
         if scanned.strip():
-            scan = service.check_out if form.direction.data == "out" else service.check_in
+            scan = scanning.check_out if form.direction.data == "out" else scanning.check_in
             # The form's per-render nonce makes a resent form (a reload, a double tap)
             # one scan, answered the same.
             result = scan(
@@ -117,7 +117,7 @@ def gate():
             flash(_("Nothing was scanned. Scan the QR code or type the booking code."), "error")
         form.scan.data = ""
     form.nonce.data = uuid.uuid4().hex
-    inside = service.inside_now([point.id])[point.id]
+    inside = occupancy.inside_now([point.id])[point.id]
     return render_template(
         "checkin/gate.html",
         point=point,
@@ -171,7 +171,7 @@ def supervisor():
     """Every market point: inside now against its safe limit, today's counts, alerts;
     ``?city=``, ``?kecamatan=`` filter, ``?sort=`` orders (SORTS)."""
     now = utcnow()
-    everywhere = service.active_points()
+    everywhere = occupancy.active_points()
     city = request.args.get("city", "")
     kecamatan = request.args.get("kecamatan", "")
     sort = request.args.get("sort", "fullness")
@@ -181,7 +181,7 @@ def supervisor():
         for p in everywhere
         if (not city or p.city == city) and (not kecamatan or p.kecamatan == kecamatan)
     ]
-    rows = service.overview(now, points)
+    rows = occupancy.overview(now, points)
     key, largest_first = SORTS[sort]
     rows.sort(key=key, reverse=largest_first)
     cities = sorted({p.city for p in everywhere if p.city})
@@ -191,7 +191,7 @@ def supervisor():
     return render_template(
         "checkin/supervisor.html",
         rows=rows,
-        stats=service.slot_stats(points, now),
+        stats=occupancy.slot_stats(points, now),
         timezones={p.id: p.timezone for p in points},
         now=now,
         city=city,
@@ -210,7 +210,7 @@ def supervisor():
 def resolve_conflict(conflict_id: int):
     """Mark a gate conflict as dealt with (after checking the booking with the gate)."""
     if FlaskForm().validate_on_submit():
-        conflict = service.resolve_conflict(conflict_id, current_user)
+        conflict = conflicts.resolve_conflict(conflict_id, current_user)
         db.session.commit()
         flash(_("Conflict marked as dealt with."), "ok")
         return redirect(
@@ -231,16 +231,16 @@ def point_detail(code: str):
         day = parse_day(raw) if raw else local_date(now, point.timezone)
     except ValueError:
         raise ValidationError(_("The date is not valid."), code="invalid_date", status=400)
-    point_day = service.point_day(point, day, now)
-    row = service.overview(now, [point])[0]
+    point_day = occupancy.point_day(point, day, now)
+    row = occupancy.overview(now, [point])[0]
     return render_template(
         "checkin/point.html",
         point=point,
         day=point_day,
         row=row,
         # Unresolved conflicts of any day, and what was resolved this past week.
-        gate_conflicts=service.conflicts(point, now - timedelta(days=7))
-        + service.unresolved_before(point, now - timedelta(days=7)),
+        gate_conflicts=conflicts.conflicts(point, now - timedelta(days=7))
+        + conflicts.unresolved_before(point, now - timedelta(days=7)),
         resolve_form=FlaskForm(),
         conflict_labels=CONFLICT_LABELS,
         today=local_date(now, point.timezone),

@@ -1,7 +1,8 @@
 """Events that happen in a transaction and are told to others only after it commits.
 
-A service calls ``record(event)`` while it works; the event waits in the session's
-``info`` under ``"live_events"``. One SQLAlchemy ``after_commit`` listener hands the
+A service builds an event with ``live_event`` (the one shape of an event) and calls
+``record(event)`` while it works; the event waits in the session's ``info`` under
+``"live_events"``. One SQLAlchemy ``after_commit`` listener hands the
 waiting events to the app's publisher (``app.extensions["antri_publisher"]``, set by
 ``checkin.live.init_app``); a rollback drops them. So nobody hears of a check-in that
 did not happen, and nobody hears of one before it is in the database.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from flask import current_app, has_app_context
@@ -29,6 +31,29 @@ KEY = "live_events"
 PUBLISHER = "antri_publisher"
 
 Publisher = Callable[[list[dict[str, Any]]], None]
+
+
+def live_event(
+    kind: str, point_id: int, market_point: str, at: datetime, **fields: Any
+) -> dict[str, Any]:
+    """Build one live-feed event: the shape every page and stream reads.
+
+    Args: kind, what changed (``booking``, ``cancellation``, ``no_show``,
+      ``waiting_list``, ``slot_closed``, or a scan's ``check_in``, ``check_out``,
+      ``wait``, ``refused``, ``undo``); point_id, the market point's id; market_point,
+      its code; at, aware UTC, when it happened; fields, more JSON-safe values of the
+      kind (``slot_id``, ``booking_id``, ``action``, ``inside_now``, ...), never a
+      name, phone or NIK.
+    Returns: {kind, point_id, market_point, **fields, at (ISO 8601)}; the publisher
+      adds ``id`` (``checkin.live``).
+    """
+    return {
+        "kind": kind,
+        "point_id": point_id,
+        "market_point": market_point,
+        **fields,
+        "at": at.isoformat(),
+    }
 
 
 def record(payload: dict[str, Any]) -> None:

@@ -59,6 +59,12 @@ def local_instant(day: date, clock: time, tz_name: str) -> datetime:
     return datetime.combine(day, clock, tzinfo=zone(tz_name)).astimezone(UTC)
 
 
+def local_text(instant: datetime, tz_name: str, fmt: str = "%H:%M") -> str:
+    """Return the aware ``instant`` as wall-clock text in zone ``tz_name``
+    (``strftime`` format ``fmt``, default ``HH:MM``)."""
+    return instant.astimezone(zone(tz_name)).strftime(fmt)
+
+
 class UTCDateTime(TypeDecorator):
     """A DateTime column that only accepts aware datetimes and always returns UTC.
 

@@ -92,6 +92,7 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
+from slots.window import closed_for_ends_by
 
 # Booking codes avoid look-alikes (0/O, 1/I/L, 2/Z, 5/S, 8/B) so they can be read
 # aloud and typed at the gate; every character is also QR-alphanumeric.
@@ -926,14 +927,14 @@ def _written(
         QueuedNotice(notice_id, due_at) for notice_id, due_at in notices
     )
     events.record(
-        {
-            "kind": "booking",
-            "point_id": slot.market_point_id,
-            "market_point": slot.market_point.code,
-            "slot_id": slot.id,
-            "booking_id": booking_id,
-            "at": now.isoformat(),
-        }
+        events.live_event(
+            "booking",
+            slot.market_point_id,
+            slot.market_point.code,
+            now,
+            slot_id=slot.id,
+            booking_id=booking_id,
+        )
     )
 
 
@@ -958,14 +959,14 @@ def _new_booking(
 def _record_event(kind: str, booking: Booking, slot: Slot, now: datetime) -> None:
     """Tell the live feed (after the commit) that ``booking`` was made or cancelled."""
     events.record(
-        {
-            "kind": kind,
-            "point_id": slot.market_point_id,
-            "market_point": slot.market_point.code,
-            "slot_id": slot.id,
-            "booking_id": booking.id,
-            "at": now.isoformat(),
-        }
+        events.live_event(
+            kind,
+            slot.market_point_id,
+            slot.market_point.code,
+            now,
+            slot_id=slot.id,
+            booking_id=booking.id,
+        )
     )
 
 
@@ -974,14 +975,9 @@ def _record_slot_change(kind: str, slot: Slot, now: datetime, **extra: object) -
     ``no_show``, ``waiting_list`` (``action`` joined, left or expired) or
     ``slot_closed``; ``extra`` are more JSON-safe fields (no personal data)."""
     events.record(
-        {
-            "kind": kind,
-            "point_id": slot.market_point_id,
-            "market_point": slot.market_point.code,
-            "slot_id": slot.id,
-            "at": now.isoformat(),
-            **extra,
-        }
+        events.live_event(
+            kind, slot.market_point_id, slot.market_point.code, now, slot_id=slot.id, **extra
+        )
     )
 
 
@@ -1353,11 +1349,11 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
     Args: now, aware UTC. Returns: (no-shows marked, entries expired). Safe to repeat.
     """
     now = now or utcnow()
-    late = timedelta(minutes=current_app.config["CHECKIN_LATE_MINUTES"])
+    closed = closed_for_ends_by(now, current_app.config)
     overdue = db.session.scalars(
         select(Booking.id)
         .join(Slot, Booking.slot_id == Slot.id)
-        .where(Booking.status == CONFIRMED, Slot.ends_at <= now - late)
+        .where(Booking.status == CONFIRMED, Slot.ends_at <= closed)
         .order_by(Booking.id)
     ).all()
     marked = 0

@@ -77,7 +77,7 @@ def test_refusals_have_codes_and_are_logged(gate, make_slot, make_point):
 
 def test_too_early_and_too_late(gate, make_slot, ctx):
     from accounts.models import User
-    from checkin.service import check_in
+    from checkin.scanning import check_in
     from slots.models import Booking
 
     # A slot at 10:00 WIB tomorrow: its late edge is the same local day at any hour.

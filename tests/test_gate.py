@@ -127,7 +127,7 @@ def test_already_checked_in_says_when_and_by_whom(gate):
 
 def test_no_show_and_not_today_reasons(gate):
     from accounts.models import User
-    from checkin.service import check_in
+    from checkin.scanning import check_in
 
     booking, later = gate.book(), gate.book()
     db.session.execute(
@@ -150,7 +150,7 @@ def test_no_show_and_not_today_reasons(gate):
 
 def test_window_edges_follow_the_settings(app, gate, make_slot):
     from accounts.models import User
-    from checkin.service import check_in
+    from checkin.scanning import check_in
 
     # A slot at 10:00 WIB tomorrow: its late edge is the same local day at any hour.
     booking = gate.book(make_slot(capacity=2, starts_in=0, now=tomorrow_at(10)).id)
@@ -228,7 +228,8 @@ def test_points_update_sets_the_safe_limit(ctx, gate):
 
 def test_visits_end_after_the_dwell_time(app, gate):
     from accounts.models import User
-    from checkin.service import check_in, inside_now
+    from checkin.occupancy import inside_now
+    from checkin.scanning import check_in
 
     booking = gate.book()
     user = db.session.scalar(select(User).where(User.email == "gate@antri.test"))

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from checkin import live
 from checkin.exports import safe_cell
-from checkin.service import check_in
+from checkin.scanning import check_in
 from common import events as events_module
 from extensions import db
 
@@ -619,7 +619,7 @@ def test_check_out_counts_inside_under_the_point_lock(app, backend, make_slot, m
     if backend != "postgresql":
         pytest.skip("SQLite serialises every writer anyway")
     from accounts.models import User
-    from checkin.service import check_out
+    from checkin.scanning import check_out
     from slots.service import book_slot
 
     slot = make_slot(capacity=5, starts_in=-5)
@@ -790,7 +790,7 @@ def test_stream_ends_when_its_token_is_revoked_or_account_disabled(
 def test_inside_chart_stops_at_now(ctx, make_slot, make_user, nik):
     from accounts.models import User
     from checkin import charts
-    from checkin.service import point_day
+    from checkin.occupancy import point_day
     from common.timeutil import local_date, utcnow
     from slots.service import book_slot
 

@@ -1,0 +1,46 @@
+"""The check-in window: when a slot's gate admits its bookings.
+
+Rule (DESIGN.md, "Check-in rules"; "Slot"): the gate admits inside the slot window
+widened by CHECKIN_EARLY_MINUTES before its start and CHECKIN_LATE_MINUTES after its
+end. The scan rules (``checkin.scanning``), the offline gate's snapshot
+(``checkin.offline``) and the no-show sweep (``slots.service.expire_past_slots``)
+all take the window from here. It lives on the slots side because ``slots`` may not
+import ``checkin``, while ``checkin`` may import ``slots``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+
+class _Timed(Protocol):
+    starts_at: datetime
+    ends_at: datetime
+
+
+def grace_minutes(settings: Mapping[str, Any]) -> tuple[int, int]:
+    """Return (minutes the gate opens before a slot starts, minutes it stays open
+    after the slot ends): CHECKIN_EARLY_MINUTES and CHECKIN_LATE_MINUTES of
+    ``settings`` (the app's config)."""
+    return settings["CHECKIN_EARLY_MINUTES"], settings["CHECKIN_LATE_MINUTES"]
+
+
+def checkin_window(slot: _Timed, settings: Mapping[str, Any]) -> tuple[datetime, datetime]:
+    """Return (opens_at, closes_at), aware UTC: ``slot``'s window widened by the grace
+    minutes of ``settings``. The gate admits at ``opens_at <= now <= closes_at``.
+
+    Args: slot, anything with ``starts_at`` and ``ends_at`` (aware UTC), such as a
+      Slot or a SlotSummary; settings, the app's config.
+    """
+    early, late = grace_minutes(settings)
+    return slot.starts_at - timedelta(minutes=early), slot.ends_at + timedelta(minutes=late)
+
+
+def closed_for_ends_by(now: datetime, settings: Mapping[str, Any]) -> datetime:
+    """Return the latest slot end (aware UTC) whose check-in window has closed by
+    ``now``: a slot ending at or before it has ``checkin_window(...)[1] <= now``.
+    The same window, as one bound for SQL filters over many slots."""
+    _early, late = grace_minutes(settings)
+    return now - timedelta(minutes=late)
