@@ -8,15 +8,8 @@ from flask import g, jsonify, request
 from accounts.auth import api_roles
 from accounts.models import ADMIN
 from api import bp
-from api.schemas import (
-    BookingMove,
-    BookingOut,
-    ClosedOut,
-    NewCapacity,
-    SlotOut,
-    booking_json,
-    slot_json,
-)
+from api.responses import BookingOut, ClosedOut, SlotOut, booking_json, slot_json
+from api.schemas import BookingMove, NewCapacity
 from api.spec import validate
 from common.audit import Actor
 from common.db import run_with_retry

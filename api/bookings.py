@@ -5,14 +5,8 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from api import bp
-from api.schemas import (
-    BookingOut,
-    NewBooking,
-    PhoneBody,
-    ResidentLookup,
-    StatusOut,
-    booking_json,
-)
+from api.responses import BookingOut, StatusOut, booking_json
+from api.schemas import NewBooking, PhoneBody, ResidentLookup
 from api.spec import validate
 from common.db import run_with_retry
 from common.limits import (

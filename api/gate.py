@@ -13,16 +13,8 @@ from accounts.auth import api_or_page_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
 from api import bp
 from api.access import gate_point
-from api.schemas import (
-    GateQuery,
-    GateSnapshotOut,
-    OfflineBatch,
-    ScanBody,
-    ScanOut,
-    SyncOut,
-    UndoBody,
-    booking_json,
-)
+from api.responses import GateSnapshotOut, ScanOut, SyncOut, booking_json
+from api.schemas import GateQuery, OfflineBatch, ScanBody, UndoBody
 from api.spec import validate
 from checkin import service as checkin_service
 from common.db import run_with_retry

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from api import bp
-from api.schemas import KeysOut
+from api.responses import KeysOut
 from api.spec import validate
 from qr.service import public_keys_json
 

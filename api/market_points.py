@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import jsonify
 
 from api import bp
-from api.schemas import DayQuery, MarketPointOut, PointSearch, SlotOut, market_point_json, slot_json
+from api.responses import MarketPointOut, SlotOut, market_point_json, slot_json
+from api.schemas import DayQuery, PointSearch
 from api.spec import validate
 from common.timeutil import local_date, utcnow
 from slots import service as slots_service

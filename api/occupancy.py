@@ -12,7 +12,8 @@ from accounts.models import ADMIN, STAFF, SUPERVISOR, User
 from accounts.service import user_for_token
 from api import bp
 from api.access import visible_points
-from api.schemas import GateQuery, OccupancyOut, OverviewOut
+from api.responses import OccupancyOut, OverviewOut
+from api.schemas import GateQuery
 from api.spec import validate
 from checkin import live
 from checkin import service as checkin_service

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import jsonify
 
 from api import bp
-from api.schemas import NewWaitingEntry, PhoneBody, ResidentLookup, WaitingOut, waiting_json
+from api.responses import WaitingOut, waiting_json
+from api.schemas import NewWaitingEntry, PhoneBody, ResidentLookup
 from api.spec import validate
 from common.limits import (
     booking_ip_limit,
