@@ -151,6 +151,8 @@ class ScanBody(Request):
     @classmethod
     def _something_scanned(cls, data: Any) -> Any:
         # First, as the gate always checked it: a scan with nothing scanned.
+        if not isinstance(data, dict):
+            return data  # the model's own check refuses it
         scanned = data.get("ticket") if data.get("ticket") is not None else data.get("code")
         if not isinstance(scanned, str) or not scanned.strip():
             raise PydanticCustomError("invalid_scan", "Send 'ticket' or 'code'.")

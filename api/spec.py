@@ -39,9 +39,8 @@ from common.text import ensure_clean
 
 BEARER = {"bearerAuth": []}
 
-# The statuses an error body may come with, by what the route does.
-COMMON_ERRORS = (503,)  # busy database
-BODY_ERRORS = (413, 422)  # too large; not a JSON object, or a field's fault
+# Error statuses every route may answer (a busy database), and those of a bearer token.
+COMMON_ERRORS = (503,)
 AUTH_ERRORS = (401, 403)
 
 
