@@ -37,7 +37,8 @@ browser:
 # The gate page's libraries come from npm (package-lock.json pins them): the Ed25519
 # verifier for offline scans and the QR decoder for cameras without BarcodeDetector.
 VENDOR := static/vendor
-VENDOR_FILES := $(VENDOR)/noble-ed25519.js $(VENDOR)/zxing-reader.js $(VENDOR)/zxing_reader.wasm
+VENDOR_FILES := $(VENDOR)/noble-ed25519.js $(VENDOR)/zxing-reader.js $(VENDOR)/zxing_reader.wasm \
+	$(VENDOR)/swagger-ui-bundle.js $(VENDOR)/swagger-ui.css
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 $(VENDOR_FILES) &: node_modules/.package-lock.json
@@ -45,6 +46,8 @@ $(VENDOR_FILES) &: node_modules/.package-lock.json
 	cp node_modules/@noble/ed25519/index.js $(VENDOR)/noble-ed25519.js
 	cp node_modules/zxing-wasm/dist/iife/reader/index.js $(VENDOR)/zxing-reader.js
 	cp node_modules/zxing-wasm/dist/reader/zxing_reader.wasm $(VENDOR)/zxing_reader.wasm
+	cp node_modules/swagger-ui-dist/swagger-ui-bundle.js $(VENDOR)/swagger-ui-bundle.js
+	cp node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/swagger-ui.css
 vendor: $(VENDOR_FILES)
 
 run: $(VENV)/.runtime translations vendor

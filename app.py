@@ -141,9 +141,13 @@ def _wants_json() -> bool:
     return best == "application/json"
 
 
-def _error_response(code: str, message: str, status: int, **extra: Any):
+def _error_response(
+    code: str, message: str, status: int, fields: dict[str, str] | None = None, **extra: Any
+):
+    """The error as JSON (the API's one shape, ``{error, message, fields, ...}``) or a page."""
     if _wants_json():
-        return jsonify({"error": code, "message": message, **extra}), status
+        fields = {name: str(text) for name, text in (fields or {}).items()}
+        return jsonify({"error": code, "message": message, "fields": fields, **extra}), status
     return (
         render_template("error.html", code=code, message=message, status=status),
         status,
@@ -156,7 +160,9 @@ def _register_error_handlers(app: Flask) -> None:
         # A refusal rolls back what it wrote; one that wrote nothing (a full slot)
         # commits, so the connection keeps its prepared statements.
         end_transaction()
-        return _error_response(exc.code, str(exc.message), exc.status, **exc.details)
+        return _error_response(
+            exc.code, str(exc.message), exc.status, fields=exc.fields, **exc.details
+        )
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):

@@ -8,11 +8,11 @@ from flask import g, jsonify, request
 from accounts.auth import api_roles
 from accounts.models import ADMIN
 from api import bp
-from api.schemas import booking_json, slot_json
-from api.views import _json_body
+from api.responses import BookingOut, ClosedOut, SlotOut, booking_json, slot_json
+from api.schemas import BookingMove, NewCapacity
+from api.spec import validate
 from common.audit import Actor
 from common.db import run_with_retry
-from common.errors import ValidationError
 from slots import operations
 from slots.notices import commit_and_deliver
 
@@ -23,15 +23,13 @@ def _actor() -> Actor:
 
 @bp.patch("/slots/<int:slot_id>")
 @api_roles(ADMIN)
-def update_slot(slot_id: int):
+@validate(404, 409, 413, 422, ok=SlotOut, auth=True, tags=("admin",))
+def update_slot(slot_id: int, json: NewCapacity):
     """Change a slot's capacity: ``{capacity}`` -> 200 with the slot, 409
     ``capacity_below_booked`` (with ``booked``) when places are booked beyond it."""
-    body = _json_body()
-    if set(body) != {"capacity"}:
-        raise ValidationError('Send exactly {"capacity": n}.', code="invalid_capacity")
 
     def change():
-        slot = operations.set_capacity(slot_id, body["capacity"], _actor())
+        slot = operations.set_capacity(slot_id, json.capacity, _actor())
         answer = {**slot_json(slot), "booked": slot.booked_count}
         commit_and_deliver()  # promotions from the waiting list are notified
         return answer
@@ -41,6 +39,7 @@ def update_slot(slot_id: int):
 
 @bp.post("/slots/<int:slot_id>/close")
 @api_roles(ADMIN)
+@validate(404, 409, ok=ClosedOut, auth=True, tags=("admin",))
 def close_slot(slot_id: int):
     """Close a slot -> 200 ``{slot_id, cancelled, waiting_cleared}``: its confirmed
     bookings are cancelled (one ``slot_closed`` notice each), its waiting list cleared.
@@ -63,16 +62,13 @@ def close_slot(slot_id: int):
 
 @bp.post("/bookings/<code>/move")
 @api_roles(ADMIN)
-def move_booking(code: str):
+@validate(404, 409, 413, 422, ok=BookingOut, auth=True, tags=("admin",))
+def move_booking(code: str, json: BookingMove):
     """Move a confirmed booking: ``{slot_id}`` -> 200 with the booking; 409
     ``slot_full``, ``booking_not_movable`` or ``already_booked``."""
-    body = _json_body()
-    slot_id = body.get("slot_id")
-    if not isinstance(slot_id, int) or isinstance(slot_id, bool):
-        raise ValidationError("'slot_id' must be an integer.", code="invalid_slot_id")
 
     def move():
-        booking = operations.move_booking(code, slot_id, _actor())
+        booking = operations.move_booking(code, json.slot_id, _actor())
         answer = booking_json(booking, with_ticket=False)
         commit_and_deliver()
         return answer

@@ -1,94 +1,251 @@
-"""JSON shapes of the API. Instants are ISO 8601 with the market point's UTC offset."""
+"""The API's requests, declared once: the pydantic schemas spectree validates each
+body and query with and publishes in ``GET /api/v1/openapi.json`` (api/spec.py),
+and the one error body. Response bodies are in api/responses.py.
+
+A request schema's ``error_codes`` name the error code of each field's fault (the
+codes clients know: ``invalid_slot_id``, ``invalid_nik``, ...); ``"*"`` is the code
+of any other fault of that schema. Extra fields in a body are ignored, as they were.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import date
+from typing import Annotated, Any, ClassVar, Literal
 
-from flask import url_for
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from common.timeutil import zone
-from qr.service import issue_ticket
-from slots.models import Booking, MarketPoint, Slot, WaitingListEntry
-from slots.service import BookingSummary, booking_access_key, waiting_position
+from checkin.offline import MAX_SYNC_SCANS
+from common.timeutil import parse_day
+
+# Building blocks ------------------------------------------------------------------
 
 
-def local_iso(instant: datetime, point: MarketPoint) -> str:
-    """Return ``instant`` as ISO 8601 in the point's zone, e.g. 2026-12-01T08:00:00+07:00."""
-    return instant.astimezone(zone(point.timezone)).isoformat()
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
 
 
-def market_point_json(point: MarketPoint) -> dict[str, Any]:
-    """Public fields of a market point."""
-    return {
-        "code": point.code,
-        "name": point.name,
-        "address": point.address,
-        "kecamatan": point.kecamatan,
-        "city": point.city,
-        "latitude": point.latitude,
-        "longitude": point.longitude,
-        "safe_limit": point.safe_limit,
-        "timezone": point.timezone,
+def _day(value: str) -> date:
+    try:
+        return parse_day(value)
+    except ValueError:
+        raise ValueError("must be a date YYYY-MM-DD between 2000 and 2100") from None
+
+
+NonBlank = Annotated[StrictStr, AfterValidator(_non_blank)]
+Day = Annotated[str, AfterValidator(_day), Field(json_schema_extra={"format": "date"})]
+# A client's scan nonce: what a UUID, a ULID or a counter with a prefix looks like.
+Nonce = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+# What a gate scanned: a ticket token or a booking code (the view says which is used).
+Scanned = Annotated[Any, WithJsonSchema({"type": "string"})]
+
+
+class Request(BaseModel):
+    """A request body or query; ``error_codes`` maps field -> error code (module doc)."""
+
+    error_codes: ClassVar[dict[str, str]] = {}
+    # True where the body may be left out (anything but a JSON object counts as {}).
+    optional_body: ClassVar[bool] = False
+
+
+# Requests ---------------------------------------------------------------------------
+
+
+class PointSearch(Request):
+    """``GET /market-points``: ``q`` filters by name, kecamatan or city."""
+
+    q: str = ""
+
+
+class DayQuery(Request):
+    """A local calendar day, ``YYYY-MM-DD`` (default: today where the point is)."""
+
+    error_codes: ClassVar[dict[str, str]] = {"date": "invalid_date"}
+    date: Day | None = None
+
+
+class ResidentLookup(Request):
+    """A resident proves a booking or waiting place is theirs with its phone number."""
+
+    phone: str = ""
+
+
+class PhoneBody(Request):
+    """``{phone}``: the phone number the booking or waiting place was made with."""
+
+    error_codes: ClassVar[dict[str, str]] = {"phone": "invalid_phone"}
+    phone: StrictStr | None = None
+
+
+_RESIDENT_CODES = {
+    name: f"invalid_{name}" for name in ("slot_id", "name", "nik", "phone", "language", "kk")
+}
+
+
+class NewBooking(Request):
+    """``POST /bookings``: who books which slot. ``nik`` is the 16-digit NIK, ``kk`` the
+    family card number where the point limits households, ``language`` of the
+    resident's messages ``id`` (default) or ``en``; the services check their form."""
+
+    error_codes: ClassVar[dict[str, str]] = _RESIDENT_CODES
+    slot_id: StrictInt
+    name: NonBlank
+    nik: NonBlank
+    phone: NonBlank
+    language: StrictStr = "id"
+    kk: StrictStr | None = None
+
+
+class NewWaitingEntry(Request):
+    """``POST /slots/{id}/waiting-list``: the same resident fields as a booking."""
+
+    error_codes: ClassVar[dict[str, str]] = _RESIDENT_CODES
+    name: NonBlank
+    nik: NonBlank
+    phone: NonBlank
+    language: StrictStr = "id"
+    kk: StrictStr | None = None
+
+
+class GateQuery(Request):
+    """The gate's market point (staff default to their own)."""
+
+    market_point: str | None = None
+
+
+class ExportQuery(DayQuery):
+    """A day and, optionally, one market point."""
+
+    market_point: str | None = None
+
+
+class ScanBody(Request):
+    """``POST /checkin`` and ``/checkout``: the scanned ``ticket`` or typed ``code``;
+    ``market_point`` (supervisors name it; staff default to their own), optional
+    ``device`` label and ``nonce`` (a resend of a nonce answers the first result)."""
+
+    error_codes: ClassVar[dict[str, str]] = {
+        "nonce": "invalid_nonce",
+        "device": "invalid_device",
+        "market_point": "invalid_market_point",
     }
+    ticket: Scanned = None
+    code: Scanned = None
+    nonce: Nonce | None = None
+    device: StrictStr | None = None
+    market_point: StrictStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _something_scanned(cls, data: Any) -> Any:
+        # First, as the gate always checked it: a scan with nothing scanned.
+        if not isinstance(data, dict):
+            return data  # the model's own check refuses it
+        scanned = data.get("ticket") if data.get("ticket") is not None else data.get("code")
+        if not isinstance(scanned, str) or not scanned.strip():
+            raise PydanticCustomError("invalid_scan", "Send 'ticket' or 'code'.")
+        return data
+
+    @property
+    def scanned(self) -> str:
+        """The scanned text: the ticket if sent, else the code."""
+        return self.ticket if self.ticket is not None else self.code
 
 
-def slot_json(slot: Slot) -> dict[str, Any]:
-    """A slot with its capacity and places left (counts)."""
-    point = slot.market_point
-    return {
-        "id": slot.id,
-        "starts_at": local_iso(slot.starts_at, point),
-        "ends_at": local_iso(slot.ends_at, point),
-        "capacity": slot.capacity,
-        "remaining": slot.remaining,
+class UndoBody(Request):
+    """``POST /checkins/{code}/undo``: an optional ``device`` label; the body may be
+    left out."""
+
+    error_codes: ClassVar[dict[str, str]] = {"device": "invalid_device"}
+    optional_body: ClassVar[bool] = True
+    device: StrictStr | None = None
+
+
+def _batch_size(items: Any) -> Any:
+    if isinstance(items, list) and len(items) > MAX_SYNC_SCANS:
+        raise PydanticCustomError(
+            "batch_too_large", "Send at most {most} scans at once.", {"most": MAX_SYNC_SCANS}
+        )
+    return items
+
+
+class OfflineScanItem(BaseModel):
+    """One queued scan: its own ``nonce``, ``scanned_at`` (ISO 8601 with offset; an
+    unusable one is rejected on its own), the ``ticket`` or ``code``, ``direction``,
+    and what the device answered offline."""
+
+    nonce: Nonce
+    scanned_at: Annotated[Any, WithJsonSchema({"type": "string", "format": "date-time"})] = None
+    ticket: Scanned = None
+    code: Scanned = None
+    direction: Literal["in", "out"] = "in"
+    local_result: Literal["admitted", "refused", "wait", "checked_out"] = "admitted"
+    # A falsy value counts as no reason, as the gate always read it.
+    local_reason: Annotated[StrictStr | None, BeforeValidator(lambda v: v or None)] = None
+
+
+class OfflineBatch(Request):
+    """``POST /checkin/sync``: an offline gate's queued scans (at most 500)."""
+
+    error_codes: ClassVar[dict[str, str]] = {
+        "scans": "invalid_scans",
+        "nonce": "invalid_nonce",
+        "device": "invalid_device",
+        "market_point": "invalid_market_point",
     }
+    scans: Annotated[
+        list[OfflineScanItem], BeforeValidator(_batch_size), Field(max_length=MAX_SYNC_SCANS)
+    ]
+    device: StrictStr | None = None
+    market_point: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _own_nonces(self) -> OfflineBatch:
+        seen: set[str] = set()
+        for number, item in enumerate(self.scans):
+            if item.nonce in seen:
+                raise PydanticCustomError(
+                    "invalid_nonce", "scans[{number}] needs its own 'nonce'.", {"number": number}
+                )
+            seen.add(item.nonce)
+        return self
 
 
-def booking_json(booking: Booking | BookingSummary, with_ticket: bool = True) -> dict[str, Any]:
-    """A booking (the model, or the summary of one just made) as the resident
-    (``with_ticket``) or the gate sees it; no full NIK."""
-    slot = booking.slot
-    body: dict[str, Any] = {
-        "code": booking.code,
-        "status": booking.status,
-        "name": booking.name,
-        "nik_last4": booking.nik_last4,
-        "slot": {
-            "id": slot.id,
-            "starts_at": local_iso(slot.starts_at, slot.market_point),
-            "ends_at": local_iso(slot.ends_at, slot.market_point),
-        },
-        "market_point": {
-            "code": slot.market_point.code,
-            "name": slot.market_point.name,
-            "address": slot.market_point.address,
-        },
-    }
-    if with_ticket:
-        key = booking_access_key(booking.code)
-        body["ticket"] = issue_ticket(booking)
-        body["qr_png_url"] = url_for("qr.ticket_qr", code=booking.code, key=key, _external=True)
-        body["ticket_url"] = url_for("qr.ticket", code=booking.code, key=key, _external=True)
-        body["qr_svg_url"] = url_for("qr.ticket_qr_svg", code=booking.code, key=key, _external=True)
-        body["pdf_url"] = url_for("qr.ticket_pdf", code=booking.code, key=key, _external=True)
-        body["ics_url"] = url_for("qr.ticket_ics", code=booking.code, key=key, _external=True)
-    return body
+class NewCapacity(Request):
+    """``PATCH /slots/{id}``: exactly ``{"capacity": n}``, n a whole number 0-10000."""
+
+    model_config = ConfigDict(extra="forbid")
+    error_codes: ClassVar[dict[str, str]] = {"*": "invalid_capacity"}
+    capacity: StrictInt
 
 
-def waiting_json(entry: WaitingListEntry) -> dict[str, Any]:
-    """A waiting-list place: code, status, position (1 = next; None when not waiting),
-    the slot, and the booking with its ticket once promoted."""
-    slot = entry.slot
-    return {
-        "code": entry.code,
-        "status": entry.status,
-        "position": waiting_position(entry),
-        "slot": {
-            "id": slot.id,
-            "starts_at": local_iso(slot.starts_at, slot.market_point),
-            "ends_at": local_iso(slot.ends_at, slot.market_point),
-        },
-        "market_point": {"code": slot.market_point.code, "name": slot.market_point.name},
-        "booking": booking_json(entry.booking) if entry.booking is not None else None,
-    }
+class BookingMove(Request):
+    """``POST /bookings/{code}/move``: the slot to move to."""
+
+    error_codes: ClassVar[dict[str, str]] = {"slot_id": "invalid_slot_id"}
+    slot_id: StrictInt
+
+
+# The error body --------------------------------------------------------------------------
+
+
+class ApiError(BaseModel):
+    """Every error body: a stable ``error`` code, a plain ``message``, and ``fields``
+    naming each faulty input field with its message (may be empty). Some codes add
+    facts (``booked``, ``retry_after``, ...)."""
+
+    error: str
+    message: str
+    fields: dict[str, str]

@@ -15,6 +15,8 @@ class DomainError(Exception):
         and tests rely on it, never on the wording.
       message: a plain-language explanation (lazy-translated where possible).
       status: the HTTP status the API answers with.
+      fields: ``{field name: message}`` for a fault in named input fields (empty
+        otherwise); every JSON error body carries it.
       details: extra JSON-safe fields for the response body.
     """
 
@@ -28,17 +30,21 @@ class DomainError(Exception):
         *,
         code: str | None = None,
         status: int | None = None,
+        fields: dict[str, str] | None = None,
         **details: Any,
     ) -> None:
         self.code = code or self.code
         self.status = status or self.status
         self.message = message if message is not None else self.default_message
+        self.fields = dict(fields or {})
         self.details = details
         super().__init__(f"{self.code}: {self.message}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON body ``{"error": code, "message": text, **details}``."""
-        return {"error": self.code, "message": str(self.message), **self.details}
+        """Return the JSON body ``{"error": code, "message": text, "fields": {name:
+        message}, **details}`` (the one error shape of the API, docs in api/schemas.py)."""
+        fields = {name: str(text) for name, text in self.fields.items()}
+        return {"error": self.code, "message": str(self.message), "fields": fields, **self.details}
 
 
 class NotFound(DomainError):

@@ -393,7 +393,7 @@ def test_csv_export_auth_and_bad_input(client, make_point, make_user):
     boss_auth = {"Authorization": f"Bearer {boss}"}
     for bad in ("2025-02-30", "01-03-2025", "yesterday", "9999-01-01", "2025-3-1"):
         answer = client.get(f"/api/v1/exports/bookings.csv?date={bad}", headers=boss_auth)
-        assert answer.status_code == 400 and answer.json["error"] == "invalid_date", bad
+        assert answer.status_code == 422 and answer.json["error"] == "invalid_date", bad
     unknown = client.get(url + "&market_point=NOPE-1", headers=boss_auth)
     assert unknown.status_code == 404
 

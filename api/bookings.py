@@ -1,0 +1,84 @@
+"""``/api/v1/bookings``: a resident books a slot, looks the booking up, cancels it."""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from api import bp
+from api.responses import BookingOut, StatusOut, booking_json
+from api.schemas import NewBooking, PhoneBody, ResidentLookup
+from api.spec import validate
+from common.db import run_with_retry
+from common.limits import (
+    booking_ip_limit,
+    booking_nik_limit,
+    code_key,
+    lookup_code_limit,
+    lookup_ip_limit,
+    nik_key,
+    no_nik,
+)
+from extensions import limiter
+from slots import service as slots_service
+from slots.notices import commit_and_deliver
+
+
+@bp.post("/bookings")
+@limiter.limit(booking_ip_limit)
+@limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik)
+@validate(404, 409, 413, 422, 429, ok=BookingOut, status=201, tags=("bookings",))
+def create_booking(json: NewBooking):
+    """Book a slot: ``{slot_id, name, nik, phone}`` -> 201 with the ticket.
+
+    With an ``Idempotency-Key`` header, a repeat of the same request returns the
+    first booking (header ``Idempotent-Replayed: true``) instead of booking again.
+    """
+    fields = (json.name, json.nik, json.phone)
+    kk = json.kk or ""
+    key = request.headers.get("Idempotency-Key")
+    headers = {}
+    if key is None:
+        booking = slots_service.place_booking(json.slot_id, *fields, language=json.language, kk=kk)
+    else:
+        request_fields = {"slot_id": json.slot_id, "name": fields[0], "nik": fields[1]}
+        request_fields["phone"] = fields[2]
+        for optional in ("language", "kk"):
+            if optional in json.model_fields_set:  # sent, even as null
+                request_fields[optional] = getattr(json, optional)
+        fingerprint = slots_service.request_fingerprint(request_fields)
+        booking, replayed = slots_service.book_slot_once(
+            key, fingerprint, json.slot_id, *fields, language=json.language, kk=kk
+        )
+        headers["Idempotent-Replayed"] = "true" if replayed else "false"
+    body = booking_json(booking)  # before the commit, which would expire what it reads
+    commit_and_deliver()
+    return jsonify(body), 201, headers
+
+
+@bp.get("/bookings/<code>")
+@limiter.limit(lookup_ip_limit)
+@limiter.limit(lookup_code_limit, key_func=code_key)
+@validate(404, 422, 429, ok=BookingOut, tags=("bookings",))
+def get_booking(code: str, query: ResidentLookup):
+    """Fetch a booking by code and ``?phone=``; one 404 for any mismatch."""
+    booking = slots_service.get_booking_for_resident(code, query.phone)
+    return jsonify(booking_json(booking))
+
+
+@bp.post("/bookings/<code>/cancel")
+@limiter.limit(lookup_ip_limit)
+@limiter.limit(lookup_code_limit, key_func=code_key)
+@validate(404, 409, 413, 422, 429, ok=StatusOut, tags=("bookings",))
+def cancel_booking(code: str, json: PhoneBody):
+    """Cancel a booking: ``{phone}`` -> ``{status: "cancelled"}``."""
+    phone = json.phone or ""
+
+    def cancel():
+        booking = slots_service.get_booking_for_resident(code, phone)
+        slots_service.cancel_booking(booking)
+        commit_and_deliver()
+        return booking
+
+    # Promotions lock several residents; a crossed pair may deadlock and retry.
+    booking = run_with_retry(cancel)
+    return jsonify({"code": booking.code, "status": booking.status})

@@ -1,0 +1,321 @@
+"""The API's response bodies: their pydantic schemas (published in the OpenAPI
+document, checked by the fuzz test) and the functions that build them. Instants are
+ISO 8601 with the market point's UTC offset unless a schema says UTC."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import url_for
+from pydantic import BaseModel
+
+from common.timeutil import zone
+from qr.service import issue_ticket
+from slots.models import Booking, MarketPoint, Slot, WaitingListEntry
+from slots.service import BookingSummary, booking_access_key, waiting_position
+
+# Schemas ------------------------------------------------------------------------------
+
+
+class MarketPointOut(BaseModel):
+    """A market point's public fields; ``safe_limit`` is people inside at once."""
+
+    code: str
+    name: str
+    address: str
+    kecamatan: str
+    city: str
+    latitude: float | None
+    longitude: float | None
+    safe_limit: int
+    timezone: str
+
+
+class SlotOut(BaseModel):
+    """A slot with its capacity and places left (counts); ``booked`` after a change."""
+
+    id: int
+    starts_at: str
+    ends_at: str
+    capacity: int
+    remaining: int
+    booked: int | None = None
+
+
+class SlotRef(BaseModel):
+    """Which slot: id and window."""
+
+    id: int
+    starts_at: str
+    ends_at: str
+
+
+class PointRef(BaseModel):
+    """Which market point."""
+
+    code: str
+    name: str
+    address: str | None = None
+
+
+class BookingOut(BaseModel):
+    """A booking; the resident's view adds the ticket and its links. No full NIK."""
+
+    code: str
+    status: str
+    name: str
+    nik_last4: str
+    slot: SlotRef
+    market_point: PointRef
+    ticket: str | None = None
+    qr_png_url: str | None = None
+    ticket_url: str | None = None
+    qr_svg_url: str | None = None
+    pdf_url: str | None = None
+    ics_url: str | None = None
+
+
+class StatusOut(BaseModel):
+    """A booking's code and new status."""
+
+    code: str
+    status: str
+
+
+class WaitingOut(BaseModel):
+    """A waiting-list place: ``position`` 1 is next (None when not waiting); the
+    booking with its ticket once promoted."""
+
+    code: str
+    status: str
+    position: int | None
+    slot: SlotRef
+    market_point: PointRef
+    booking: BookingOut | None
+
+
+class ScanOut(BaseModel):
+    """What the gate shows: ``result`` admitted|wait|refused|checked_out|undone, the
+    ``reason`` code of a refusal, facts behind it, and people inside now."""
+
+    result: str
+    reason: str | None
+    message: str
+    details: dict[str, Any]
+    replayed: bool
+    booking: BookingOut | None
+    inside_now: int
+
+
+class SyncedScan(BaseModel):
+    """The answer to one queued scan (``rejected`` items carry only nonce and reason)."""
+
+    nonce: str
+    result: str
+    reason: str | None = None
+    message: str | None = None
+    replayed: bool | None = None
+    conflict: str | None = None
+
+
+class SyncOut(BaseModel):
+    """The answers to a batch, and people inside now."""
+
+    results: list[SyncedScan]
+    inside_now: int
+
+
+class KeyOut(BaseModel):
+    """A ticket verification key: raw Ed25519 key in unpadded base64url."""
+
+    kid: int
+    alg: str
+    public_key: str
+    created_at: str | None
+    signing: bool
+
+
+class KeysOut(BaseModel):
+    """The published verification keys (docs/tickets.md)."""
+
+    keys: list[KeyOut]
+
+
+class GatePoint(BaseModel):
+    """The gate's market point."""
+
+    id: int
+    code: str
+    name: str
+    timezone: str
+    safe_limit: int
+
+
+class GateBooking(BaseModel):
+    """A booking as an offline gate knows it; instants ISO 8601 UTC."""
+
+    id: int
+    code: str
+    status: str
+    starts_at: str
+    ends_at: str
+    checked_in_at: str | None
+
+
+class GateSnapshotOut(BaseModel):
+    """What an offline gate needs: keys, rules (minutes), bookings, cancelled ids."""
+
+    server_time: str
+    market_point: GatePoint
+    checkin_early_minutes: int
+    checkin_late_minutes: int
+    dwell_minutes: int
+    inside_now: int
+    keys: list[KeyOut]
+    bookings: list[GateBooking]
+    cancelled: list[int]
+
+
+class OccupancyOut(BaseModel):
+    """A point's counts now and today (people and bookings)."""
+
+    market_point: PointRef
+    inside_now: int
+    safe_limit: int
+    booked_today: int
+    checked_in_today: int
+
+
+class OverviewPoint(BaseModel):
+    """The point of an overview row."""
+
+    id: int
+    code: str
+    name: str
+    city: str
+    kecamatan: str
+
+
+class OverviewSlot(BaseModel):
+    """One of today's slots; instants ISO 8601 UTC, the rest counts."""
+
+    id: int
+    starts_at: str
+    ends_at: str
+    capacity: int
+    booked: int
+    checked_in: int
+    no_show: int
+    waiting: int
+    remaining: int
+
+
+class OverviewOut(BaseModel):
+    """The supervisor's row of a point: inside now, gauge ``level`` ok|warn|full,
+    today's counts, ``alerts`` and today's slots."""
+
+    market_point: OverviewPoint
+    inside_now: int
+    safe_limit: int
+    level: str
+    booked_today: int
+    checked_in_today: int
+    no_show_today: int
+    waiting_today: int
+    refused_recent: int
+    gate_conflicts: int
+    alerts: list[str]
+    slots: list[OverviewSlot]
+
+
+class ClosedOut(BaseModel):
+    """A closed slot: bookings cancelled and waiting places cleared (counts)."""
+
+    slot_id: int
+    cancelled: int
+    waiting_cleared: int
+
+
+# Builders of the response bodies ------------------------------------------------------
+
+
+def local_iso(instant: datetime, point: MarketPoint) -> str:
+    """Return ``instant`` as ISO 8601 in the point's zone, e.g. 2026-12-01T08:00:00+07:00."""
+    return instant.astimezone(zone(point.timezone)).isoformat()
+
+
+def market_point_json(point: MarketPoint) -> dict[str, Any]:
+    """Public fields of a market point."""
+    return {
+        "code": point.code,
+        "name": point.name,
+        "address": point.address,
+        "kecamatan": point.kecamatan,
+        "city": point.city,
+        "latitude": point.latitude,
+        "longitude": point.longitude,
+        "safe_limit": point.safe_limit,
+        "timezone": point.timezone,
+    }
+
+
+def slot_json(slot: Slot) -> dict[str, Any]:
+    """A slot with its capacity and places left (counts)."""
+    point = slot.market_point
+    return {
+        "id": slot.id,
+        "starts_at": local_iso(slot.starts_at, point),
+        "ends_at": local_iso(slot.ends_at, point),
+        "capacity": slot.capacity,
+        "remaining": slot.remaining,
+    }
+
+
+def booking_json(booking: Booking | BookingSummary, with_ticket: bool = True) -> dict[str, Any]:
+    """A booking (the model, or the summary of one just made) as the resident
+    (``with_ticket``) or the gate sees it; no full NIK."""
+    slot = booking.slot
+    body: dict[str, Any] = {
+        "code": booking.code,
+        "status": booking.status,
+        "name": booking.name,
+        "nik_last4": booking.nik_last4,
+        "slot": {
+            "id": slot.id,
+            "starts_at": local_iso(slot.starts_at, slot.market_point),
+            "ends_at": local_iso(slot.ends_at, slot.market_point),
+        },
+        "market_point": {
+            "code": slot.market_point.code,
+            "name": slot.market_point.name,
+            "address": slot.market_point.address,
+        },
+    }
+    if with_ticket:
+        key = booking_access_key(booking.code)
+        body["ticket"] = issue_ticket(booking)
+        body["qr_png_url"] = url_for("qr.ticket_qr", code=booking.code, key=key, _external=True)
+        body["ticket_url"] = url_for("qr.ticket", code=booking.code, key=key, _external=True)
+        body["qr_svg_url"] = url_for("qr.ticket_qr_svg", code=booking.code, key=key, _external=True)
+        body["pdf_url"] = url_for("qr.ticket_pdf", code=booking.code, key=key, _external=True)
+        body["ics_url"] = url_for("qr.ticket_ics", code=booking.code, key=key, _external=True)
+    return body
+
+
+def waiting_json(entry: WaitingListEntry) -> dict[str, Any]:
+    """A waiting-list place: code, status, position (1 = next; None when not waiting),
+    the slot, and the booking with its ticket once promoted."""
+    slot = entry.slot
+    return {
+        "code": entry.code,
+        "status": entry.status,
+        "position": waiting_position(entry),
+        "slot": {
+            "id": slot.id,
+            "starts_at": local_iso(slot.starts_at, slot.market_point),
+            "ends_at": local_iso(slot.ends_at, slot.market_point),
+        },
+        "market_point": {"code": slot.market_point.code, "name": slot.market_point.name},
+        "booking": booking_json(entry.booking) if entry.booking is not None else None,
+    }
