@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import jobs
+from common import transactions
 from common.errors import DomainError
 from common.text import ensure_clean
 from common.timeutil import zone
@@ -26,6 +27,16 @@ from config import load_config
 from extensions import babel, csrf, db, limiter, login_manager, migrate
 
 log = logging.getLogger("antri")
+
+
+class Antri(Flask):
+    """Flask with one transaction per request: every view runs in
+    ``common.transactions.run_view``, which commits once after it (or keeps nothing on
+    an error), so views never commit."""
+
+    def dispatch_request(self) -> Any:
+        """Run the matched view in one transaction; return its response."""
+        return transactions.run_view(super().dispatch_request, self.make_response)
 
 
 def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
@@ -38,7 +49,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     """
     overrides = dict(overrides or {})
     instance_path = overrides.pop("INSTANCE_PATH", None) or os.environ.get("ANTRI_INSTANCE_PATH")
-    app = Flask(__name__, instance_path=instance_path, instance_relative_config=True)
+    app = Antri(__name__, instance_path=instance_path, instance_relative_config=True)
     instance = Path(app.instance_path)
     instance.mkdir(parents=True, exist_ok=True)
     app.config.update(load_config(instance))
@@ -208,8 +219,7 @@ def healthz():
 
     database = "ok"
     try:
-        db.session.execute(text("SELECT 1"))
-        db.session.commit()  # it wrote nothing: COMMIT keeps the prepared statements
+        db.session.execute(text("SELECT 1"))  # the request's wrapper commits it
     except Exception as exc:  # any failure means unhealthy; the reason goes to the log
         log.error("healthz database: %s", exc)
         database = "error"

@@ -31,7 +31,9 @@ import redis
 from flask import Flask, current_app, has_app_context
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
+from sqlalchemy.orm import Session
 
+from common import transactions
 from common.timeutil import utcnow
 from extensions import db
 
@@ -90,7 +92,13 @@ _worker_app: Flask | None = None
 
 def in_app_context(func: Callable) -> Callable:
     """Run a job function inside an app context (the worker's, or one made for a plain
-    ``rq worker``), and end its database session afterwards whatever happens."""
+    ``rq worker``) in one transaction (``common.transactions.one_transaction``: commit
+    when it returns, roll back when it raises), and end its database session
+    afterwards whatever happens.
+
+    The app factory is imported here, when a job first runs outside an app context,
+    never at this module's import: ``app`` imports this module.
+    """
 
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -109,10 +117,7 @@ def in_app_context(func: Callable) -> Callable:
 
 def _run_in_session(func: Callable, args: tuple, kwargs: dict) -> Any:
     try:
-        return func(*args, **kwargs)
-    except Exception:
-        db.session.rollback()
-        raise
+        return transactions.one_transaction(func)(*args, **kwargs)
     finally:
         db.session.remove()
 
@@ -137,7 +142,7 @@ def relay(now_iso: str | None = None) -> int:
     from slots.notices import relay_outbox
 
     ids = relay_outbox(_parse_now(now_iso))
-    db.session.commit()
+    transactions.commit()  # the rows say "queued" before a worker may pick them up
     _enqueue(ids, now_iso)
     return len(ids)
 
@@ -154,15 +159,15 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     Returns the counts of each step.
     """
     from slots import service
-    from slots.notices import commit_and_deliver
 
+    # Each step commits on its own (the job's wrapper commits the last): a failing
+    # purge does not take back the places already released or the no-shows marked.
     now = _parse_now(now_iso) or utcnow()
     released = service.release_late_arrivals(now)
-    commit_and_deliver()
+    transactions.commit()  # promotions are handed on (hand_on_notices)
     no_shows, expired = service.expire_past_slots(now)
-    db.session.commit()
+    transactions.commit()
     purged = service.purge_personal_data(now)
-    db.session.commit()
     counts = {
         "released": released,
         "no_shows": no_shows,
@@ -245,6 +250,48 @@ class RelayKick:
 kick_relay = RelayKick()
 
 
+def hand_on_notices(session: Session) -> Callable[[], None] | None:
+    """After-commit hook (``common.transactions.add_after_commit``): hand on the notices
+    this transaction wrote that are due now.
+
+    Args: session, about to commit; the notices noted in its ``info["new_notices"]``
+      (by ``slots.service``) are taken from it. Returns None when none is due, else the
+      hand-over, to run once the commit succeeded: with REDIS_URL set a worker is asked
+      to relay the outbox (``kick_relay``: at most one job per RELAY_KICK_SECONDS per
+      process, however many bookings); without, the due notices are sent from here.
+      The hand-over never raises: a notice left pending is sent by the relay (or
+      ``flask notices deliver``). Rule: issue 7, the transactional outbox.
+    """
+    queued = session.info.pop(transactions.NEW_NOTICES, [])
+    now = utcnow()
+    due = [notice.id for notice in queued if notice.id is not None and notice.due_at <= now]
+    if not due:
+        return None
+    app = current_app._get_current_object()
+    if app.config["REDIS_URL"]:
+        return functools.partial(_kick, app)
+    return functools.partial(_deliver_inline, app, due)
+
+
+def _kick(app: Flask) -> None:
+    kick_relay(app)  # looked up when run (tests replace it); never raises
+
+
+def _deliver_inline(app: Flask, due: list[int]) -> None:
+    """Send the notices ``due`` (ids) from this process, in a session of their own."""
+    from slots.notices import deliver_notice as deliver
+
+    with app.app_context():
+        try:
+            for notice_id in due:
+                deliver(notice_id)
+        except Exception:  # best effort; the rows stay pending for the relay
+            db.session.rollback()
+            log.exception("notice hand-over failed; notices stay pending")
+        finally:
+            db.session.remove()
+
+
 # Inline mode ------------------------------------------------------------------------
 
 _last_sweep = 0.0
@@ -273,7 +320,9 @@ def inline_sweep() -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register the inline sweep after each request when REDIS_URL is not set."""
+    """Register the hand-over of new notices after each commit (``hand_on_notices``),
+    and the inline sweep after each request when REDIS_URL is not set."""
+    transactions.add_after_commit(app, hand_on_notices)
 
     @app.after_request
     def _sweep_after(response):

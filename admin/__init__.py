@@ -5,4 +5,12 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-from admin import assist, views  # noqa: E402,F401  (routes register on import)
+from admin import (  # noqa: E402,F401  (routes register on import)
+    account_pages,
+    assist,
+    audit_log,
+    outbox,
+    points,
+    schedules,
+    slot_pages,
+)

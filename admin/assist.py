@@ -24,7 +24,6 @@ from extensions import db
 from slots import operations, service
 from slots.errors import SlotNotFound
 from slots.models import MarketPoint, Slot
-from slots.notices import commit_and_deliver
 
 
 class AssistForm(FlaskForm):
@@ -110,8 +109,7 @@ def assist():
             flash(str(exc.message), "error")
             status = exc.status
             form.nik.data = ""  # never echo a full NIK back into the page
-        else:
-            commit_and_deliver()
+        else:  # the request's one commit follows (common.transactions.run_view)
             key = service.booking_access_key(booking.code)
             return redirect(url_for("qr.ticket", code=booking.code, key=key, new=1))
     form.request_id.data = secrets.token_urlsafe(16)

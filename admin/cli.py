@@ -7,23 +7,15 @@ import sys
 from pathlib import Path
 
 import click
-from flask import Flask
-from flask.cli import AppGroup
 
-from cli import _fail
-from common.audit import CLI
+from common.audit import CLI, record
+from common.cli import CommandGroup, fail, parse_date, parse_time
 from common.errors import DomainError
-from extensions import db
 
-points_cli = AppGroup("points", help="Market points: update, (de)activate, import, export.")
-schedules_cli = AppGroup("schedules", help="Slot schedules with a publish time.")
-audit_cli = AppGroup("audit", help="The audit log of admin actions.")
-
-
-def _commit() -> None:
-    from slots.notices import commit_and_deliver
-
-    commit_and_deliver()
+slots_cli = CommandGroup("slots", help="Create and inspect slots.")
+points_cli = CommandGroup("points", help="Market points: update, (de)activate, import, export.")
+schedules_cli = CommandGroup("schedules", help="Slot schedules with a publish time.")
+audit_cli = CommandGroup("audit", help="The audit log of admin actions.")
 
 
 @points_cli.command("update")
@@ -35,7 +27,6 @@ def _commit() -> None:
 @click.option("--household-limit/--no-household-limit", default=None)
 def points_update(code, safe_limit, name, opens, closes, household_limit):
     """Change a market point: its safe limit, name, hours or household limit."""
-    from cli import _parse_time
     from slots import operations
 
     try:
@@ -51,14 +42,13 @@ def points_update(code, safe_limit, name, opens, closes, household_limit):
             city=point.city,
             safe_limit=point.safe_limit,
             timezone=point.timezone,
-            opens_at=_parse_time(opens) if opens else point.opens_at,
-            closes_at=_parse_time(closes) if closes else point.closes_at,
+            opens_at=parse_time(opens) if opens else point.opens_at,
+            closes_at=parse_time(closes) if closes else point.closes_at,
             household_limit=(point.household_limit if household_limit is None else household_limit),
         )
         operations.update_point(code, fields, CLI)
     except DomainError as exc:
-        _fail(exc)
-    _commit()
+        fail(exc)
     click.echo(f"{point.code}: safe limit {before} -> {point.safe_limit}, {point.name}")
 
 
@@ -71,8 +61,7 @@ def points_deactivate(code):
     try:
         operations.set_point_active(code, False, CLI)
     except DomainError as exc:
-        _fail(exc)
-    _commit()
+        fail(exc)
     click.echo(f"{code}: inactive")
 
 
@@ -85,8 +74,7 @@ def points_activate(code):
     try:
         operations.set_point_active(code, True, CLI)
     except DomainError as exc:
-        _fail(exc)
-    _commit()
+        fail(exc)
     click.echo(f"{code}: active")
 
 
@@ -107,245 +95,210 @@ def points_import(path):
     try:
         created, updated = operations.import_points_csv(path.read_text(encoding="utf-8-sig"), CLI)
     except DomainError as exc:
-        _fail(exc)
-    _commit()
+        fail(exc)
     click.echo(f"{created} market points created, {updated} updated")
 
 
-def register(app: Flask, slots_cli: AppGroup, users_cli: AppGroup) -> None:
-    """Add the admin commands to the app's CLI (new groups, and commands in the
-    existing ``slots`` and ``users`` groups)."""
-    from cli import _parse_date, _parse_time
-
-    @slots_cli.command("set-capacity")
-    @click.argument("slot_id", type=int)
-    @click.argument("capacity", type=int)
-    def slots_set_capacity(slot_id, capacity):
-        """Change a slot's capacity (never below its booked places)."""
-        from slots import operations
-
-        try:
-            slot = operations.set_capacity(slot_id, capacity, CLI)
-        except DomainError as exc:
-            _fail(exc)
-        _commit()
-        click.echo(f"slot {slot.id}: capacity {slot.capacity}, booked {slot.booked_count}")
-
-    @slots_cli.command("close")
-    @click.argument("slot_id", type=int)
-    def slots_close(slot_id):
-        """Close a slot: cancel its bookings (residents are told), clear its waiting list."""
-        from slots import operations
-
-        try:
-            closed = operations.close_slot(slot_id, CLI)
-        except DomainError as exc:
-            _fail(exc)
-        _commit()
-        click.echo(f"slot {slot_id}: {closed.bookings_cancelled} bookings cancelled")
-
-    @slots_cli.command("close-day")
-    @click.argument("code")
-    @click.option("--date", "day", required=True, help="Local date, YYYY-MM-DD.")
-    def slots_close_day(code, day):
-        """Close every slot of a market point on a local date."""
-        from slots import operations
-
-        try:
-            closed = operations.close_day(code, _parse_date(day), CLI)
-        except DomainError as exc:
-            _fail(exc)
-        _commit()
-        click.echo(
-            f"{code} {day}: {closed.slots} slots closed, "
-            f"{closed.bookings_cancelled} bookings cancelled"
-        )
-
-    @slots_cli.command("move")
-    @click.argument("booking_code")
-    @click.option("--to", "slot_id", type=int, required=True, help="The target slot id.")
-    def slots_move(booking_code, slot_id):
-        """Move a confirmed booking to another slot with a free place."""
-        from slots import operations
-
-        try:
-            booking = operations.move_booking(booking_code, slot_id, CLI)
-        except DomainError as exc:
-            _fail(exc)
-        _commit()
-        click.echo(f"{booking.code}: moved to slot {slot_id}")
-
-    @schedules_cli.command("create")
-    @click.argument("code")
-    @click.option("--weekdays", default="1234567", help="ISO weekdays, e.g. 12345 = Mon-Fri.")
-    @click.option("--start", required=True, help="HH:MM local.")
-    @click.option("--end", required=True, help="HH:MM local.")
-    @click.option("--length", type=int, required=True, help="Slot minutes.")
-    @click.option("--capacity", type=int, required=True, help="Bookings per slot.")
-    @click.option("--from", "valid_from", required=True, help="First local date.")
-    @click.option("--until", "valid_until", required=True, help="Last local date.")
-    @click.option("--publish-days-before", type=int, default=1, show_default=True)
-    @click.option("--publish-at", default="07:00", show_default=True, help="HH:MM local.")
-    @click.option("--name", default="")
-    def schedules_create(
-        code,
-        weekdays,
-        start,
-        end,
-        length,
-        capacity,
-        valid_from,
-        valid_until,
-        publish_days_before,
-        publish_at,
-        name,
-    ):
-        """Create a schedule at market point CODE; prints its id (the last line)."""
-        from slots import operations
-
-        try:
-            schedule = operations.create_schedule(
-                code,
-                name=name,
-                weekdays=weekdays,
-                start_time=_parse_time(start),
-                end_time=_parse_time(end),
-                slot_minutes=length,
-                capacity=capacity,
-                valid_from=_parse_date(valid_from),
-                valid_until=_parse_date(valid_until),
-                publish_days_before=publish_days_before,
-                publish_time=_parse_time(publish_at),
-                actor=CLI,
-            )
-        except DomainError as exc:
-            _fail(exc)
-        _commit()
-        click.echo(schedule.id)
-
-    @schedules_cli.command("preview")
-    @click.argument("schedule_id", type=int)
-    def schedules_preview(schedule_id):
-        """List the slots a schedule makes (local times) and when each opens."""
-        from common.timeutil import zone
-        from slots import operations
-
-        try:
-            schedule = operations.get_schedule(schedule_id)
-        except DomainError as exc:
-            _fail(exc)
-        tz = zone(schedule.market_point.timezone)
-        for slot in operations.plan_schedule(schedule):
-            state = "exists" if slot.exists else ("OVERLAPS" if slot.overlaps else "new")
-            click.echo(
-                f"{slot.starts_at.astimezone(tz):%Y-%m-%d %H:%M}-"
-                f"{slot.ends_at.astimezone(tz):%H:%M} opens "
-                f"{slot.publish_at.astimezone(tz):%Y-%m-%d %H:%M} {state}"
-            )
-
-    @schedules_cli.command("generate")
-    @click.argument("schedule_id", type=int)
-    def schedules_generate(schedule_id):
-        """Create a schedule's slots (idempotent)."""
-        from slots import operations
-
-        try:
-            created, existing = operations.generate_from_schedule(schedule_id, CLI)
-        except DomainError as exc:
-            _fail(exc)
-        _commit()
-        click.echo(f"{created} slots created, {existing} already existed")
-
-    @users_cli.command("disable")
-    @click.argument("email")
-    def users_disable(email):
-        """Disable an account: no sign-in, its tokens refused at once."""
-        _user_action(email, lambda user, s: s.set_user_active(user, False, CLI), "disabled")
-
-    @users_cli.command("enable")
-    @click.argument("email")
-    def users_enable(email):
-        """Enable a disabled account."""
-        _user_action(email, lambda user, s: s.set_user_active(user, True, CLI), "enabled")
-
-    @users_cli.command("password")
-    @click.argument("email")
-    @click.option("--password", required=True, help="At least 8 characters.")
-    def users_password(email, password):
-        """Set a new password for an account."""
-        _user_action(
-            email, lambda user, s: s.reset_password(user, password, CLI), "password changed"
-        )
-
-    @users_cli.command("tokens")
-    @click.argument("email", required=False)
-    def users_tokens(email):
-        """List bearer tokens (id, account, label, created, revoked)."""
-        from accounts import service
-
-        user = _find_user(email) if email else None
-        for token in service.list_tokens(user):
-            revoked = token.revoked_at.isoformat() if token.revoked_at else "active"
-            click.echo(
-                f"{token.id} {token.user.email} {token.name!r} "
-                f"{token.created_at.isoformat()} {revoked}"
-            )
-
-    @users_cli.command("revoke-token")
-    @click.argument("token_id", type=int)
-    def users_revoke_token(token_id):
-        """Revoke a bearer token by its id: the next request with it gets 401."""
-        from accounts import service
-
-        try:
-            service.revoke_token_id(token_id, CLI)
-        except DomainError as exc:
-            _fail(exc)
-        _commit()
-        click.echo(f"token {token_id}: revoked")
-
-    @audit_cli.command("export")
-    @click.option("--action", default="", help="Only actions starting with this.")
-    @click.option("--since", help="From this local date (YYYY-MM-DD, default timezone).")
-    def audit_export(action, since):
-        """Print the audit log as CSV (newest first)."""
-        from flask import current_app
-
-        from common import audit
-        from common.timeutil import local_instant, parse_day
-
-        start = None
-        if since:
-            try:
-                day = parse_day(since)
-            except ValueError:
-                raise click.BadParameter("use YYYY-MM-DD between 2000 and 2100") from None
-            start = local_instant(day, _parse_time("00:00"), current_app.config["DEFAULT_TIMEZONE"])
-        sys.stdout.write(audit.to_csv(audit.search(action=action, since=start, limit=100_000)))
-
-    app.cli.add_command(points_cli)
-    app.cli.add_command(schedules_cli)
-    app.cli.add_command(audit_cli)
+# Slots ---------------------------------------------------------------------------------
 
 
-def _find_user(email: str):
-    from sqlalchemy import select
+@slots_cli.command("generate")
+@click.argument("point_code")
+@click.option("--date", "day", required=True, help="Local date, YYYY-MM-DD.")
+@click.option("--start", required=True, help="Local start time, HH:MM.")
+@click.option("--end", required=True, help="Local end time, HH:MM.")
+@click.option("--length", type=click.IntRange(1, 24 * 60), required=True, help="Minutes.")
+@click.option("--capacity", type=click.IntRange(0), required=True, help="Bookings per slot.")
+def slots_generate(point_code, day, start, end, length, capacity):
+    """Create back-to-back slots at POINT_CODE (idempotent; local time)."""
+    from slots import service
 
-    from accounts.models import User
-
-    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None:
-        raise click.ClickException(f"no account {email}")
-    return user
-
-
-def _user_action(email: str, action, done: str) -> None:
-    from accounts import service
-
-    user = _find_user(email)
     try:
-        action(user, service)
+        point = service.get_market_point(point_code)
+        result = service.generate_slots(
+            point, parse_date(day), parse_time(start), parse_time(end), length, capacity
+        )
     except DomainError as exc:
-        _fail(exc)
-    _commit()
-    click.echo(f"{user.email}: {done}")
+        fail(exc)
+    record(
+        CLI,
+        "slots.generate",
+        "market_point",
+        point.code,
+        {},
+        {"date": day, "hours": f"{start}-{end}", "length": length, "capacity": capacity,
+         "created": len(result.created)},
+        point.id,
+    )  # fmt: skip
+    click.echo(
+        f"{point.code}: {len(result.created)} slots created, {len(result.existing)} already existed"
+    )
+
+
+@slots_cli.command("expire")
+def slots_expire():
+    """Mark no-shows (never checked in by slot end + CHECKIN_LATE_MINUTES) and end
+    the waiting lists of slots that are over. Safe to run as often as you like."""
+    from slots.service import expire_past_slots
+
+    no_shows, expired = expire_past_slots()
+    click.echo(f"{no_shows} no-shows marked, {expired} waiting-list places ended")
+
+
+@slots_cli.command("set-capacity")
+@click.argument("slot_id", type=int)
+@click.argument("capacity", type=int)
+def slots_set_capacity(slot_id, capacity):
+    """Change a slot's capacity (never below its booked places)."""
+    from slots import operations
+
+    try:
+        slot = operations.set_capacity(slot_id, capacity, CLI)
+    except DomainError as exc:
+        fail(exc)
+    click.echo(f"slot {slot.id}: capacity {slot.capacity}, booked {slot.booked_count}")
+
+
+@slots_cli.command("close")
+@click.argument("slot_id", type=int)
+def slots_close(slot_id):
+    """Close a slot: cancel its bookings (residents are told), clear its waiting list."""
+    from slots import operations
+
+    try:
+        closed = operations.close_slot(slot_id, CLI)
+    except DomainError as exc:
+        fail(exc)
+    click.echo(f"slot {slot_id}: {closed.bookings_cancelled} bookings cancelled")
+
+
+@slots_cli.command("close-day")
+@click.argument("code")
+@click.option("--date", "day", required=True, help="Local date, YYYY-MM-DD.")
+def slots_close_day(code, day):
+    """Close every slot of a market point on a local date."""
+    from slots import operations
+
+    try:
+        closed = operations.close_day(code, parse_date(day), CLI)
+    except DomainError as exc:
+        fail(exc)
+    click.echo(
+        f"{code} {day}: {closed.slots} slots closed, {closed.bookings_cancelled} bookings cancelled"
+    )
+
+
+@slots_cli.command("move")
+@click.argument("booking_code")
+@click.option("--to", "slot_id", type=int, required=True, help="The target slot id.")
+def slots_move(booking_code, slot_id):
+    """Move a confirmed booking to another slot with a free place."""
+    from slots import operations
+
+    try:
+        booking = operations.move_booking(booking_code, slot_id, CLI)
+    except DomainError as exc:
+        fail(exc)
+    click.echo(f"{booking.code}: moved to slot {slot_id}")
+
+
+@schedules_cli.command("create")
+@click.argument("code")
+@click.option("--weekdays", default="1234567", help="ISO weekdays, e.g. 12345 = Mon-Fri.")
+@click.option("--start", required=True, help="HH:MM local.")
+@click.option("--end", required=True, help="HH:MM local.")
+@click.option("--length", type=int, required=True, help="Slot minutes.")
+@click.option("--capacity", type=int, required=True, help="Bookings per slot.")
+@click.option("--from", "valid_from", required=True, help="First local date.")
+@click.option("--until", "valid_until", required=True, help="Last local date.")
+@click.option("--publish-days-before", type=int, default=1, show_default=True)
+@click.option("--publish-at", default="07:00", show_default=True, help="HH:MM local.")
+@click.option("--name", default="")
+def schedules_create(
+    code,
+    weekdays,
+    start,
+    end,
+    length,
+    capacity,
+    valid_from,
+    valid_until,
+    publish_days_before,
+    publish_at,
+    name,
+):
+    """Create a schedule at market point CODE; prints its id (the last line)."""
+    from slots import operations
+
+    try:
+        schedule = operations.create_schedule(
+            code,
+            name=name,
+            weekdays=weekdays,
+            start_time=parse_time(start),
+            end_time=parse_time(end),
+            slot_minutes=length,
+            capacity=capacity,
+            valid_from=parse_date(valid_from),
+            valid_until=parse_date(valid_until),
+            publish_days_before=publish_days_before,
+            publish_time=parse_time(publish_at),
+            actor=CLI,
+        )
+    except DomainError as exc:
+        fail(exc)
+    click.echo(schedule.id)
+
+
+@schedules_cli.command("preview")
+@click.argument("schedule_id", type=int)
+def schedules_preview(schedule_id):
+    """List the slots a schedule makes (local times) and when each opens."""
+    from common.timeutil import zone
+    from slots import operations
+
+    try:
+        schedule = operations.get_schedule(schedule_id)
+    except DomainError as exc:
+        fail(exc)
+    tz = zone(schedule.market_point.timezone)
+    for slot in operations.plan_schedule(schedule):
+        state = "exists" if slot.exists else ("OVERLAPS" if slot.overlaps else "new")
+        click.echo(
+            f"{slot.starts_at.astimezone(tz):%Y-%m-%d %H:%M}-"
+            f"{slot.ends_at.astimezone(tz):%H:%M} opens "
+            f"{slot.publish_at.astimezone(tz):%Y-%m-%d %H:%M} {state}"
+        )
+
+
+@schedules_cli.command("generate")
+@click.argument("schedule_id", type=int)
+def schedules_generate(schedule_id):
+    """Create a schedule's slots (idempotent)."""
+    from slots import operations
+
+    try:
+        created, existing = operations.generate_from_schedule(schedule_id, CLI)
+    except DomainError as exc:
+        fail(exc)
+    click.echo(f"{created} slots created, {existing} already existed")
+
+
+@audit_cli.command("export")
+@click.option("--action", default="", help="Only actions starting with this.")
+@click.option("--since", help="From this local date (YYYY-MM-DD, default timezone).")
+def audit_export(action, since):
+    """Print the audit log as CSV (newest first)."""
+    from flask import current_app
+
+    from common import audit
+    from common.timeutil import local_instant, parse_day
+
+    start = None
+    if since:
+        try:
+            day = parse_day(since)
+        except ValueError:
+            raise click.BadParameter("use YYYY-MM-DD between 2000 and 2100") from None
+        start = local_instant(day, parse_time("00:00"), current_app.config["DEFAULT_TIMEZONE"])
+    sys.stdout.write(audit.to_csv(audit.search(action=action, since=start, limit=100_000)))

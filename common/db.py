@@ -22,7 +22,8 @@ def is_retryable(error: OperationalError) -> bool:
 
 
 def run_with_retry(action: Callable[[], T], attempts: int = 3) -> T:
-    """Run ``action`` (a whole transaction, commit included), again after a rollback
+    """Run ``action`` (a transaction's work; the one commit may follow, outside it:
+    deadlocks are met by statements), again after a rollback
     when the database aborts it as a deadlock victim, up to ``attempts`` times.
 
     Returns: what ``action`` returns. Raises: its exceptions, and the last

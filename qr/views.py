@@ -16,7 +16,6 @@ from qr.render import qr_png, qr_svg
 from qr.service import issue_ticket
 from slots import service as slots_service
 from slots.models import Booking
-from slots.notices import commit_and_deliver
 
 
 def _booking_from_url(code: str, key: str, usable: bool = False) -> Booking:
@@ -176,10 +175,12 @@ def cancel(code: str, key: str):
 
     def cancel() -> None:
         slots_service.cancel_booking(slots_service.find_booking(booking.code))
-        commit_and_deliver()
 
     try:
-        run_with_retry(cancel)  # promotions may deadlock with another cancellation
+        # Promotions may deadlock with another cancellation: a deadlock is met by a
+        # statement (the locks are taken there), so the retry need not hold the commit,
+        # which the request's wrapper makes once (common.transactions.run_view).
+        run_with_retry(cancel)
     except DomainError as exc:
         db.session.rollback()
         flash(str(exc.message), "error")

@@ -1,0 +1,124 @@
+"""Admin pages of market points: list, create, edit, (de)activate, CSV import/export."""
+
+from __future__ import annotations
+
+from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_wtf import FlaskForm
+
+from accounts.auth import page_roles
+from accounts.models import ADMIN
+from admin import bp
+from admin.forms import ImportForm, PointForm
+from admin.pages import actor, done, failed, market_points
+from common.errors import DomainError
+from slots import operations
+
+
+def _fields(form: PointForm) -> operations.PointFields:
+    return operations.PointFields(
+        name=form.name.data or "",
+        address=form.address.data or "",
+        kecamatan=form.kecamatan.data or "",
+        kecamatan_code=form.kecamatan_code.data or "",
+        city=form.city.data or "",
+        safe_limit=form.safe_limit.data,
+        timezone=(form.timezone.data or "").strip(),
+        opens_at=form.opens_at.data,
+        closes_at=form.closes_at.data,
+        household_limit=bool(form.household_limit.data),
+    )
+
+
+@bp.route("/points", methods=["GET", "POST"])
+@page_roles(ADMIN)
+def points():
+    """Every market point; a form to create one; CSV import and export."""
+    form = PointForm()
+    if form.validate_on_submit():
+        if form.market_id.data is None:
+            flash(_("Give the market number."), "error")
+        else:
+            try:
+                point = operations.create_point(form.market_id.data, _fields(form), actor())
+            except DomainError as exc:
+                failed(exc)
+            else:
+                done(_("Market point %(code)s created.", code=point.code))
+                return redirect(url_for("admin.points"))
+    return render_template(
+        "admin/points.html", points=market_points(), form=form, import_form=ImportForm()
+    )
+
+
+@bp.route("/points/<code>", methods=["GET", "POST"])
+@page_roles(ADMIN)
+def point(code: str):
+    """Edit one market point, deactivate or reactivate it."""
+    try:
+        found = operations.get_point(code)
+    except DomainError:
+        abort(404)
+    form = PointForm(obj=found)
+    if form.validate_on_submit():
+        try:
+            operations.update_point(code, _fields(form), actor())
+        except DomainError as exc:
+            failed(exc)
+        else:
+            done(_("Saved."))
+            return redirect(url_for("admin.point", code=code))
+    return render_template("admin/point.html", point=found, form=form, toggle=FlaskForm())
+
+
+@bp.post("/points/<code>/active")
+@page_roles(ADMIN)
+def point_active(code: str):
+    """Deactivate (``active=0``) or reactivate (``active=1``) a market point."""
+    if FlaskForm().validate_on_submit():
+        try:
+            operations.set_point_active(code, request.form.get("active") == "1", actor())
+        except DomainError as exc:
+            failed(exc)
+        else:
+            done(_("Saved."))
+    return redirect(url_for("admin.point", code=code))
+
+
+@bp.get("/points.csv")
+@page_roles(ADMIN)
+def points_csv():
+    """Every market point as CSV in the shipped data's columns."""
+    return Response(
+        "\ufeff" + operations.export_points_csv(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": "attachment; filename=antri-market-points.csv"},
+    )
+
+
+@bp.post("/points/import")
+@page_roles(ADMIN)
+def points_import():
+    """Create or update market points from an uploaded CSV (shipped data's columns)."""
+    form = ImportForm()
+    if form.validate_on_submit() and form.file.data:
+        raw = form.file.data.read(2_000_001)
+        try:
+            if len(raw) > 2_000_000:
+                raise operations.InvalidMarketPoint(fault="csv", too_large=True)
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            flash(_("The file is not UTF-8 text."), "error")
+            return redirect(url_for("admin.points"))
+        except DomainError as exc:
+            failed(exc)
+            return redirect(url_for("admin.points"))
+        try:
+            created, updated = operations.import_points_csv(text, actor())
+        except DomainError as exc:
+            failed(exc)
+        else:
+            done(_("%(created)d created, %(updated)d updated.", created=created, updated=updated))
+    else:
+        flash(_("Choose a CSV file."), "error")
+    return redirect(url_for("admin.points"))
