@@ -63,11 +63,12 @@ users_cli = AppGroup("users", help="Manage staff, supervisor and admin accounts.
 @click.option("--capacity", type=click.IntRange(0), required=True, help="Bookings per slot.")
 def slots_generate(point_code, day, start, end, length, capacity):
     """Create back-to-back slots at POINT_CODE (idempotent; local time)."""
-    from slots import service
+    from slots.points import get_market_point
+    from slots.schedules import generate_slots
 
     try:
-        point = service.get_market_point(point_code)
-        result = service.generate_slots(
+        point = get_market_point(point_code)
+        result = generate_slots(
             point, _parse_date(day), _parse_time(start), _parse_time(end), length, capacity
         )
     except DomainError as exc:
@@ -96,7 +97,7 @@ def slots_generate(point_code, day, start, end, length, capacity):
 def users_create(email, role, point_code, password):
     """Create an account (or update its role, point and password)."""
     from accounts.service import admin_create_user
-    from slots.service import get_market_point
+    from slots.points import get_market_point
 
     try:
         point = get_market_point(point_code) if point_code else None
@@ -132,7 +133,7 @@ def users_token(email, name):
 def slots_expire():
     """Mark no-shows (never checked in by slot end + CHECKIN_LATE_MINUTES) and end
     the waiting lists of slots that are over. Safe to run as often as you like."""
-    from slots.service import expire_past_slots
+    from slots.housekeeping import expire_past_slots
 
     no_shows, expired = expire_past_slots()
     db.session.commit()
@@ -275,22 +276,23 @@ def seed_demo(days):
 
     from accounts.models import User
     from accounts.service import create_user
-    from slots import service
+    from slots.points import get_market_point, import_market_points, search_market_points
+    from slots.schedules import generate_slots
 
     if current_app.config["ANTRI_ENV"] == "production":
         raise click.ClickException("seed-demo refuses to run with ANTRI_ENV=production")
     config = current_app.config
-    created, updated = service.import_market_points(
+    created, updated = import_market_points(
         DATA_DIR / "jakarta_markets.csv", config["DEFAULT_SAFE_LIMIT"], config["DEFAULT_TIMEZONE"]
     )
     click.echo(f"market points: {created} created, {updated} updated")
     now = utcnow()
     made = 0
-    for point in service.search_market_points():
+    for point in search_market_points():
         today = local_date(now, point.timezone)
         for offset in range(days):
             made += len(
-                service.generate_slots(
+                generate_slots(
                     point,
                     today + timedelta(days=offset),
                     DEMO_START,
@@ -301,7 +303,7 @@ def seed_demo(days):
                 ).created
             )
     click.echo(f"slots: {made} created")
-    staff_point = service.get_market_point(DEMO_STAFF_POINT)
+    staff_point = get_market_point(DEMO_STAFF_POINT)
     accounts = [
         ("admin@antri.local", "admin", None),
         ("supervisor@antri.local", "supervisor", None),

@@ -153,15 +153,15 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     3. purge personal data RETENTION_DAYS after the slot.
     Returns the counts of each step.
     """
-    from slots import service
+    from slots.housekeeping import expire_past_slots, purge_personal_data, release_late_arrivals
     from slots.notices import commit_and_deliver
 
     now = _parse_now(now_iso) or utcnow()
-    released = service.release_late_arrivals(now)
+    released = release_late_arrivals(now)
     commit_and_deliver()
-    no_shows, expired = service.expire_past_slots(now)
+    no_shows, expired = expire_past_slots(now)
     db.session.commit()
-    purged = service.purge_personal_data(now)
+    purged = purge_personal_data(now)
     db.session.commit()
     counts = {
         "released": released,

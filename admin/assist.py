@@ -21,10 +21,11 @@ from common import audit
 from common.errors import DomainError
 from common.timeutil import local_date, local_day_bounds, utcnow, zone
 from extensions import db
-from slots import operations, service
+from slots.codes import booking_access_key
 from slots.errors import SlotNotFound
 from slots.models import MarketPoint, Slot
 from slots.notices import commit_and_deliver
+from slots.staff import book_for_resident
 
 
 class AssistForm(FlaskForm):
@@ -98,7 +99,7 @@ def assist():
         try:
             if form.slot.data not in {s.id for s in slots}:
                 raise SlotNotFound()
-            booking = operations.book_for_resident(
+            booking = book_for_resident(
                 form.slot.data,
                 fields,
                 form.kk.data or "",
@@ -112,7 +113,7 @@ def assist():
             form.nik.data = ""  # never echo a full NIK back into the page
         else:
             commit_and_deliver()
-            key = service.booking_access_key(booking.code)
+            key = booking_access_key(booking.code)
             return redirect(url_for("qr.ticket", code=booking.code, key=key, new=1))
     form.request_id.data = secrets.token_urlsafe(16)
     return (

@@ -36,14 +36,19 @@ def _commit() -> None:
 def points_update(code, safe_limit, name, opens, closes, household_limit):
     """Change a market point: its safe limit, name, hours or household limit."""
     from cli import _parse_time
-    from slots import operations
+    from slots.points import (
+        PointFields,
+        get_point,
+        set_safe_limit,
+        update_point,
+    )
 
     try:
-        point = operations.get_point(code)
+        point = get_point(code)
         before = point.safe_limit
         if safe_limit is not None:
-            operations.set_safe_limit(code, safe_limit, CLI)
-        fields = operations.PointFields(
+            set_safe_limit(code, safe_limit, CLI)
+        fields = PointFields(
             name=name if name is not None else point.name,
             address=point.address,
             kecamatan=point.kecamatan,
@@ -55,7 +60,7 @@ def points_update(code, safe_limit, name, opens, closes, household_limit):
             closes_at=_parse_time(closes) if closes else point.closes_at,
             household_limit=(point.household_limit if household_limit is None else household_limit),
         )
-        operations.update_point(code, fields, CLI)
+        update_point(code, fields, CLI)
     except DomainError as exc:
         _fail(exc)
     _commit()
@@ -66,10 +71,12 @@ def points_update(code, safe_limit, name, opens, closes, household_limit):
 @click.argument("code")
 def points_deactivate(code):
     """Hide a market point from residents (bookings made stay valid)."""
-    from slots import operations
+    from slots.points import (
+        set_point_active,
+    )
 
     try:
-        operations.set_point_active(code, False, CLI)
+        set_point_active(code, False, CLI)
     except DomainError as exc:
         _fail(exc)
     _commit()
@@ -80,10 +87,12 @@ def points_deactivate(code):
 @click.argument("code")
 def points_activate(code):
     """Show a deactivated market point to residents again."""
-    from slots import operations
+    from slots.points import (
+        set_point_active,
+    )
 
     try:
-        operations.set_point_active(code, True, CLI)
+        set_point_active(code, True, CLI)
     except DomainError as exc:
         _fail(exc)
     _commit()
@@ -93,19 +102,23 @@ def points_activate(code):
 @points_cli.command("export")
 def points_export():
     """Print every market point as CSV, in the shipped data's columns."""
-    from slots import operations
+    from slots.points import (
+        export_points_csv,
+    )
 
-    sys.stdout.write(operations.export_points_csv())
+    sys.stdout.write(export_points_csv())
 
 
 @points_cli.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def points_import(path):
     """Create or update market points from a CSV in the shipped data's columns."""
-    from slots import operations
+    from slots.points import (
+        import_points_csv,
+    )
 
     try:
-        created, updated = operations.import_points_csv(path.read_text(encoding="utf-8-sig"), CLI)
+        created, updated = import_points_csv(path.read_text(encoding="utf-8-sig"), CLI)
     except DomainError as exc:
         _fail(exc)
     _commit()
@@ -122,10 +135,10 @@ def register(app: Flask, slots_cli: AppGroup, users_cli: AppGroup) -> None:
     @click.argument("capacity", type=int)
     def slots_set_capacity(slot_id, capacity):
         """Change a slot's capacity (never below its booked places)."""
-        from slots import operations
+        from slots.staff import set_capacity
 
         try:
-            slot = operations.set_capacity(slot_id, capacity, CLI)
+            slot = set_capacity(slot_id, capacity, CLI)
         except DomainError as exc:
             _fail(exc)
         _commit()
@@ -135,10 +148,10 @@ def register(app: Flask, slots_cli: AppGroup, users_cli: AppGroup) -> None:
     @click.argument("slot_id", type=int)
     def slots_close(slot_id):
         """Close a slot: cancel its bookings (residents are told), clear its waiting list."""
-        from slots import operations
+        from slots.staff import close_slot
 
         try:
-            closed = operations.close_slot(slot_id, CLI)
+            closed = close_slot(slot_id, CLI)
         except DomainError as exc:
             _fail(exc)
         _commit()
@@ -149,10 +162,10 @@ def register(app: Flask, slots_cli: AppGroup, users_cli: AppGroup) -> None:
     @click.option("--date", "day", required=True, help="Local date, YYYY-MM-DD.")
     def slots_close_day(code, day):
         """Close every slot of a market point on a local date."""
-        from slots import operations
+        from slots.staff import close_day
 
         try:
-            closed = operations.close_day(code, _parse_date(day), CLI)
+            closed = close_day(code, _parse_date(day), CLI)
         except DomainError as exc:
             _fail(exc)
         _commit()
@@ -166,10 +179,10 @@ def register(app: Flask, slots_cli: AppGroup, users_cli: AppGroup) -> None:
     @click.option("--to", "slot_id", type=int, required=True, help="The target slot id.")
     def slots_move(booking_code, slot_id):
         """Move a confirmed booking to another slot with a free place."""
-        from slots import operations
+        from slots.staff import move_booking
 
         try:
-            booking = operations.move_booking(booking_code, slot_id, CLI)
+            booking = move_booking(booking_code, slot_id, CLI)
         except DomainError as exc:
             _fail(exc)
         _commit()
@@ -201,10 +214,12 @@ def register(app: Flask, slots_cli: AppGroup, users_cli: AppGroup) -> None:
         name,
     ):
         """Create a schedule at market point CODE; prints its id (the last line)."""
-        from slots import operations
+        from slots.schedules import (
+            create_schedule,
+        )
 
         try:
-            schedule = operations.create_schedule(
+            schedule = create_schedule(
                 code,
                 name=name,
                 weekdays=weekdays,
@@ -228,14 +243,17 @@ def register(app: Flask, slots_cli: AppGroup, users_cli: AppGroup) -> None:
     def schedules_preview(schedule_id):
         """List the slots a schedule makes (local times) and when each opens."""
         from common.timeutil import zone
-        from slots import operations
+        from slots.schedules import (
+            get_schedule,
+            plan_schedule,
+        )
 
         try:
-            schedule = operations.get_schedule(schedule_id)
+            schedule = get_schedule(schedule_id)
         except DomainError as exc:
             _fail(exc)
         tz = zone(schedule.market_point.timezone)
-        for slot in operations.plan_schedule(schedule):
+        for slot in plan_schedule(schedule):
             state = "exists" if slot.exists else ("OVERLAPS" if slot.overlaps else "new")
             click.echo(
                 f"{slot.starts_at.astimezone(tz):%Y-%m-%d %H:%M}-"
@@ -247,10 +265,12 @@ def register(app: Flask, slots_cli: AppGroup, users_cli: AppGroup) -> None:
     @click.argument("schedule_id", type=int)
     def schedules_generate(schedule_id):
         """Create a schedule's slots (idempotent)."""
-        from slots import operations
+        from slots.schedules import (
+            generate_from_schedule,
+        )
 
         try:
-            created, existing = operations.generate_from_schedule(schedule_id, CLI)
+            created, existing = generate_from_schedule(schedule_id, CLI)
         except DomainError as exc:
             _fail(exc)
         _commit()

@@ -43,10 +43,22 @@ from common import audit
 from common.errors import DomainError, ValidationError
 from common.timeutil import local_date, local_day_bounds, parse_day, utcnow, zone
 from extensions import db
-from slots import operations
-from slots import service as slots_service
+from slots import staff as slots_staff
+from slots.codes import normalise_code
+from slots.errors import InvalidMarketPoint
 from slots.models import MarketPoint, Schedule, Slot
 from slots.notices import commit_and_deliver, failed_notices, outbox_counts, retry_now
+from slots.points import (
+    PointFields,
+    create_point,
+    export_points_csv,
+    get_point,
+    import_points_csv,
+    set_point_active,
+    update_point,
+)
+from slots.schedules import create_schedule, generate_from_schedule, get_schedule, plan_schedule
+from slots.staff import close_slot, set_capacity
 
 
 def _actor() -> audit.Actor:
@@ -82,8 +94,8 @@ def home():
 # Market points ------------------------------------------------------------------------
 
 
-def _fields(form: PointForm) -> operations.PointFields:
-    return operations.PointFields(
+def _fields(form: PointForm) -> PointFields:
+    return PointFields(
         name=form.name.data or "",
         address=form.address.data or "",
         kecamatan=form.kecamatan.data or "",
@@ -107,7 +119,7 @@ def points():
             flash(_("Give the market number."), "error")
         else:
             try:
-                point = operations.create_point(form.market_id.data, _fields(form), _actor())
+                point = create_point(form.market_id.data, _fields(form), _actor())
             except DomainError as exc:
                 _failed(exc)
             else:
@@ -123,13 +135,13 @@ def points():
 def point(code: str):
     """Edit one market point, deactivate or reactivate it."""
     try:
-        found = operations.get_point(code)
+        found = get_point(code)
     except DomainError:
         abort(404)
     form = PointForm(obj=found)
     if form.validate_on_submit():
         try:
-            operations.update_point(code, _fields(form), _actor())
+            update_point(code, _fields(form), _actor())
         except DomainError as exc:
             _failed(exc)
         else:
@@ -144,7 +156,7 @@ def point_active(code: str):
     """Deactivate (``active=0``) or reactivate (``active=1``) a market point."""
     if FlaskForm().validate_on_submit():
         try:
-            operations.set_point_active(code, request.form.get("active") == "1", _actor())
+            set_point_active(code, request.form.get("active") == "1", _actor())
         except DomainError as exc:
             _failed(exc)
         else:
@@ -157,7 +169,7 @@ def point_active(code: str):
 def points_csv():
     """Every market point as CSV in the shipped data's columns."""
     return Response(
-        "\ufeff" + operations.export_points_csv(),
+        "\ufeff" + export_points_csv(),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=antri-market-points.csv"},
     )
@@ -172,7 +184,7 @@ def points_import():
         raw = form.file.data.read(2_000_001)
         try:
             if len(raw) > 2_000_000:
-                raise operations.InvalidMarketPoint(fault="csv", too_large=True)
+                raise InvalidMarketPoint(fault="csv", too_large=True)
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             flash(_("The file is not UTF-8 text."), "error")
@@ -181,7 +193,7 @@ def points_import():
             _failed(exc)
             return redirect(url_for("admin.points"))
         try:
-            created, updated = operations.import_points_csv(text, _actor())
+            created, updated = import_points_csv(text, _actor())
         except DomainError as exc:
             _failed(exc)
         else:
@@ -206,7 +218,7 @@ def schedules():
         form.valid_until.data = form.valid_until.data or today + timedelta(days=7)
     if form.validate_on_submit():
         try:
-            schedule = operations.create_schedule(
+            schedule = create_schedule(
                 form.point.data,
                 name=form.name.data or "",
                 weekdays="".join(form.weekdays.data or []),
@@ -234,10 +246,10 @@ def schedules():
 def schedule(schedule_id: int):
     """A schedule's preview: every slot it makes, in local time, and when each opens."""
     try:
-        found = operations.get_schedule(schedule_id)
+        found = get_schedule(schedule_id)
     except DomainError:
         abort(404)
-    planned = operations.plan_schedule(found)
+    planned = plan_schedule(found)
     return render_template(
         "admin/schedule.html",
         schedule=found,
@@ -255,7 +267,7 @@ def schedule_generate(schedule_id: int):
     """Create the schedule's slots (idempotent); each opens at its publish time."""
     if FlaskForm().validate_on_submit():
         try:
-            created, existing = operations.generate_from_schedule(schedule_id, _actor())
+            created, existing = generate_from_schedule(schedule_id, _actor())
         except DomainError as exc:
             _failed(exc)
         else:
@@ -325,7 +337,7 @@ def slot_capacity(slot_id: int):
     form = CapacityForm()
     if form.validate_on_submit():
         try:
-            slot = operations.set_capacity(slot_id, form.capacity.data, _actor())
+            slot = set_capacity(slot_id, form.capacity.data, _actor())
         except DomainError as exc:
             _failed(exc)
         else:
@@ -341,7 +353,7 @@ def slot_close(slot_id: int):
     """Close a slot: its bookings are cancelled and the residents told."""
     if FlaskForm().validate_on_submit():
         try:
-            closed = operations.close_slot(slot_id, _actor())
+            closed = close_slot(slot_id, _actor())
         except DomainError as exc:
             _failed(exc)
         else:
@@ -363,7 +375,7 @@ def close_day(code: str):
             day = _day(request.form.get("date"))
             if day is None:
                 raise ValidationError(_("The date is not valid."), code="invalid_date")
-            closed = operations.close_day(code, day, _actor())
+            closed = slots_staff.close_day(code, day, _actor())
         except DomainError as exc:
             _failed(exc)
         else:
@@ -385,8 +397,8 @@ def move_booking():
     form = MoveForm()
     if form.validate_on_submit():
         try:
-            booking = operations.move_booking(
-                slots_service.normalise_code(form.code.data or "") or "",
+            booking = slots_staff.move_booking(
+                normalise_code(form.code.data or "") or "",
                 form.slot_id.data,
                 _actor(),
             )
@@ -411,7 +423,7 @@ def accounts():
     form.point.choices = _point_choices(blank=True)
     if form.validate_on_submit():
         try:
-            point = operations.get_point(form.point.data) if form.point.data else None
+            point = get_point(form.point.data) if form.point.data else None
             accounts_service.admin_create_user(
                 form.email.data, form.role.data, form.password.data, point, _actor()
             )
@@ -471,7 +483,7 @@ def account_point(user_id: int):
     code = request.form.get("point", "")
 
     def assign(user):
-        point = operations.get_point(code) if code else None
+        point = get_point(code) if code else None
         accounts_service.assign_point(user, point, _actor())
 
     return _account_action(user_id, assign)

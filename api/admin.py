@@ -13,8 +13,9 @@ from api.views import _json_body
 from common.audit import Actor
 from common.db import run_with_retry
 from common.errors import ValidationError
-from slots import operations
+from slots import staff as slots_staff
 from slots.notices import commit_and_deliver
+from slots.staff import set_capacity
 
 
 def _actor() -> Actor:
@@ -31,7 +32,7 @@ def update_slot(slot_id: int):
         raise ValidationError('Send exactly {"capacity": n}.', code="invalid_capacity")
 
     def change():
-        slot = operations.set_capacity(slot_id, body["capacity"], _actor())
+        slot = set_capacity(slot_id, body["capacity"], _actor())
         answer = {**slot_json(slot), "booked": slot.booked_count}
         commit_and_deliver()  # promotions from the waiting list are notified
         return answer
@@ -47,7 +48,7 @@ def close_slot(slot_id: int):
     Closing a closed slot answers 200 with zeros."""
 
     def close():
-        closed = operations.close_slot(slot_id, _actor())
+        closed = slots_staff.close_slot(slot_id, _actor())
         commit_and_deliver()
         return closed
 
@@ -72,7 +73,7 @@ def move_booking(code: str):
         raise ValidationError("'slot_id' must be an integer.", code="invalid_slot_id")
 
     def move():
-        booking = operations.move_booking(code, slot_id, _actor())
+        booking = slots_staff.move_booking(code, slot_id, _actor())
         answer = booking_json(booking, with_ticket=False)
         commit_and_deliver()
         return answer

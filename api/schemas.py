@@ -9,8 +9,10 @@ from flask import url_for
 
 from common.timeutil import zone
 from qr.service import issue_ticket
+from slots.booking import BookingSummary
+from slots.codes import booking_access_key
 from slots.models import Booking, MarketPoint, Slot, WaitingListEntry
-from slots.service import BookingSummary, booking_access_key, waiting_position
+from slots.waiting import waiting_position
 
 
 def local_iso(instant: datetime, point: MarketPoint) -> str:

@@ -32,9 +32,15 @@ from common.text import ensure_clean
 from common.timeutil import UTC, local_date, parse_day, utcnow
 from extensions import db, limiter
 from qr.service import public_keys_json
-from slots import service as slots_service
+from slots import booking as slots_booking
+from slots import waiting as slots_waiting
+from slots.availability import list_slots
+from slots.booking import book_slot_once, get_booking_for_resident, place_booking
+from slots.codes import request_fingerprint
 from slots.models import MarketPoint
 from slots.notices import commit_and_deliver
+from slots.points import get_market_point, search_market_points
+from slots.waiting import get_waiting_entry_for_resident
 
 log = logging.getLogger("antri.api")
 
@@ -71,14 +77,14 @@ def _language(body: dict[str, Any]) -> str:
 @bp.get("/market-points")
 def market_points():
     """List active market points; ``?q=`` filters by name, kecamatan or city."""
-    points = slots_service.search_market_points(request.args.get("q", ""))
+    points = search_market_points(request.args.get("q", ""))
     return jsonify([market_point_json(p) for p in points])
 
 
 @bp.get("/market-points/<code>/slots")
 def market_point_slots(code: str):
     """List a point's published slots on ``?date=YYYY-MM-DD`` (local date; default today)."""
-    point = slots_service.get_market_point(code)
+    point = get_market_point(code)
     raw = request.args.get("date")
     if raw:
         try:
@@ -89,7 +95,7 @@ def market_point_slots(code: str):
             ) from None
     else:
         day = local_date(utcnow(), point.timezone)
-    return jsonify([slot_json(s) for s in slots_service.list_slots(point, day)])
+    return jsonify([slot_json(s) for s in list_slots(point, day)])
 
 
 @bp.post("/bookings")
@@ -111,15 +117,15 @@ def create_booking():
     key = request.headers.get("Idempotency-Key")
     headers = {}
     if key is None:
-        booking = slots_service.place_booking(slot_id, *fields, language=language, kk=kk)
+        booking = place_booking(slot_id, *fields, language=language, kk=kk)
     else:
         request_fields = {"slot_id": slot_id, "name": fields[0], "nik": fields[1]}
         request_fields["phone"] = fields[2]
         for optional in ("language", "kk"):
             if optional in body:
                 request_fields[optional] = body[optional]
-        fingerprint = slots_service.request_fingerprint(request_fields)
-        booking, replayed = slots_service.book_slot_once(
+        fingerprint = request_fingerprint(request_fields)
+        booking, replayed = book_slot_once(
             key, fingerprint, slot_id, *fields, language=language, kk=kk
         )
         headers["Idempotent-Replayed"] = "true" if replayed else "false"
@@ -133,7 +139,7 @@ def create_booking():
 @limiter.limit(lookup_code_limit, key_func=code_key)
 def get_booking(code: str):
     """Fetch a booking by code and ``?phone=``; one 404 for any mismatch."""
-    booking = slots_service.get_booking_for_resident(code, request.args.get("phone", ""))
+    booking = get_booking_for_resident(code, request.args.get("phone", ""))
     return jsonify(booking_json(booking))
 
 
@@ -146,8 +152,8 @@ def cancel_booking(code: str):
     phone = _text(body, "phone", False)
 
     def cancel():
-        booking = slots_service.get_booking_for_resident(code, phone)
-        slots_service.cancel_booking(booking)
+        booking = get_booking_for_resident(code, phone)
+        slots_booking.cancel_booking(booking)
         commit_and_deliver()
         return booking
 
@@ -188,7 +194,7 @@ def _scan_point(body: dict[str, Any]) -> MarketPoint:
     if point_code is None and user.role == STAFF:
         return user.market_point
     if isinstance(point_code, str):
-        return slots_service.get_market_point(point_code)  # the scan refuses others' points
+        return get_market_point(point_code)  # the scan refuses others' points
     raise ValidationError(
         "Name the gate's 'market_point' (staff default to their own).",
         code="invalid_market_point",
@@ -305,7 +311,7 @@ def _offline_scans(
 def join_waiting_list(slot_id: int):
     """Join a full slot's waiting list: ``{name, nik, phone}`` -> 201 with the position."""
     body = _json_body()
-    entry = slots_service.join_waiting_list(
+    entry = slots_waiting.join_waiting_list(
         slot_id,
         _text(body, "name"),
         _text(body, "nik"),
@@ -322,7 +328,7 @@ def join_waiting_list(slot_id: int):
 @limiter.limit(lookup_code_limit, key_func=code_key)
 def get_waiting_entry(code: str):
     """A waiting-list place by code and ``?phone=``: status, position, booking if promoted."""
-    entry = slots_service.get_waiting_entry_for_resident(code, request.args.get("phone", ""))
+    entry = get_waiting_entry_for_resident(code, request.args.get("phone", ""))
     return jsonify(waiting_json(entry))
 
 
@@ -332,8 +338,8 @@ def get_waiting_entry(code: str):
 def leave_waiting_list(code: str):
     """Leave a waiting list: ``{phone}`` -> ``{status: "left"}``."""
     body = _json_body()
-    entry = slots_service.get_waiting_entry_for_resident(code, _text(body, "phone", False))
-    slots_service.leave_waiting_list(entry)
+    entry = get_waiting_entry_for_resident(code, _text(body, "phone", False))
+    slots_waiting.leave_waiting_list(entry)
     db.session.commit()
     return jsonify(waiting_json(entry))
 
@@ -460,7 +466,7 @@ def _visible_points(code: str | None) -> list[MarketPoint]:
     """
     user = g.api_user
     if code is not None:
-        point = slots_service.get_market_point(code)
+        point = get_market_point(code)
         if not user.can_act_at(point):
             raise Forbidden()
         return [point]

@@ -29,6 +29,7 @@ from common.timeutil import UTC, local_date, local_day_bounds, utcnow, zone
 from extensions import db
 from qr.errors import TicketError
 from qr.service import public_keys_json, verify_ticket
+from slots.codes import normalise_code
 from slots.errors import BookingNotFound
 from slots.models import (
     ACTIVE_STATUSES,
@@ -43,7 +44,8 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
-from slots.service import lock_market_point, normalise_code, transition
+from slots.places import lock_market_point
+from slots.status import transition
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The database keeps the capacity promise: ``slot.booked_count`` counts the slot's
 active bookings and a CHECK constraint holds it between 0 and ``capacity``; bookings
-change it only through conditional updates in ``slots.service``.
+change it only through conditional updates in ``slots.places``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The outbox of messages to residents: render, claim, send, retry, relay.
 
 The outbox rows (``slots.models.Notice``) are written in the transaction of the change
-they tell about (``slots.service.queue_notice``). Here they are delivered:
+they tell about (``queue_notice`` below). Here they are delivered:
 
 - ``commit_and_deliver`` commits a request's change and, after the response has gone
   out, hands the notices it queued on: to RQ when REDIS_URL is set (``jobs``), else
@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from flask import after_this_request, current_app, has_request_context, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
@@ -59,6 +59,98 @@ from slots.models import (
 )
 
 log = logging.getLogger("antri.notices")
+
+
+# Queueing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueuedNotice:
+    """A notice written in this transaction, for ``notices.commit_and_deliver`` to hand
+    on after the commit: its id and due instant (aware UTC)."""
+
+    id: int
+    due_at: datetime
+
+
+INSERT_NOTICES = insert(Notice).returning(Notice.id, Notice.due_at)
+
+
+def notice_values(booking_id: int, kind: str, now: datetime) -> dict:
+    return {
+        "booking_id": booking_id,
+        "kind": kind,
+        "status": NOTICE_PENDING,
+        "created_at": now,
+        "due_at": now,
+    }
+
+
+def queue_notice(
+    booking: Booking, kind: str, now: datetime | None = None, due_at: datetime | None = None
+) -> None:
+    """Add the outbox row for message ``kind`` about ``booking`` (once per kind).
+
+    Args: kind, one of ``NOTICE_KINDS``; now, aware UTC; due_at, aware UTC, the
+      earliest instant to send it (default now).
+    The row commits with the change it tells about (it is flushed with it), so a
+    message exists exactly when its change does (the transactional outbox, issue 7);
+    ``slots.notices.commit_and_deliver`` hands it on after the commit.
+    """
+    now = now or utcnow()
+    notice = Notice(booking=booking, kind=kind, created_at=now, due_at=due_at or now)
+    db.session.add(notice)
+    db.session.info.setdefault("new_notices", []).append(notice)
+
+
+def void_reminder(booking_id: int) -> None:
+    """Drop the pending reminder of a booking that no longer needs one (cancelled, no
+    show, closed): it is marked ``void``, never sent."""
+    db.session.execute(
+        update(Notice)
+        .where(
+            Notice.booking_id == booking_id,
+            Notice.kind == "reminder",
+            Notice.status == NOTICE_PENDING,
+        )
+        .values(status=NOTICE_VOID)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def rearm_notice(booking: Booking, kind: str, due_at: datetime, now: datetime) -> None:
+    """Owe ``kind`` to ``booking`` again from ``due_at``: the one row per booking and
+    kind (UNIQUE) is made pending afresh, or created."""
+    notice = db.session.scalar(
+        select(Notice).where(Notice.booking_id == booking.id, Notice.kind == kind)
+    )
+    if notice is None:
+        queue_notice(booking, kind, now, due_at=due_at)
+        return
+    notice.status = NOTICE_PENDING
+    notice.due_at = due_at
+    notice.attempts = 0
+    notice.queued_at = None
+    notice.lease_until = None
+    notice.last_error = ""
+    db.session.info.setdefault("new_notices", []).append(notice)
+
+
+def owe_no_reminder(booking: Booking, now: datetime) -> None:
+    """The moved booking is owed no reminder (its new slot starts within
+    REMINDER_MINUTES, and the ``slot_moved`` message tells the time): its pending
+    reminder is voided, or a void one written so the relay writes none
+    (``notices.write_due_reminders``)."""
+    notice = db.session.scalar(
+        select(Notice).where(Notice.booking_id == booking.id, Notice.kind == "reminder")
+    )
+    if notice is None:
+        db.session.add(
+            Notice(booking=booking, kind="reminder", status=NOTICE_VOID, created_at=now, due_at=now)
+        )
+    elif notice.status == NOTICE_PENDING:
+        notice.status = NOTICE_VOID
+
 
 # A message is only worth sending while its booking is still in the state it tells
 # about: a confirmation is not sent for a booking cancelled first (it would arrive
@@ -124,7 +216,7 @@ def commit_and_deliver() -> None:
 
 
 def _ticket_link(booking: Booking) -> str:
-    from slots.service import booking_access_key
+    from slots.codes import booking_access_key
 
     values = {"code": booking.code, "key": booking_access_key(booking.code), "_external": True}
     # Links in messages always point at the public address, not at whichever host

@@ -1,0 +1,139 @@
+"""Taking and giving back a place in a slot, and writing the booking that holds it.
+
+Capacity is a hard cap (DESIGN.md): a place is taken by one conditional update of the
+slot row (``booked_count < capacity``), backed by a CHECK constraint.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    bindparam,
+    insert,
+    update,
+)
+
+from common import events
+from extensions import db
+from slots.codes import new_booking_code
+from slots.identity import ResidentInput
+from slots.models import CONFIRMED, Booking, MarketPoint, Slot
+from slots.notices import INSERT_NOTICES, QueuedNotice, notice_values
+
+if TYPE_CHECKING:  # for annotations only: booking imports this module
+    from slots.booking import SlotSummary
+
+
+MAX_CAPACITY = 10_000
+
+TAKE_PLACE = (
+    update(Slot)
+    .where(
+        Slot.id == bindparam("slot_id"),
+        Slot.booked_count < Slot.capacity,
+        # In the WHERE, not only checked before: a close committed while this waited
+        # for the row lock is seen here.
+        Slot.closed_at.is_(None),
+    )
+    .values(booked_count=Slot.booked_count + 1)
+    .execution_options(synchronize_session=False)
+)
+
+_LOCK_SLOT = (
+    update(Slot)
+    .where(Slot.id == bindparam("slot_id"))
+    .values(booked_count=Slot.booked_count)
+    .execution_options(synchronize_session=False)
+)
+
+
+def lock_slot(slot: Slot) -> None:
+    """Take the slot's row lock (a no-op write) so its count and waiting list cannot
+    change under us; on SQLite, as every first write, the database write lock."""
+    db.session.execute(_LOCK_SLOT, {"slot_id": slot.id})
+    db.session.expire(slot, ["booked_count"])
+
+
+def lock_market_point(point: MarketPoint) -> None:
+    """Take ``point``'s row lock (a no-op write; on SQLite, the write lock) for the rest
+    of the transaction. Serialises what must be decided one at a time per point:
+    admissions against the safe limit (two gates cannot both admit the last place)
+    and the making of slots (two generations would each check for overlaps before the
+    other's slots exist)."""
+    db.session.execute(
+        update(MarketPoint)
+        .where(MarketPoint.id == point.id)
+        .values(safe_limit=MarketPoint.safe_limit)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def forget_count(slot_id: int) -> None:
+    """Expire ``booked_count`` of the slot's model if this session holds it: the count
+    changed in the database behind the ORM's back."""
+    slot = db.session.identity_map.get(db.session.identity_key(Slot, slot_id))
+    if slot is not None:
+        db.session.expire(slot, ["booked_count"])
+
+
+_INSERT_BOOKING = insert(Booking).returning(Booking.id)
+
+
+def insert_booking(
+    slot: Slot | SlotSummary, resident_id: int, person: ResidentInput, now: datetime, notice: str
+) -> tuple[int, str]:
+    """Write a confirmed booking whose place is already counted and its ``notice``;
+    tell the live feed. Returns (booking id, booking code)."""
+    conn = db.session.connection()
+    code = new_booking_code()
+    booking_id = conn.execute(
+        _INSERT_BOOKING,
+        {
+            "code": code,
+            "slot_id": slot.id,
+            "resident_id": resident_id,
+            "name": person.name,
+            "nik_last4": person.nik_last4,
+            "phone": person.phone,
+            "language": person.language,
+            "kk_hash": person.kk_hash,
+            "status": CONFIRMED,
+            "created_at": now,
+        },
+    ).scalar_one()
+    written = conn.execute(INSERT_NOTICES, [notice_values(booking_id, notice, now)]).all()
+    note_new_booking(slot, booking_id, written, now)
+    return booking_id, code
+
+
+def note_new_booking(
+    slot: Slot | SlotSummary,
+    booking_id: int,
+    notices: list[tuple[int, datetime]],
+    now: datetime,
+) -> None:
+    """Note what a new booking wrote for after the commit: its ``notices`` ((id, due
+    instant) pairs) for ``notices.commit_and_deliver``, its event for the live feed."""
+    db.session.info.setdefault("new_notices", []).extend(
+        QueuedNotice(notice_id, due_at) for notice_id, due_at in notices
+    )
+    events.record(
+        {
+            "kind": "booking",
+            "point_id": slot.market_point_id,
+            "market_point": slot.market_point.code,
+            "slot_id": slot.id,
+            "booking_id": booking_id,
+            "at": now.isoformat(),
+        }
+    )
+
+
+def new_booking(
+    slot: Slot, resident_id: int, person: ResidentInput, now: datetime, notice: str
+) -> Booking:
+    """``insert_booking``, returning the Booking model."""
+    booking_id, _ = insert_booking(slot, resident_id, person, now, notice)
+    return db.session.get(Booking, booking_id)
