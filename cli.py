@@ -152,8 +152,8 @@ notices_cli = AppGroup("notices", help="The outbox of messages to residents.")
 )
 def notices_deliver(limit, retry_now):
     """Send, from this process, the notices that are due (e.g. without a worker)."""
-    from slots.notices import deliver_pending
-    from slots.notices import retry_now as make_due
+    from notify.outbox import retry_now as make_due
+    from notify.relay import deliver_pending
 
     if retry_now:
         click.echo(f"{make_due()} notices due again")
@@ -163,7 +163,7 @@ def notices_deliver(limit, retry_now):
 @notices_cli.command("status")
 def notices_status():
     """Count the notices per status, then list the failed ones (newest first)."""
-    from slots.notices import failed_notices, outbox_counts
+    from notify.outbox import failed_notices, outbox_counts
 
     counts = outbox_counts()
     click.echo(" ".join(f"{status}={count}" for status, count in counts.items()))

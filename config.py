@@ -164,7 +164,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "REDIS_URL": _redis_url(get("REDIS_URL", "")),
         "NOTIFY_LOG_FILE": get("NOTIFY_LOG_FILE", "") or str(instance_path / "notifications.jsonl"),
         "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
-        # Messages to residents (slots.channels, jobs): the channel, its retries, timing.
+        # Messages to residents (notify.channels, jobs): the channel, its retries, timing.
         "NOTIFY_CHANNEL": _choice("NOTIFY_CHANNEL", get("NOTIFY_CHANNEL", "log"), CHANNELS),
         "NOTIFY_WEBHOOK_URL": _http_url("NOTIFY_WEBHOOK_URL", get("NOTIFY_WEBHOOK_URL", "")),
         "NOTIFY_WEBHOOK_SECRET": get("NOTIFY_WEBHOOK_SECRET", ""),

@@ -122,19 +122,19 @@ def _run_in_session(func: Callable, args: tuple, kwargs: dict) -> Any:
 
 @in_app_context
 def deliver_notice(notice_id: int, now_iso: str | None = None) -> str:
-    """Job: send one notice (``slots.notices.deliver_notice``). A failure worth a retry
+    """Job: send one notice (``notify.relay.deliver_notice``). A failure worth a retry
     sets the notice's ``due_at`` to the back-off's end; the relay enqueues it then.
     Returns the outcome's status (sent, retry, failed, void, skipped, superseded)."""
-    from slots.notices import deliver_notice as deliver
+    from notify.relay import deliver_notice as deliver
 
     return deliver(notice_id, _parse_now(now_iso)).status
 
 
 @in_app_context
 def relay(now_iso: str | None = None) -> int:
-    """Job: hand every notice that is due to RQ (``slots.notices.relay_outbox``).
+    """Job: hand every notice that is due to RQ (``notify.relay.relay_outbox``).
     Returns how many were enqueued."""
-    from slots.notices import relay_outbox
+    from notify.relay import relay_outbox
 
     ids = relay_outbox(_parse_now(now_iso))
     db.session.commit()
@@ -153,8 +153,8 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     3. purge personal data RETENTION_DAYS after the slot.
     Returns the counts of each step.
     """
+    from notify.relay import commit_and_deliver
     from slots.housekeeping import expire_past_slots, purge_personal_data, release_late_arrivals
-    from slots.notices import commit_and_deliver
 
     now = _parse_now(now_iso) or utcnow()
     released = release_late_arrivals(now)
@@ -262,7 +262,7 @@ def inline_sweep() -> None:
         return
     try:
         _last_sweep = time.monotonic()
-        from slots.notices import deliver_pending
+        from notify.relay import deliver_pending
 
         run_timed_work()
         _run_in_session(deliver_pending, (), {})

@@ -21,10 +21,10 @@ from common import audit
 from common.errors import DomainError
 from common.timeutil import local_date, local_day_bounds, utcnow, zone
 from extensions import db
+from notify.relay import commit_and_deliver
 from slots.codes import booking_access_key
 from slots.errors import SlotNotFound
 from slots.models import MarketPoint, Slot
-from slots.notices import commit_and_deliver
 from slots.staff import book_for_resident
 
 

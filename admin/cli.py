@@ -21,7 +21,7 @@ audit_cli = AppGroup("audit", help="The audit log of admin actions.")
 
 
 def _commit() -> None:
-    from slots.notices import commit_and_deliver
+    from notify.relay import commit_and_deliver
 
     commit_and_deliver()
 

@@ -43,11 +43,12 @@ from common import audit
 from common.errors import DomainError, ValidationError
 from common.timeutil import local_date, local_day_bounds, parse_day, utcnow, zone
 from extensions import db
+from notify.outbox import failed_notices, outbox_counts, retry_now
+from notify.relay import commit_and_deliver
 from slots import staff as slots_staff
 from slots.codes import normalise_code
 from slots.errors import InvalidMarketPoint
 from slots.models import MarketPoint, Schedule, Slot
-from slots.notices import commit_and_deliver, failed_notices, outbox_counts, retry_now
 from slots.points import (
     PointFields,
     create_point,

@@ -13,8 +13,8 @@ from api.views import _json_body
 from common.audit import Actor
 from common.db import run_with_retry
 from common.errors import ValidationError
+from notify.relay import commit_and_deliver
 from slots import staff as slots_staff
-from slots.notices import commit_and_deliver
 from slots.staff import set_capacity
 
 

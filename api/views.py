@@ -31,6 +31,7 @@ from common.limits import (
 from common.text import ensure_clean
 from common.timeutil import UTC, local_date, parse_day, utcnow
 from extensions import db, limiter
+from notify.relay import commit_and_deliver
 from qr.service import public_keys_json
 from slots import booking as slots_booking
 from slots import waiting as slots_waiting
@@ -38,7 +39,6 @@ from slots.availability import list_slots
 from slots.booking import book_slot_once, get_booking_for_resident, place_booking
 from slots.codes import request_fingerprint
 from slots.models import MarketPoint
-from slots.notices import commit_and_deliver
 from slots.points import get_market_point, search_market_points
 from slots.waiting import get_waiting_entry_for_resident
 

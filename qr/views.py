@@ -9,6 +9,7 @@ from common.db import run_with_retry
 from common.errors import DomainError
 from common.limits import code_key, lookup_code_limit, lookup_ip_limit
 from extensions import db, limiter
+from notify.relay import commit_and_deliver
 from qr import bp, printable
 from qr.forms import CancelForm, LookupForm
 from qr.printable import TicketFacts
@@ -18,7 +19,6 @@ from slots.availability import slot_local_times
 from slots.booking import can_cancel, cancel_booking, find_booking, get_booking_for_resident
 from slots.codes import booking_access_key, check_access_key, waiting_access_key
 from slots.models import Booking
-from slots.notices import commit_and_deliver
 from slots.waiting import get_waiting_entry_for_resident
 
 

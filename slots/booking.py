@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from common.timeutil import UTCDateTime, utcnow
 from extensions import db
+from notify.outbox import queue_notice, void_reminder
 from slots.availability import check_bookable, valid_id
 from slots.codes import match_phone, new_booking_code, normalise_code
 from slots.errors import (
@@ -50,7 +51,6 @@ from slots.models import (
     MarketPoint,
     Slot,
 )
-from slots.notices import queue_notice, void_reminder
 from slots.places import (
     TAKE_PLACE,
     forget_count,
@@ -145,7 +145,7 @@ def place_booking(
       family card number, required at points with ``household_limit``.
     Returns: the new confirmed booking as a BookingSummary (written, not committed),
       with a pending ``confirmation`` notice (its reminder is written when it falls
-      due: ``notices.write_due_reminders``).
+      due: ``notify.outbox.write_due_reminders``).
     Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage, InvalidKK (422);
       SlotNotFound (404); SlotClosed, LimitReached, HouseholdLimitReached, SlotFull (409).
     Rules (DESIGN.md): capacity is a hard cap, enforced by a conditional update of

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from common.timeutil import utcnow
 from extensions import db
+from notify.outbox import void_reminder
 from slots.feed import record_slot_change
 from slots.models import (
     CONFIRMED,
@@ -33,7 +34,6 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
-from slots.notices import void_reminder
 from slots.places import lock_slot
 from slots.status import transition
 from slots.waiting import free_place, someone_may_take

@@ -17,10 +17,10 @@ from sqlalchemy import (
 
 from common import events
 from extensions import db
+from notify.outbox import insert_notice, note_queued
 from slots.codes import new_booking_code
 from slots.identity import ResidentInput
 from slots.models import CONFIRMED, Booking, MarketPoint, Slot
-from slots.notices import INSERT_NOTICES, QueuedNotice, notice_values
 
 if TYPE_CHECKING:  # for annotations only: booking imports this module
     from slots.booking import SlotSummary
@@ -103,8 +103,7 @@ def insert_booking(
             "created_at": now,
         },
     ).scalar_one()
-    written = conn.execute(INSERT_NOTICES, [notice_values(booking_id, notice, now)]).all()
-    note_new_booking(slot, booking_id, written, now)
+    note_new_booking(slot, booking_id, insert_notice(booking_id, notice, now), now)
     return booking_id, code
 
 
@@ -115,10 +114,8 @@ def note_new_booking(
     now: datetime,
 ) -> None:
     """Note what a new booking wrote for after the commit: its ``notices`` ((id, due
-    instant) pairs) for ``notices.commit_and_deliver``, its event for the live feed."""
-    db.session.info.setdefault("new_notices", []).extend(
-        QueuedNotice(notice_id, due_at) for notice_id, due_at in notices
-    )
+    instant) pairs) for ``notify.relay.commit_and_deliver``, its event for the live feed."""
+    note_queued(notices)
     events.record(
         {
             "kind": "booking",

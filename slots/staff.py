@@ -24,6 +24,7 @@ from sqlalchemy import (
 from common.audit import Actor, record
 from common.timeutil import local_day_bounds, utcnow
 from extensions import db
+from notify.outbox import owe_no_reminder, queue_notice, rearm_notice, void_reminder
 from slots.availability import valid_id
 from slots.booking import book_slot_once, find_booking
 from slots.codes import request_fingerprint
@@ -40,7 +41,6 @@ from slots.errors import (
 from slots.feed import record_booking_event, record_slot_change
 from slots.limits import check_limits_without, holds_place_in
 from slots.models import CANCELLED, CONFIRMED, EXPIRED, WAITING, Booking, Slot, WaitingListEntry
-from slots.notices import owe_no_reminder, queue_notice, rearm_notice, void_reminder
 from slots.places import MAX_CAPACITY, TAKE_PLACE, lock_slot
 from slots.points import get_point
 from slots.status import transition

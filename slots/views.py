@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
@@ -13,7 +13,7 @@ from common.errors import DomainError
 from common.limits import booking_ip_limit, booking_nik_limit, nik_key, no_nik
 from common.timeutil import local_date, parse_day, utcnow
 from extensions import db, limiter
-from slots import bp
+from notify.relay import commit_and_deliver
 from slots import waiting as slots_waiting
 from slots.availability import get_slot, list_slots, slot_local_times
 from slots.booking import book_slot_once
@@ -24,9 +24,10 @@ from slots.codes import (
     waiting_access_key,
 )
 from slots.forms import BookingForm, LeaveForm, WaitingListForm
-from slots.notices import commit_and_deliver
 from slots.points import get_market_point, search_market_points
 from slots.waiting import find_waiting_entry, waiting_position
+
+bp = Blueprint("slots", __name__)
 
 
 @bp.get("/")

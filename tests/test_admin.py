@@ -110,7 +110,7 @@ def test_close_slot_cancels_every_booking_with_one_notice_each(client, make_slot
         db.session.scalars(select(Booking.id)).all()
     )
     # Cancelled bookings are owed no reminder: the relay writes none.
-    from slots.notices import write_due_reminders
+    from notify.outbox import write_due_reminders
 
     assert write_due_reminders(slot.starts_at - timedelta(minutes=30)) == 0
     assert db.session.get(Slot, slot.id).booked_count == 0
@@ -174,7 +174,7 @@ def test_move_booking_within_capacity(client, make_slot, nik, admin, make_point)
 
 
 def test_a_booking_moved_into_a_slot_starting_soon_gets_no_reminder(client, make_slot, nik, admin):
-    from slots.notices import write_due_reminders
+    from notify.outbox import write_due_reminders
 
     _, token = admin
     old = make_slot(capacity=2, starts_in=300)

@@ -21,16 +21,12 @@ from sqlalchemy import select
 
 from common.timeutil import utcnow
 from extensions import db
+from notify.channels import LogChannel, Message, WebhookChannel
+from notify.messages import render_notice
+from notify.outbox import write_due_reminders
+from notify.relay import deliver_notice, deliver_pending, relay_outbox
 from slots.booking import book_slot, cancel_booking
-from slots.channels import LogChannel, Message, WebhookChannel
 from slots.models import Booking, Notice, Resident, Slot, WaitingListEntry
-from slots.notices import (
-    deliver_notice,
-    deliver_pending,
-    relay_outbox,
-    render_notice,
-    write_due_reminders,
-)
 from slots.waiting import join_waiting_list
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -75,7 +71,7 @@ def notice(booking_code: str, kind: str) -> Notice:
 def test_booking_writes_its_confirmation_and_the_relay_its_reminder_when_due(
     client, make_slot, nik, log_file
 ):
-    from slots.notices import write_due_reminders
+    from notify.outbox import write_due_reminders
 
     starts = tomorrow_at(9)
     slot = make_slot(capacity=2, starts_in=0, now=starts)
@@ -211,8 +207,8 @@ class FailingChannel:
 
 
 def test_failures_back_off_then_fail_for_admins_to_see(app, ctx, make_slot, nik, monkeypatch):
-    from slots.channels import DeliveryError
-    from slots.notices import failed_notices
+    from notify.channels import DeliveryError
+    from notify.outbox import failed_notices
 
     monkeypatch.setitem(app.config, "NOTIFY_MAX_ATTEMPTS", 4)
     slot = make_slot(capacity=2, starts_in=300)
@@ -244,7 +240,7 @@ def test_failures_back_off_then_fail_for_admins_to_see(app, ctx, make_slot, nik,
 
 
 def test_a_refusal_fails_at_once(ctx, make_slot, nik):
-    from slots.channels import DeliveryRefused
+    from notify.channels import DeliveryRefused
 
     slot = make_slot(capacity=2, starts_in=300)
     booking = book_slot(slot.id, "Ani", nik(), PHONE)
@@ -284,7 +280,7 @@ def test_a_sender_that_died_is_taken_over_after_its_lease(app, ctx, make_slot, n
 
 
 def message_for_id(notice_id: int) -> Message:
-    from slots.notices import message_for
+    from notify.messages import message_for
 
     return message_for(db.session.get(Notice, notice_id))
 
@@ -379,7 +375,7 @@ def test_webhook_signs_retries_and_keeps_one_idempotency_key(
 
 
 def test_webhook_channel_unreachable_is_a_retry(tmp_path):
-    from slots.channels import DeliveryError
+    from notify.channels import DeliveryError
 
     channel = WebhookChannel("http://127.0.0.1:9/", "s", timeout=2)
     with pytest.raises(DeliveryError):
@@ -394,7 +390,7 @@ def test_webhook_channel_unreachable_is_a_retry(tmp_path):
 
 
 def _full_slot_with_a_waiting_resident(client, make_slot, nik, starts_in=-20):
-    from slots.notices import commit_and_deliver
+    from notify.relay import commit_and_deliver
 
     slot = make_slot(capacity=1, starts_in=starts_in, minutes=60)
     # Booked and joined hours ahead, as residents do.
@@ -488,7 +484,7 @@ def test_timed_work_refuses_a_naive_instant(ctx):
 
 
 def test_admins_see_failed_messages_and_send_them_again(app, client, make_slot, make_user, nik):
-    from slots.channels import DeliveryRefused
+    from notify.channels import DeliveryRefused
 
     make_user("admin@antri.test", "admin")
     make_user("super@antri.test", "supervisor")
@@ -557,7 +553,7 @@ def test_without_redis_requests_run_the_sweep_now_and_then(
 
 
 def test_webhook_does_not_follow_a_redirect(gateway):
-    from slots.channels import DeliveryRefused
+    from notify.channels import DeliveryRefused
 
     gateway.answers = [302]
     channel = WebhookChannel(f"http://127.0.0.1:{gateway.server_address[1]}/", "s", timeout=5)
@@ -675,7 +671,7 @@ class Trickle(BaseHTTPRequestHandler):
 
 
 def test_webhook_gives_up_on_a_gateway_that_trickles_past_the_timeout():
-    from slots.channels import DeliveryError
+    from notify.channels import DeliveryError
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
     server.received = []

@@ -152,7 +152,7 @@ def test_notices_go_out_once_each(app, client, make_slot, nik, tmp_path, monkeyp
     ]
     # Delivering again sends nothing more; at its time only the promoted booking, the
     # one still confirmed, gets a reminder.
-    from slots.notices import deliver_pending
+    from notify.relay import deliver_pending
 
     assert deliver_pending() == 0
     assert deliver_pending(now=slot.starts_at - timedelta(minutes=60)) == 1
