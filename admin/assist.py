@@ -22,6 +22,7 @@ from common.errors import DomainError
 from common.timeutil import local_date, local_day_bounds, utcnow, zone
 from extensions import db
 from notify.relay import commit_and_deliver
+from slots.availability import open_slots
 from slots.codes import booking_access_key
 from slots.errors import SlotNotFound
 from slots.models import MarketPoint, Slot
@@ -53,20 +54,7 @@ def _open_slots(point: MarketPoint) -> list[Slot]:
     today = local_date(now, point.timezone)
     start = local_day_bounds(today, point.timezone)[0]
     end = local_day_bounds(today + timedelta(days=1), point.timezone)[1]
-    return list(
-        db.session.scalars(
-            select(Slot)
-            .where(
-                Slot.market_point_id == point.id,
-                Slot.starts_at >= start,
-                Slot.starts_at < end,
-                Slot.ends_at > now,
-                Slot.published_at <= now,
-                Slot.closed_at.is_(None),
-            )
-            .order_by(Slot.starts_at)
-        )
-    )
+    return open_slots(point, start, end, now)
 
 
 @bp.route("/assist", methods=["GET", "POST"])

@@ -1,12 +1,18 @@
-"""Which slots a resident can see and book: published, at an active point, open."""
+"""Which slots a resident can see and book: published, at an active point, open.
+
+"Bookable" (DESIGN.md: a slot can be booked from when it is published until it ends)
+is written once, in two forms: SQL conditions (``bookable``, and its parts for the
+queries that need fewer of them) and the same test on a loaded row
+(``check_bookable``, ``visible``). Every path uses these: the booking (both its
+statements and the one-statement PostgreSQL booking), the waiting list, the slot
+lists of residents and of the desk (``open_slots``), and a move's target.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import (
-    select,
-)
+from sqlalchemy import and_, select
 from sqlalchemy.orm import joinedload
 
 from common.timeutil import local_day_bounds, utcnow, zone
@@ -20,6 +26,34 @@ def valid_id(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
 
 
+# The parts of "bookable", as SQL conditions on Slot; ``now`` is an aware UTC instant
+# or a bound parameter.
+NOT_CLOSED = Slot.closed_at.is_(None)  # the market has not closed it
+AT_ACTIVE_POINT = Slot.market_point_id.in_(select(MarketPoint.id).where(MarketPoint.active))
+
+
+def published(now):
+    """SQL: the slot is published at ``now``."""
+    return Slot.published_at <= now
+
+
+def open_at(now):
+    """SQL: the slot takes bookings at ``now`` as far as the slot row tells: published,
+    not ended, not closed by the market (the point's being active is ``bookable``)."""
+    return and_(published(now), Slot.ends_at > now, NOT_CLOSED)
+
+
+def bookable(now):
+    """SQL: the slot can be booked at ``now``: ``open_at`` and at an active point."""
+    return and_(open_at(now), AT_ACTIVE_POINT)
+
+
+def visible(published_at: datetime, point_active: bool, now: datetime) -> bool:
+    """True when a slot published at ``published_at`` at a point that is active or not
+    can be seen (and so looked up) at ``now``; else it is "not found"."""
+    return published_at <= now and point_active
+
+
 def get_slot(slot_id: int, now: datetime | None = None) -> Slot:
     """Return the published slot ``slot_id``.
 
@@ -31,7 +65,7 @@ def get_slot(slot_id: int, now: datetime | None = None) -> Slot:
         if valid_id(slot_id)
         else None
     )
-    if slot is None or slot.published_at > now or not slot.market_point.active:
+    if slot is None or not visible(slot.published_at, slot.market_point.active, now):
         raise SlotNotFound()
     return slot
 
@@ -49,8 +83,24 @@ def list_slots(point: MarketPoint, day: date, now: datetime | None = None) -> li
             Slot.market_point_id == point.id,
             Slot.starts_at >= start,
             Slot.starts_at < end,
-            Slot.published_at <= now,
-            Slot.closed_at.is_(None),
+            published(now),
+            NOT_CLOSED,
+        )
+        .order_by(Slot.starts_at)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def open_slots(point: MarketPoint, start: datetime, end: datetime, now: datetime) -> list[Slot]:
+    """Return the slots of ``point`` starting in [``start``, ``end``) (aware UTC) that
+    take bookings at ``now`` (``open_at``), by start time: what the desk can book."""
+    stmt = (
+        select(Slot)
+        .where(
+            Slot.market_point_id == point.id,
+            Slot.starts_at >= start,
+            Slot.starts_at < end,
+            open_at(now),
         )
         .order_by(Slot.starts_at)
     )
@@ -60,7 +110,7 @@ def list_slots(point: MarketPoint, day: date, now: datetime | None = None) -> li
 def check_bookable(row, now: datetime) -> None:
     """Raise SlotNotFound (404) unless ``row`` (slot and point, or None) is a published
     slot at an active point, SlotClosed (409) when it has ended by ``now``."""
-    if row is None or row.published_at > now or not row.active:
+    if row is None or not visible(row.published_at, row.active, now):
         raise SlotNotFound()
     if row.ends_at <= now:
         raise SlotClosed()

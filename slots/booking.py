@@ -16,7 +16,9 @@ from sqlalchemy import (
     Boolean,
     Integer,
     String,
+    and_,
     bindparam,
+    literal_column,
     select,
     text,
     update,
@@ -27,7 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from common.timeutil import UTCDateTime, utcnow
 from extensions import db
 from notify.outbox import queue_notice, void_reminder
-from slots.availability import check_bookable, valid_id
+from slots.availability import bookable, check_bookable, valid_id
 from slots.codes import match_phone, new_booking_code, normalise_code
 from slots.errors import (
     BookingNotFound,
@@ -40,9 +42,16 @@ from slots.errors import (
 )
 from slots.feed import record_booking_event
 from slots.identity import ResidentInput, resident_input
-from slots.limits import check_household, check_limit, household_hash, limit_reached, lock_resident
+from slots.limits import (
+    check_limits,
+    counted_between,
+    household_hash,
+    limit_reached,
+    limit_window,
+    lock_resident,
+    nik_limit,
+)
 from slots.models import (
-    ACTIVE_STATUSES,
     CANCELLED,
     CONFIRMED,
     NOTICE_PENDING,
@@ -52,11 +61,12 @@ from slots.models import (
     Slot,
 )
 from slots.places import (
-    TAKE_PLACE,
+    HAS_ROOM,
     forget_count,
     insert_booking,
     lock_slot,
     note_new_booking,
+    take_place,
 )
 from slots.status import transition
 from slots.waiting import free_place
@@ -87,7 +97,7 @@ class SlotSummary:
 @dataclass(frozen=True)
 class BookingSummary:
     """A booking just made, as plain values: the attributes of ``Booking`` that
-    ``api.schemas.booking_json`` and ``qr.issue_ticket`` read, so either can
+    ``api.schemas.booking_json`` and ``qr.service.issue_ticket`` read, so either can
     take it in place of the model without a second query."""
 
     id: int
@@ -162,7 +172,7 @@ def place_booking(
         raise SlotNotFound()
     person = resident_input(name, nik, phone, language, phone_optional)
     conn = db.session.connection()
-    postgresql = conn.dialect.name == "postgresql"
+    postgresql = ONE_STATEMENT and conn.dialect.name == "postgresql"
     # Take the place first (the slot row lock, then the resident's, then the
     # household's: the lock order of every booking rule); a refusal below rolls the
     # place back with the transaction.
@@ -174,7 +184,7 @@ def place_booking(
     else:
         row = conn.execute(_SLOT_FOR_BOOKING, {"slot_id": slot_id}).first()
         check_bookable(row, now)
-        taken = conn.execute(TAKE_PLACE, {"slot_id": slot_id}).rowcount == 1
+        taken = take_place(slot_id)
         resident_id = None
     if not taken:  # refused before any resident's lock: a full slot writes nothing
         _refuse_full(slot_id)
@@ -192,8 +202,7 @@ def place_booking(
         # count in a snapshot that sees what the lock waited for.
         if resident_id is None:
             resident_id = lock_resident(person.nik_hash, person.nik_last4)
-        check_limit(resident_id, row.starts_at)
-        check_household(person.kk_hash, row.starts_at)
+        check_limits(resident_id, person.kk_hash, row.starts_at)
         booking_id, code = insert_booking(slot, resident_id, person, now, "confirmation")
     forget_count(slot_id)
     return BookingSummary(booking_id, code, CONFIRMED, person.name, person.nik_last4, slot)
@@ -208,6 +217,31 @@ def _refuse_full(slot_id: int) -> NoReturn:
     raise SlotClosedByMarket() if closed_at is not None else SlotFull()
 
 
+# On PostgreSQL ``place_booking`` books in one statement (below); False runs the
+# separate statements there too, as on SQLite. For tests that compare the two paths
+# (tests/test_booking_paths.py) and benchmarks; the rules are the same either way.
+ONE_STATEMENT = True
+
+
+def _sql(clause, inline: bool = False) -> str:
+    """The SQL text of a Core condition, for the one-statement booking's ``text()``:
+    bound parameters stay ``:name``; with ``inline``, constants are written in."""
+    return str(clause.compile(compile_kwargs={"literal_binds": inline}))
+
+
+# The pieces the one statement shares with the separate statements: the capacity cap
+# and "bookable" (``slots.places.HAS_ROOM``, ``slots.availability.bookable``) on the
+# slot row it updates, and the bookings that count against the per-NIK limit
+# (``slots.limits.counted_between``) around the slot taken.
+_TAKEN_WHERE = _sql(and_(HAS_ROOM, bookable(bindparam("now", type_=UTCDateTime()))))
+_HELD_WHERE = _sql(
+    counted_between(
+        literal_column("taken.starts_at - CAST(:window AS interval)"),
+        literal_column("taken.starts_at + CAST(:window AS interval)"),
+    ),
+    inline=True,
+)
+
 # PostgreSQL: the whole booking in one statement. The resident's upsert reads the
 # place's update, so the locks come in the rule's order, and runs only when a place was
 # taken (a refusal writes nothing). The limit is counted in the statement's snapshot,
@@ -217,18 +251,17 @@ def _refuse_full(slot_id: int) -> NoReturn:
 # the count is trusted ("fresh") only when the upsert returns the very row the
 # snapshot saw (same id: a row purged and made anew meanwhile is not the same) at the
 # version it saw plus its own bump, or made the row itself; otherwise nothing is
-# written and ``place_booking`` counts again with ``check_limit``, a statement of its
+# written and ``place_booking`` counts again with ``check_limits``, a statement of its
 # own with a new snapshot. Points with a household limit write nothing here either:
 # their rules continue in separate statements.
+# The f-string inserts only the compiled constants above, never input (so S608 is off).
 _BOOK_ON_POSTGRESQL = text(
-    """
+    f"""
     WITH seen AS (
         SELECT id, lock_version FROM resident WHERE nik_hash = :nik_hash
     ), taken AS (
         UPDATE slot SET booked_count = booked_count + 1
-        WHERE id = :slot_id AND booked_count < capacity AND closed_at IS NULL
-          AND published_at <= :now AND ends_at > :now
-          AND market_point_id IN (SELECT id FROM market_point WHERE active)
+        WHERE id = :slot_id AND {_TAKEN_WHERE}
         RETURNING id, starts_at, market_point_id
     ), resident AS (
         INSERT INTO resident (nik_hash, nik_last4, lock_version, created_at)
@@ -239,9 +272,7 @@ _BOOK_ON_POSTGRESQL = text(
         SELECT count(booking.id) AS n
         FROM booking JOIN slot ON slot.id = booking.slot_id, taken
         WHERE booking.resident_id = (SELECT id FROM resident)
-          AND booking.status = ANY(CAST(:active AS varchar[]))
-          AND slot.starts_at > taken.starts_at - CAST(:window AS interval)
-          AND slot.starts_at < taken.starts_at + CAST(:window AS interval)
+          AND {_HELD_WHERE}
     ), verdict AS (
         SELECT resident.id AS resident_id,
                CASE WHEN NOT EXISTS (SELECT FROM seen) THEN resident.lock_version = 0
@@ -274,7 +305,7 @@ _BOOK_ON_POSTGRESQL = text(
            (SELECT due_at FROM new_notice) AS due_at
     FROM slot JOIN market_point ON market_point.id = slot.market_point_id
     WHERE slot.id = :slot_id
-    """
+    """  # noqa: S608
 ).columns(
     id=Integer(),
     starts_at=UTCDateTime(),
@@ -298,20 +329,18 @@ _BOOK_ON_POSTGRESQL = text(
 
 def _book_params(slot_id: int, person: ResidentInput, code: str, now: datetime) -> dict:
     """The bound values of ``_BOOK_ON_POSTGRESQL``."""
-    config = current_app.config
     return {
         "slot_id": slot_id,
         "now": now,
         "nik_hash": person.nik_hash,
         "nik_last4": person.nik_last4,
-        "active": list(ACTIVE_STATUSES),
-        "window": timedelta(days=config["BOOKING_LIMIT_WINDOW_DAYS"]),
+        "window": limit_window(),
         "code": code,
         "name": person.name,
         "phone": person.phone,
         "language": person.language,
         "status": CONFIRMED,
-        "limit": config["BOOKING_LIMIT_PER_NIK"],
+        "limit": nik_limit(),
         "pending": NOTICE_PENDING,
         "kind": "confirmation",
     }

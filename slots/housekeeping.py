@@ -34,7 +34,7 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
-from slots.places import lock_slot
+from slots.places import give_back_places, lock_slot
 from slots.status import transition
 from slots.waiting import free_place, someone_may_take
 
@@ -61,14 +61,9 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
             marked += 1
             changed[db.session.get(Booking, booking_id).slot_id] = "no_show"
             void_reminder(booking_id)
-            db.session.execute(
-                update(Slot)
-                .where(
-                    Slot.id
-                    == select(Booking.slot_id).where(Booking.id == booking_id).scalar_subquery()
-                )
-                .values(booked_count=Slot.booked_count - 1)
-                .execution_options(synchronize_session=False)
+            # Where the booking is in the database (not the session's copy of it).
+            give_back_places(
+                db.session.scalar(select(Booking.slot_id).where(Booking.id == booking_id))
             )
     ending = (
         WaitingListEntry.status == WAITING,

@@ -1,7 +1,12 @@
 """Taking and giving back a place in a slot, and writing the booking that holds it.
 
-Capacity is a hard cap (DESIGN.md): a place is taken by one conditional update of the
-slot row (``booked_count < capacity``), backed by a CHECK constraint.
+Capacity is a hard cap (DESIGN.md): ``slot.booked_count`` counts the active bookings
+and never exceeds ``slot.capacity`` (a CHECK constraint backs it). Every change of the
+count goes through this module: a place is taken by one conditional update of the
+slot row (``take_place``: ``HAS_ROOM``, the cap, in its WHERE), given back by
+``give_back_places``, and a capacity is changed only while the booked places still
+fit (``resize``). The one-statement PostgreSQL booking (``slots.booking``) puts the
+same ``HAS_ROOM`` in its SQL.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from sqlalchemy import (
 from common import events
 from extensions import db
 from notify.outbox import insert_notice, note_queued
+from slots.availability import NOT_CLOSED
 from slots.codes import new_booking_code
 from slots.identity import ResidentInput
 from slots.models import CONFIRMED, Booking, MarketPoint, Slot
@@ -26,20 +32,62 @@ if TYPE_CHECKING:  # for annotations only: booking imports this module
     from slots.booking import SlotSummary
 
 
-MAX_CAPACITY = 10_000
+MAX_CAPACITY = 10_000  # places in one slot, at most (issue 8)
 
-TAKE_PLACE = (
+# The capacity cap, as the SQL condition a slot row must meet for a place to be taken.
+HAS_ROOM = Slot.booked_count < Slot.capacity
+
+_TAKE_PLACE = (
     update(Slot)
     .where(
         Slot.id == bindparam("slot_id"),
-        Slot.booked_count < Slot.capacity,
+        HAS_ROOM,
         # In the WHERE, not only checked before: a close committed while this waited
         # for the row lock is seen here.
-        Slot.closed_at.is_(None),
+        NOT_CLOSED,
     )
     .values(booked_count=Slot.booked_count + 1)
     .execution_options(synchronize_session=False)
 )
+
+_GIVE_BACK = (
+    update(Slot)
+    .where(Slot.id == bindparam("slot_id"))
+    .values(booked_count=Slot.booked_count - bindparam("count"))
+    .execution_options(synchronize_session=False)
+)
+
+
+def take_place(slot_id: int) -> bool:
+    """Count one more booking in slot ``slot_id`` if it has room and is not closed.
+
+    Returns: True when the place was taken (the slot row is locked from then on), False
+      when the slot is full or closed (nothing written). The caller's model of the
+      slot, if any, has a stale ``booked_count`` (``forget_count``).
+    """
+    return db.session.connection().execute(_TAKE_PLACE, {"slot_id": slot_id}).rowcount == 1
+
+
+def give_back_places(slot_id: int, count: int = 1) -> None:
+    """Count ``count`` bookings fewer in slot ``slot_id``: places freed by cancelled,
+    no-show or closed bookings that nobody on the waiting list took."""
+    db.session.connection().execute(_GIVE_BACK, {"slot_id": slot_id, "count": count})
+
+
+def resize(slot_id: int, capacity: int) -> bool:
+    """Set slot ``slot_id``'s capacity to ``capacity`` places unless more are booked.
+
+    One conditional update of the slot row, the row every booking updates, so a cut
+    racing with bookings is serialised by the database. Returns: True when changed.
+    """
+    changed = db.session.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, Slot.booked_count <= capacity)
+        .values(capacity=capacity)
+        .execution_options(synchronize_session=False)
+    )
+    return changed.rowcount == 1
+
 
 _LOCK_SLOT = (
     update(Slot)

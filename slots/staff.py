@@ -39,9 +39,9 @@ from slots.errors import (
     SlotNotFound,
 )
 from slots.feed import record_booking_event, record_slot_change
-from slots.limits import check_limits_without, holds_place_in
+from slots.limits import check_limits_for_move, holds_place_in
 from slots.models import CANCELLED, CONFIRMED, EXPIRED, WAITING, Booking, Slot, WaitingListEntry
-from slots.places import MAX_CAPACITY, TAKE_PLACE, lock_slot
+from slots.places import MAX_CAPACITY, give_back_places, lock_slot, resize, take_place
 from slots.points import get_point
 from slots.status import transition
 from slots.waiting import fill_from_waiting_list, free_place
@@ -84,14 +84,9 @@ def set_capacity(slot_id: int, capacity: object, actor: Actor, now: datetime | N
     if slot.closed_at is not None:
         raise SlotClosedByMarket()
     before = slot.capacity
-    changed = db.session.execute(
-        update(Slot)
-        .where(Slot.id == slot.id, Slot.booked_count <= capacity)
-        .values(capacity=capacity)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    changed = resize(slot.id, capacity)
     db.session.refresh(slot)
-    if changed != 1:
+    if not changed:
         raise CapacityBelowBooked(CapacityBelowBooked.default_message, booked=slot.booked_count)
     promoted = fill_from_waiting_list(slot, now)
     record(
@@ -143,12 +138,7 @@ def close_slot(slot_id: int, actor: Actor, now: datetime | None = None) -> Close
             void_reminder(booking.id)
             record_booking_event("cancellation", booking, slot, now)
     if cancelled:
-        db.session.execute(
-            update(Slot)
-            .where(Slot.id == slot.id)
-            .values(booked_count=Slot.booked_count - cancelled)
-            .execution_options(synchronize_session=False)
-        )
+        give_back_places(slot.id, cancelled)
     cleared = db.session.execute(
         update(WaitingListEntry)
         .where(WaitingListEntry.slot_id == slot.id, WaitingListEntry.status == WAITING)
@@ -233,9 +223,8 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
     if booking.resident_id is not None:
         if holds_place_in(booking.resident_id, target.id):
             raise AlreadyBooked()
-        check_limits_without(booking, target)
-    taken = db.session.execute(TAKE_PLACE, {"slot_id": target.id}).rowcount
-    if taken != 1:
+        check_limits_for_move(booking, target)
+    if not take_place(target.id):
         raise SlotFull()
     db.session.execute(
         update(Booking)

@@ -32,8 +32,7 @@ from slots.errors import (
 from slots.feed import record_slot_change
 from slots.identity import ResidentInput, resident_input
 from slots.limits import (
-    check_household,
-    check_limit,
+    check_limits,
     holds_place_in,
     household_hash,
     lock_household,
@@ -41,19 +40,14 @@ from slots.limits import (
     may_take,
 )
 from slots.models import LEFT, PROMOTED, SKIPPED, WAITING, Booking, Resident, Slot, WaitingListEntry
-from slots.places import lock_slot, new_booking
+from slots.places import give_back_places, lock_slot, new_booking, take_place
 from slots.status import transition
 
 
 def free_place(slot: Slot, now: datetime) -> None:
     """Hand one freed place of ``slot`` to the waiting list, or give it back."""
     if promote(slot, now) is None:
-        db.session.execute(
-            update(Slot)
-            .where(Slot.id == slot.id)
-            .values(booked_count=Slot.booked_count - 1)
-            .execution_options(synchronize_session=False)
-        )
+        give_back_places(slot.id)
     db.session.flush()
     db.session.expire(slot, ["booked_count"])
 
@@ -124,19 +118,11 @@ def fill_from_waiting_list(slot: Slot, now: datetime) -> int:
         if waiting is None:
             break
         # promote hands over a place already counted: count it, give it back if unused.
-        db.session.execute(
-            update(Slot)
-            .where(Slot.id == slot.id)
-            .values(booked_count=Slot.booked_count + 1)
-            .execution_options(synchronize_session=False)
-        )
+        if not take_place(slot.id):
+            db.session.refresh(slot)
+            break
         if promote(slot, now) is None:
-            db.session.execute(
-                update(Slot)
-                .where(Slot.id == slot.id)
-                .values(booked_count=Slot.booked_count - 1)
-                .execution_options(synchronize_session=False)
-            )
+            give_back_places(slot.id)
             db.session.refresh(slot)
             break
         promoted += 1
@@ -180,8 +166,7 @@ def join_waiting_list(
         raise SlotNotFull()
     if holds_place_in(resident_id, slot.id):
         raise AlreadyBooked()
-    check_limit(resident_id, slot.starts_at)
-    check_household(person.kk_hash, slot.starts_at)
+    check_limits(resident_id, person.kk_hash, slot.starts_at)
     already = db.session.scalar(
         select(WaitingListEntry.id).where(
             WaitingListEntry.slot_id == slot.id,
