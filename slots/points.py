@@ -58,40 +58,39 @@ def get_market_point(code: str) -> MarketPoint:
 
 
 def import_market_points(path: Path, safe_limit: int, tz_name: str) -> tuple[int, int]:
-    """Create or update market points from the shipped Jakarta market CSV.
+    """Create or update market points from the shipped Jakarta market CSV (the demo
+    seed, ``flask seed-demo``), read and checked by ``parse_points_csv``.
 
-    Args: path to a CSV with columns name, address, kecamatan, city, latitude,
-      longitude, kecamatan_code, infopangan_market_id; safe_limit (people) and
-      tz_name for new points.
+    Args: path to a CSV in the shipped data's columns (POINT_CSV_COLUMNS, ``note``
+      optional and ignored here); safe_limit (people) and tz_name for new points.
     Returns: (created, updated) counts. Codes are ``JKT-<infopangan id, 3 digits>``
       so they stay stable across imports.
+    Raises: InvalidMarketPoint (fault ``csv``) for a malformed file; nothing is kept.
     """
-    created = updated = 0
     with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            source_id = int(row["infopangan_market_id"])
-            code = f"JKT-{source_id:03d}"
-            point = db.session.scalar(select(MarketPoint).where(MarketPoint.code == code))
-            if point is None:
-                point = MarketPoint(
-                    code=code,
-                    safe_limit=safe_limit,
-                    timezone=tz_name,
-                    opens_at=time(7, 0),
-                    closes_at=time(12, 0),
-                )
-                db.session.add(point)
-                created += 1
-            else:
-                updated += 1
-            point.name = row["name"].strip()
-            point.address = row["address"].strip()
-            point.kecamatan = row["kecamatan"].strip()
-            point.kecamatan_code = row["kecamatan_code"].strip()
-            point.city = row["city"].strip()
-            point.latitude = float(row["latitude"]) if row["latitude"] else None
-            point.longitude = float(row["longitude"]) if row["longitude"] else None
-            point.source_id = source_id
+        rows = parse_points_csv(handle.read())
+    created = updated = 0
+    for row in rows:
+        point = db.session.scalar(select(MarketPoint).where(MarketPoint.code == row.code))
+        if point is None:
+            point = MarketPoint(
+                code=row.code,
+                safe_limit=safe_limit,
+                timezone=tz_name,
+                opens_at=time(7, 0),
+                closes_at=time(12, 0),
+            )
+            db.session.add(point)
+            created += 1
+        else:
+            updated += 1
+        point.name = row.name
+        point.address = row.address
+        point.kecamatan = row.kecamatan
+        point.kecamatan_code = row.kecamatan_code
+        point.city = row.city
+        point.latitude, point.longitude = row.latitude, row.longitude
+        point.source_id = row.market_id
     db.session.flush()
     return created, updated
 
@@ -282,11 +281,38 @@ def export_points_csv() -> str:
     return out.getvalue()
 
 
-def import_points_csv(text: str, actor: Actor) -> tuple[int, int]:
-    """Create or update market points from CSV text in the shipped data's columns.
+@dataclass(frozen=True)
+class PointRow:
+    """One checked row of a market CSV: its ``line`` (2 = the first after the header),
+    InfoPangan ``market_id`` (1..999999) and ``code`` (``JKT-<id, 3 digits>``), the
+    text fields stripped, coordinates in degrees or None, and ``inactive`` when its
+    note says so (what ``export_points_csv`` writes)."""
 
-    Returns (created, updated). Raises InvalidMarketPoint (fault ``csv``, with the
-    ``line``) for a missing column or a bad number; nothing is written then.
+    line: int
+    market_id: int
+    name: str
+    address: str
+    kecamatan: str
+    kecamatan_code: str
+    city: str
+    latitude: float | None
+    longitude: float | None
+    inactive: bool
+
+    @property
+    def code(self) -> str:
+        """The market point's code, ``JKT-<market_id, at least 3 digits>``."""
+        return f"JKT-{self.market_id:03d}"
+
+
+def parse_points_csv(text: str) -> list[PointRow]:
+    """Read and check a market CSV in the shipped data's columns (POINT_CSV_COLUMNS,
+    ``note`` optional): the one reader of both the demo seed and the admin import.
+
+    Returns: the rows, in file order. Raises: InvalidMarketPoint with fault ``csv``:
+      ``reason`` nul for a NUL byte, ``missing`` columns, or the ``line`` of a row with
+      too few or too many cells (``reason`` columns), a bad number, an id out of range
+      or repeated, an empty name, an unknown kecamatan code or coordinates out of range.
     """
     from slots.identity import kecamatan_codes
 
@@ -296,8 +322,7 @@ def import_points_csv(text: str, actor: Actor) -> tuple[int, int]:
     missing = set(POINT_CSV_COLUMNS) - {"note"} - set(reader.fieldnames or ())
     if missing:
         raise InvalidMarketPoint(fault="csv", missing=sorted(missing))
-    config = current_app.config
-    created = updated = 0
+    rows: list[PointRow] = []
     seen: set[int] = set()
     for line, row in enumerate(reader, start=2):
         if None in row or any(value is None for value in row.values()):
@@ -321,7 +346,35 @@ def import_points_csv(text: str, actor: Actor) -> tuple[int, int]:
         ):
             raise InvalidMarketPoint(fault="csv", line=line)
         seen.add(market_id)
-        code = f"JKT-{market_id:03d}"
+        rows.append(
+            PointRow(
+                line=line,
+                market_id=market_id,
+                name=row["name"].strip(),
+                address=(row["address"] or "").strip(),
+                kecamatan=(row["kecamatan"] or "").strip(),
+                kecamatan_code=(row["kecamatan_code"] or "").strip(),
+                city=(row["city"] or "").strip(),
+                latitude=latitude,
+                longitude=longitude,
+                inactive=(row.get("note") or "").strip() == "inactive",
+            )
+        )
+    return rows
+
+
+def import_points_csv(text: str, actor: Actor) -> tuple[int, int]:
+    """Create or update market points from CSV text in the shipped data's columns
+    (the admin upload and ``flask points import``), read and checked by
+    ``parse_points_csv``; each change is recorded in the audit log as ``actor``'s.
+
+    Returns (created, updated). Raises InvalidMarketPoint (fault ``csv``, with the
+    ``line``) for a missing column or a bad number; nothing is written then.
+    """
+    config = current_app.config
+    created = updated = 0
+    for row in parse_points_csv(text):
+        code = row.code
         point = db.session.scalar(select(MarketPoint).where(MarketPoint.code == code))
         before = _point_values(point) if point else {}
         if point is None:
@@ -331,19 +384,19 @@ def import_points_csv(text: str, actor: Actor) -> tuple[int, int]:
                 timezone=config["DEFAULT_TIMEZONE"],
                 opens_at=time(7, 0),
                 closes_at=time(12, 0),
-                source_id=market_id,
+                source_id=row.market_id,
             )
             db.session.add(point)
             created += 1
         else:
             updated += 1
-        point.name = row["name"].strip()[:200]
-        point.address = (row["address"] or "").strip()[:300]
-        point.kecamatan = (row["kecamatan"] or "").strip()[:100]
-        point.kecamatan_code = (row["kecamatan_code"] or "").strip()[:6]
-        point.city = (row["city"] or "").strip()[:100]
-        point.latitude, point.longitude = latitude, longitude
-        if (row.get("note") or "").strip() == "inactive":  # what the export writes
+        point.name = row.name[:200]
+        point.address = row.address[:300]
+        point.kecamatan = row.kecamatan[:100]
+        point.kecamatan_code = row.kecamatan_code[:6]
+        point.city = row.city[:100]
+        point.latitude, point.longitude = row.latitude, row.longitude
+        if row.inactive:
             point.active = False
         db.session.flush()
         record(actor, "point.import", "market_point", code, before, _point_values(point), point.id)
