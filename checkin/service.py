@@ -31,6 +31,7 @@ from qr.errors import TicketError
 from qr.service import public_keys_json, verify_ticket
 from slots.codes import normalise_code
 from slots.errors import BookingNotFound
+from slots.locks import lock_market_point
 from slots.models import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -44,7 +45,6 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
-from slots.places import lock_market_point
 from slots.status import transition
 
 

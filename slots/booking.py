@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from common.locking import locking_connection
 from common.timeutil import UTCDateTime, utcnow
 from extensions import db
 from notify.outbox import queue_notice, void_reminder
@@ -48,9 +49,9 @@ from slots.limits import (
     household_hash,
     limit_reached,
     limit_window,
-    lock_resident,
     nik_limit,
 )
+from slots.locks import lock_resident, lock_slot
 from slots.models import (
     CANCELLED,
     CONFIRMED,
@@ -64,7 +65,6 @@ from slots.places import (
     HAS_ROOM,
     forget_count,
     insert_booking,
-    lock_slot,
     note_new_booking,
     take_place,
 )
@@ -171,7 +171,7 @@ def place_booking(
     if not valid_id(slot_id):
         raise SlotNotFound()
     person = resident_input(name, nik, phone, language, phone_optional)
-    conn = db.session.connection()
+    conn = locking_connection()  # the slot's lock, then the resident's: timed waits
     postgresql = ONE_STATEMENT and conn.dialect.name == "postgresql"
     # Take the place first (the slot row lock, then the resident's, then the
     # household's: the lock order of every booking rule); a refusal below rolls the

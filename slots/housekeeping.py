@@ -19,6 +19,7 @@ from common.timeutil import utcnow
 from extensions import db
 from notify.outbox import void_reminder
 from slots.feed import record_slot_change
+from slots.locks import lock_slot
 from slots.models import (
     CONFIRMED,
     EXPIRED,
@@ -34,7 +35,7 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
-from slots.places import give_back_places, lock_slot
+from slots.places import give_back_places
 from slots.status import transition
 from slots.waiting import free_place, someone_may_take
 

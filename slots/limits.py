@@ -1,5 +1,5 @@
-"""The per-NIK and per-household booking limits, and the resident and household lock
-rows that serialise one person's or one family's bookings.
+"""The per-NIK and per-household booking limits (the resident and household lock rows
+that serialise one person's or one family's bookings are taken by ``slots.locks``).
 
 Rule (DESIGN.md, issue 3): one NIK holds at most BOOKING_LIMIT_PER_NIK active bookings
 whose slots start within BOOKING_LIMIT_WINDOW_DAYS of each other; at points with a
@@ -9,57 +9,23 @@ household limit, one family card (KK) at most BOOKING_LIMIT_PER_KK.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import cache
 
 from flask import current_app
 from sqlalchemy import and_, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from common.timeutil import utcnow
 from extensions import db
 from slots.errors import HouseholdLimitReached, LimitReached
 from slots.identity import hash_kk, validate_kk
+from slots.locks import lock_household, lock_resident
 from slots.models import (
     ACTIVE_STATUSES,
     Booking,
-    Household,
     MarketPoint,
     Resident,
     Slot,
     WaitingListEntry,
 )
-
-
-@cache
-def _lock_row_upsert(model, key: str, dialect: str, *extra: str):
-    """An upsert of ``model`` on its unique ``key`` that bumps ``lock_version`` when the
-    row exists: one statement that creates the row or takes its write lock, returning
-    its id. Bound values: ``key``, ``created_at`` and each of ``extra``. Resident and
-    household rows are the locks that serialise one person's or family's bookings."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    values = {name: bindparam(name) for name in (key, *extra)}
-    return (
-        insert(model)
-        .values(
-            **values,
-            lock_version=0,
-            created_at=bindparam("created_at", type_=model.created_at.type),
-        )
-        .on_conflict_do_update(
-            index_elements=[getattr(model, key)],
-            set_={"lock_version": model.lock_version + 1},
-        )
-        .returning(model.id)
-    )
-
-
-def _resident_upsert(dialect: str):
-    return _lock_row_upsert(Resident, "nik_hash", dialect, "nik_last4")
-
-
-def _household_upsert(dialect: str):
-    return _lock_row_upsert(Household, "kk_hash", dialect)
 
 
 def household_hash(point: MarketPoint, kk: str) -> str | None:
@@ -71,26 +37,6 @@ def household_hash(point: MarketPoint, kk: str) -> str | None:
     if not point.household_limit:
         return None
     return hash_kk(validate_kk(kk), current_app.config["NIK_HASH_KEY"])
-
-
-def lock_household(kk_hash: str, now: datetime) -> None:
-    """Take the family card's row lock (created on first use): after the resident's, in
-    the lock order slot, resident, household."""
-    stmt = _household_upsert(db.session.get_bind().dialect.name)
-    db.session.execute(stmt, {"kk_hash": kk_hash, "created_at": now})
-
-
-def lock_resident(nik_hash: str, last4: str) -> int:
-    """Create or touch the resident row of ``nik_hash`` and return its id.
-
-    The upsert takes the resident's row lock (on SQLite, writes hold the database
-    lock already), so a second booking by the same NIK waits here until the first has
-    committed and then sees it. Lock order everywhere: the booking being cancelled,
-    then the slot row, then residents (the waiting list's in line order).
-    """
-    conn = db.session.connection()
-    params = {"nik_hash": nik_hash, "nik_last4": last4, "created_at": utcnow()}
-    return conn.execute(_resident_upsert(conn.dialect.name), params).scalar_one()
 
 
 # The limits' numbers and the bookings they count: one definition, read by the counts

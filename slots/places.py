@@ -21,12 +21,13 @@ from sqlalchemy import (
 )
 
 from common import events
+from common.locking import execute_locking
 from extensions import db
 from notify.outbox import insert_notice, note_queued
 from slots.availability import NOT_CLOSED
 from slots.codes import new_booking_code
 from slots.identity import ResidentInput
-from slots.models import CONFIRMED, Booking, MarketPoint, Slot
+from slots.models import CONFIRMED, Booking, Slot
 
 if TYPE_CHECKING:  # for annotations only: booking imports this module
     from slots.booking import SlotSummary
@@ -65,13 +66,13 @@ def take_place(slot_id: int) -> bool:
       when the slot is full or closed (nothing written). The caller's model of the
       slot, if any, has a stale ``booked_count`` (``forget_count``).
     """
-    return db.session.connection().execute(_TAKE_PLACE, {"slot_id": slot_id}).rowcount == 1
+    return execute_locking("slot", _TAKE_PLACE, {"slot_id": slot_id}).rowcount == 1
 
 
 def give_back_places(slot_id: int, count: int = 1) -> None:
     """Count ``count`` bookings fewer in slot ``slot_id``: places freed by cancelled,
     no-show or closed bookings that nobody on the waiting list took."""
-    db.session.connection().execute(_GIVE_BACK, {"slot_id": slot_id, "count": count})
+    execute_locking("slot", _GIVE_BACK, {"slot_id": slot_id, "count": count})
 
 
 def resize(slot_id: int, capacity: int) -> bool:
@@ -80,42 +81,15 @@ def resize(slot_id: int, capacity: int) -> bool:
     One conditional update of the slot row, the row every booking updates, so a cut
     racing with bookings is serialised by the database. Returns: True when changed.
     """
-    changed = db.session.execute(
+    changed = execute_locking(
+        "slot",
         update(Slot)
         .where(Slot.id == slot_id, Slot.booked_count <= capacity)
         .values(capacity=capacity)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
+        autoflush=True,
     )
     return changed.rowcount == 1
-
-
-_LOCK_SLOT = (
-    update(Slot)
-    .where(Slot.id == bindparam("slot_id"))
-    .values(booked_count=Slot.booked_count)
-    .execution_options(synchronize_session=False)
-)
-
-
-def lock_slot(slot: Slot) -> None:
-    """Take the slot's row lock (a no-op write) so its count and waiting list cannot
-    change under us; on SQLite, as every first write, the database write lock."""
-    db.session.execute(_LOCK_SLOT, {"slot_id": slot.id})
-    db.session.expire(slot, ["booked_count"])
-
-
-def lock_market_point(point: MarketPoint) -> None:
-    """Take ``point``'s row lock (a no-op write; on SQLite, the write lock) for the rest
-    of the transaction. Serialises what must be decided one at a time per point:
-    admissions against the safe limit (two gates cannot both admit the last place)
-    and the making of slots (two generations would each check for overlaps before the
-    other's slots exist)."""
-    db.session.execute(
-        update(MarketPoint)
-        .where(MarketPoint.id == point.id)
-        .values(safe_limit=MarketPoint.safe_limit)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def forget_count(slot_id: int) -> None:

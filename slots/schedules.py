@@ -14,8 +14,9 @@ from common.timeutil import local_instant, utcnow
 from extensions import db
 from slots.availability import valid_id
 from slots.errors import InvalidSchedule, InvalidSlotRange, SlotOverlap
+from slots.locks import lock_market_point
 from slots.models import MarketPoint, Schedule, Slot
-from slots.places import MAX_CAPACITY, lock_market_point
+from slots.places import MAX_CAPACITY
 from slots.points import get_point
 
 

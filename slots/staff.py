@@ -40,8 +40,9 @@ from slots.errors import (
 )
 from slots.feed import record_booking_event, record_slot_change
 from slots.limits import check_limits_for_move, holds_place_in
+from slots.locks import lock_confirmed_booking, lock_slot
 from slots.models import CANCELLED, CONFIRMED, EXPIRED, WAITING, Booking, Slot, WaitingListEntry
-from slots.places import MAX_CAPACITY, give_back_places, lock_slot, resize, take_place
+from slots.places import MAX_CAPACITY, give_back_places, resize, take_place
 from slots.points import get_point
 from slots.status import transition
 from slots.waiting import fill_from_waiting_list, free_place
@@ -202,13 +203,7 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
         raise SlotNotFound()
     # The booking's row lock, and where it is now (a concurrent move or cancel that
     # committed first is seen here).
-    old_id = db.session.scalar(
-        update(Booking)
-        .where(Booking.id == booking.id, Booking.status == CONFIRMED)
-        .values(status=Booking.status)
-        .returning(Booking.slot_id)
-        .execution_options(synchronize_session=False)
-    )
+    old_id = lock_confirmed_booking(booking.id)
     if old_id is None or old_id == to_slot_id:
         raise BookingNotMovable()
     slots = {i: _slot_for_update(i) for i in sorted((old_id, to_slot_id))}

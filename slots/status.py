@@ -10,6 +10,7 @@ from sqlalchemy import (
     update,
 )
 
+from common.locking import locking_connection
 from extensions import db
 
 
@@ -20,6 +21,7 @@ def transition(model, row_id: int, from_status: str, to_status: str, **values) -
     Returns: True when this call moved it; False when it was not in ``from_status``
     (another transaction decided first). Statuses only move forward (DESIGN.md).
     """
+    locking_connection()  # the update waits for the row's lock: inside a transaction, timed
     moved = db.session.execute(
         update(model)
         .where(model.id == row_id, model.status == from_status)

@@ -35,12 +35,11 @@ from slots.limits import (
     check_limits,
     holds_place_in,
     household_hash,
-    lock_household,
-    lock_resident,
     may_take,
 )
+from slots.locks import lock_household, lock_resident, lock_slot
 from slots.models import LEFT, PROMOTED, SKIPPED, WAITING, Booking, Resident, Slot, WaitingListEntry
-from slots.places import give_back_places, lock_slot, new_booking, take_place
+from slots.places import give_back_places, new_booking, take_place
 from slots.status import transition
 
 
