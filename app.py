@@ -25,6 +25,7 @@ from common.timeutil import zone
 from common.transactions import end_request_transaction, end_transaction
 from config import load_config
 from extensions import babel, csrf, db, limiter, login_manager, migrate
+from notify import relay as notify_relay
 
 log = logging.getLogger("antri")
 
@@ -75,6 +76,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _register_template_helpers(app)
     _register_cli(app)
     jobs.init_app(app)
+    notify_relay.init_app(app, kick_relay=jobs.kick_relay)
     app.add_url_rule("/healthz", "healthz", healthz)
     return app
 
@@ -122,7 +124,7 @@ def _register_blueprints(app: Flask) -> None:
     from api import bp as api_bp
     from checkin import bp as checkin_bp
     from qr import bp as qr_bp
-    from slots import bp as slots_bp
+    from slots.views import bp as slots_bp
 
     app.register_blueprint(slots_bp)
     app.register_blueprint(qr_bp)

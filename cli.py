@@ -43,8 +43,8 @@ notices_cli = CommandGroup("notices", help="The outbox of messages to residents.
 )
 def notices_deliver(limit, retry_now):
     """Send, from this process, the notices that are due (e.g. without a worker)."""
-    from slots.notices import deliver_pending
-    from slots.notices import retry_now as make_due
+    from notify.outbox import retry_now as make_due
+    from notify.relay import deliver_pending
 
     if retry_now:
         click.echo(f"{make_due()} notices due again")
@@ -54,7 +54,7 @@ def notices_deliver(limit, retry_now):
 @notices_cli.command("status")
 def notices_status():
     """Count the notices per status, then list the failed ones (newest first)."""
-    from slots.notices import failed_notices, outbox_counts
+    from notify.outbox import failed_notices, outbox_counts
 
     counts = outbox_counts()
     click.echo(" ".join(f"{status}={count}" for status, count in counts.items()))
@@ -90,22 +90,23 @@ def seed_demo(days):
 
     from accounts.models import User
     from accounts.service import create_user
-    from slots import service
+    from slots.points import get_market_point, import_market_points, search_market_points
+    from slots.schedules import generate_slots
 
     if current_app.config["ANTRI_ENV"] == "production":
         raise click.ClickException("seed-demo refuses to run with ANTRI_ENV=production")
     config = current_app.config
-    created, updated = service.import_market_points(
+    created, updated = import_market_points(
         DATA_DIR / "jakarta_markets.csv", config["DEFAULT_SAFE_LIMIT"], config["DEFAULT_TIMEZONE"]
     )
     click.echo(f"market points: {created} created, {updated} updated")
     now = utcnow()
     made = 0
-    for point in service.search_market_points():
+    for point in search_market_points():
         today = local_date(now, point.timezone)
         for offset in range(days):
             made += len(
-                service.generate_slots(
+                generate_slots(
                     point,
                     today + timedelta(days=offset),
                     DEMO_START,
@@ -116,7 +117,7 @@ def seed_demo(days):
                 ).created
             )
     click.echo(f"slots: {made} created")
-    staff_point = service.get_market_point(DEMO_STAFF_POINT)
+    staff_point = get_market_point(DEMO_STAFF_POINT)
     accounts = [
         ("admin@antri.local", "admin", None),
         ("supervisor@antri.local", "supervisor", None),

@@ -164,7 +164,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "REDIS_URL": _redis_url(get("REDIS_URL", "")),
         "NOTIFY_LOG_FILE": get("NOTIFY_LOG_FILE", "") or str(instance_path / "notifications.jsonl"),
         "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
-        # Messages to residents (slots.channels, jobs): the channel, its retries, timing.
+        # Messages to residents (notify.channels, jobs): the channel, its retries, timing.
         "NOTIFY_CHANNEL": _choice("NOTIFY_CHANNEL", get("NOTIFY_CHANNEL", "log"), CHANNELS),
         "NOTIFY_WEBHOOK_URL": _http_url("NOTIFY_WEBHOOK_URL", get("NOTIFY_WEBHOOK_URL", "")),
         "NOTIFY_WEBHOOK_SECRET": get("NOTIFY_WEBHOOK_SECRET", ""),
@@ -205,6 +205,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "BOOKING_LIMIT_PER_KK": parse_int(
             "BOOKING_LIMIT_PER_KK", get("BOOKING_LIMIT_PER_KK", "1"), 1
         ),
+        # How long a transaction waits for another's row lock (PostgreSQL; common.locking)
+        # before it gives up and the request is answered 503 "busy": milliseconds.
+        "LOCK_TIMEOUT_MS": parse_int("LOCK_TIMEOUT_MS", get("LOCK_TIMEOUT_MS", "5000"), 1),
         "BOOKING_LIMIT_WINDOW_DAYS": parse_int(
             "BOOKING_LIMIT_WINDOW_DAYS", get("BOOKING_LIMIT_WINDOW_DAYS", "7"), 1
         ),

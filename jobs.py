@@ -31,7 +31,6 @@ import redis
 from flask import Flask, current_app, has_app_context
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
-from sqlalchemy.orm import Session
 
 from common import transactions
 from common.timeutil import utcnow
@@ -127,19 +126,19 @@ def _run_in_session(func: Callable, args: tuple, kwargs: dict) -> Any:
 
 @in_app_context
 def deliver_notice(notice_id: int, now_iso: str | None = None) -> str:
-    """Job: send one notice (``slots.notices.deliver_notice``). A failure worth a retry
+    """Job: send one notice (``notify.relay.deliver_notice``). A failure worth a retry
     sets the notice's ``due_at`` to the back-off's end; the relay enqueues it then.
     Returns the outcome's status (sent, retry, failed, void, skipped, superseded)."""
-    from slots.notices import deliver_notice as deliver
+    from notify.relay import deliver_notice as deliver
 
     return deliver(notice_id, _parse_now(now_iso)).status
 
 
 @in_app_context
 def relay(now_iso: str | None = None) -> int:
-    """Job: hand every notice that is due to RQ (``slots.notices.relay_outbox``).
+    """Job: hand every notice that is due to RQ (``notify.relay.relay_outbox``).
     Returns how many were enqueued."""
-    from slots.notices import relay_outbox
+    from notify.relay import relay_outbox
 
     ids = relay_outbox(_parse_now(now_iso))
     transactions.commit()  # the rows say "queued" before a worker may pick them up
@@ -158,16 +157,16 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     3. purge personal data RETENTION_DAYS after the slot.
     Returns the counts of each step.
     """
-    from slots import service
+    from slots import housekeeping as slots_housekeeping
 
     # Each step commits on its own (the job's wrapper commits the last): a failing
     # purge does not take back the places already released or the no-shows marked.
     now = _parse_now(now_iso) or utcnow()
-    released = service.release_late_arrivals(now)
-    transactions.commit()  # promotions are handed on (hand_on_notices)
-    no_shows, expired = service.expire_past_slots(now)
+    released = slots_housekeeping.release_late_arrivals(now)
+    transactions.commit()  # promotions are handed on (notify.relay.hand_on_notices)
+    no_shows, expired = slots_housekeeping.expire_past_slots(now)
     transactions.commit()
-    purged = service.purge_personal_data(now)
+    purged = slots_housekeeping.purge_personal_data(now)
     counts = {
         "released": released,
         "no_shows": no_shows,
@@ -250,48 +249,6 @@ class RelayKick:
 kick_relay = RelayKick()
 
 
-def hand_on_notices(session: Session) -> Callable[[], None] | None:
-    """After-commit hook (``common.transactions.add_after_commit``): hand on the notices
-    this transaction wrote that are due now.
-
-    Args: session, about to commit; the notices noted in its ``info["new_notices"]``
-      (by ``slots.service``) are taken from it. Returns None when none is due, else the
-      hand-over, to run once the commit succeeded: with REDIS_URL set a worker is asked
-      to relay the outbox (``kick_relay``: at most one job per RELAY_KICK_SECONDS per
-      process, however many bookings); without, the due notices are sent from here.
-      The hand-over never raises: a notice left pending is sent by the relay (or
-      ``flask notices deliver``). Rule: issue 7, the transactional outbox.
-    """
-    queued = session.info.pop(transactions.NEW_NOTICES, [])
-    now = utcnow()
-    due = [notice.id for notice in queued if notice.id is not None and notice.due_at <= now]
-    if not due:
-        return None
-    app = current_app._get_current_object()
-    if app.config["REDIS_URL"]:
-        return functools.partial(_kick, app)
-    return functools.partial(_deliver_inline, app, due)
-
-
-def _kick(app: Flask) -> None:
-    kick_relay(app)  # looked up when run (tests replace it); never raises
-
-
-def _deliver_inline(app: Flask, due: list[int]) -> None:
-    """Send the notices ``due`` (ids) from this process, in a session of their own."""
-    from slots.notices import deliver_notice as deliver
-
-    with app.app_context():
-        try:
-            for notice_id in due:
-                deliver(notice_id)
-        except Exception:  # best effort; the rows stay pending for the relay
-            db.session.rollback()
-            log.exception("notice hand-over failed; notices stay pending")
-        finally:
-            db.session.remove()
-
-
 # Inline mode ------------------------------------------------------------------------
 
 _last_sweep = 0.0
@@ -309,7 +266,7 @@ def inline_sweep() -> None:
         return
     try:
         _last_sweep = time.monotonic()
-        from slots.notices import deliver_pending
+        from notify.relay import deliver_pending
 
         run_timed_work()
         _run_in_session(deliver_pending, (), {})
@@ -320,9 +277,9 @@ def inline_sweep() -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register the hand-over of new notices after each commit (``hand_on_notices``),
-    and the inline sweep after each request when REDIS_URL is not set."""
-    transactions.add_after_commit(app, hand_on_notices)
+    """Register the inline sweep after each request when REDIS_URL is not set (new
+    notices are handed on by ``notify.relay.hand_on_notices``, registered with the
+    relay kick in ``create_app``)."""
 
     @app.after_request
     def _sweep_after(response):

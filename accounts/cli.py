@@ -26,7 +26,7 @@ users_cli = CommandGroup("users", help="Manage staff, supervisor and admin accou
 def users_create(email, role, point_code, password):
     """Create an account (or update its role, point and password)."""
     from accounts.service import admin_create_user
-    from slots.service import get_market_point
+    from slots.points import get_market_point
 
     try:
         point = get_market_point(point_code) if point_code else None

@@ -14,7 +14,7 @@ from admin import bp
 from admin.forms import AccountForm, AssignForm, PasswordForm
 from admin.pages import actor, done, failed, point_choices
 from common.errors import DomainError
-from slots import operations
+from slots import points as slots_points
 
 
 @bp.route("/accounts", methods=["GET", "POST"])
@@ -25,7 +25,7 @@ def accounts():
     form.point.choices = point_choices(blank=True)
     if form.validate_on_submit():
         try:
-            point = operations.get_point(form.point.data) if form.point.data else None
+            point = slots_points.get_point(form.point.data) if form.point.data else None
             accounts_service.admin_create_user(
                 form.email.data, form.role.data, form.password.data, point, actor()
             )
@@ -85,7 +85,7 @@ def account_point(user_id: int):
     code = request.form.get("point", "")
 
     def assign(user):
-        point = operations.get_point(code) if code else None
+        point = slots_points.get_point(code) if code else None
         accounts_service.assign_point(user, point, actor())
 
     return _account_action(user_id, assign)

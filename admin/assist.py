@@ -21,9 +21,11 @@ from common import audit
 from common.errors import DomainError
 from common.timeutil import local_date, local_day_bounds, utcnow, zone
 from extensions import db
-from slots import operations, service
+from slots.availability import open_slots
+from slots.codes import booking_access_key
 from slots.errors import SlotNotFound
 from slots.models import MarketPoint, Slot
+from slots.staff import book_for_resident
 
 
 class AssistForm(FlaskForm):
@@ -51,20 +53,7 @@ def _open_slots(point: MarketPoint) -> list[Slot]:
     today = local_date(now, point.timezone)
     start = local_day_bounds(today, point.timezone)[0]
     end = local_day_bounds(today + timedelta(days=1), point.timezone)[1]
-    return list(
-        db.session.scalars(
-            select(Slot)
-            .where(
-                Slot.market_point_id == point.id,
-                Slot.starts_at >= start,
-                Slot.starts_at < end,
-                Slot.ends_at > now,
-                Slot.published_at <= now,
-                Slot.closed_at.is_(None),
-            )
-            .order_by(Slot.starts_at)
-        )
-    )
+    return open_slots(point, start, end, now)
 
 
 @bp.route("/assist", methods=["GET", "POST"])
@@ -97,7 +86,7 @@ def assist():
         try:
             if form.slot.data not in {s.id for s in slots}:
                 raise SlotNotFound()
-            booking = operations.book_for_resident(
+            booking = book_for_resident(
                 form.slot.data,
                 fields,
                 form.kk.data or "",
@@ -110,7 +99,7 @@ def assist():
             status = exc.status
             form.nik.data = ""  # never echo a full NIK back into the page
         else:  # the request's one commit follows (common.transactions.run_view)
-            key = service.booking_access_key(booking.code)
+            key = booking_access_key(booking.code)
             return redirect(url_for("qr.ticket", code=booking.code, key=key, new=1))
     form.request_id.data = secrets.token_urlsafe(16)
     return (

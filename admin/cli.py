@@ -27,14 +27,14 @@ audit_cli = CommandGroup("audit", help="The audit log of admin actions.")
 @click.option("--household-limit/--no-household-limit", default=None)
 def points_update(code, safe_limit, name, opens, closes, household_limit):
     """Change a market point: its safe limit, name, hours or household limit."""
-    from slots import operations
+    from slots.points import PointFields, get_point, set_safe_limit, update_point
 
     try:
-        point = operations.get_point(code)
+        point = get_point(code)
         before = point.safe_limit
         if safe_limit is not None:
-            operations.set_safe_limit(code, safe_limit, CLI)
-        fields = operations.PointFields(
+            set_safe_limit(code, safe_limit, CLI)
+        fields = PointFields(
             name=name if name is not None else point.name,
             address=point.address,
             kecamatan=point.kecamatan,
@@ -46,7 +46,7 @@ def points_update(code, safe_limit, name, opens, closes, household_limit):
             closes_at=parse_time(closes) if closes else point.closes_at,
             household_limit=(point.household_limit if household_limit is None else household_limit),
         )
-        operations.update_point(code, fields, CLI)
+        update_point(code, fields, CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(f"{point.code}: safe limit {before} -> {point.safe_limit}, {point.name}")
@@ -56,10 +56,12 @@ def points_update(code, safe_limit, name, opens, closes, household_limit):
 @click.argument("code")
 def points_deactivate(code):
     """Hide a market point from residents (bookings made stay valid)."""
-    from slots import operations
+    from slots.points import (
+        set_point_active,
+    )
 
     try:
-        operations.set_point_active(code, False, CLI)
+        set_point_active(code, False, CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(f"{code}: inactive")
@@ -69,10 +71,12 @@ def points_deactivate(code):
 @click.argument("code")
 def points_activate(code):
     """Show a deactivated market point to residents again."""
-    from slots import operations
+    from slots.points import (
+        set_point_active,
+    )
 
     try:
-        operations.set_point_active(code, True, CLI)
+        set_point_active(code, True, CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(f"{code}: active")
@@ -81,19 +85,23 @@ def points_activate(code):
 @points_cli.command("export")
 def points_export():
     """Print every market point as CSV, in the shipped data's columns."""
-    from slots import operations
+    from slots.points import (
+        export_points_csv,
+    )
 
-    sys.stdout.write(operations.export_points_csv())
+    sys.stdout.write(export_points_csv())
 
 
 @points_cli.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def points_import(path):
     """Create or update market points from a CSV in the shipped data's columns."""
-    from slots import operations
+    from slots.points import (
+        import_points_csv,
+    )
 
     try:
-        created, updated = operations.import_points_csv(path.read_text(encoding="utf-8-sig"), CLI)
+        created, updated = import_points_csv(path.read_text(encoding="utf-8-sig"), CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(f"{created} market points created, {updated} updated")
@@ -111,11 +119,12 @@ def points_import(path):
 @click.option("--capacity", type=click.IntRange(0), required=True, help="Bookings per slot.")
 def slots_generate(point_code, day, start, end, length, capacity):
     """Create back-to-back slots at POINT_CODE (idempotent; local time)."""
-    from slots import service
+    from slots import points as slots_points
+    from slots import schedules as slots_schedules
 
     try:
-        point = service.get_market_point(point_code)
-        result = service.generate_slots(
+        point = slots_points.get_market_point(point_code)
+        result = slots_schedules.generate_slots(
             point, parse_date(day), parse_time(start), parse_time(end), length, capacity
         )
     except DomainError as exc:
@@ -139,7 +148,7 @@ def slots_generate(point_code, day, start, end, length, capacity):
 def slots_expire():
     """Mark no-shows (never checked in by slot end + CHECKIN_LATE_MINUTES) and end
     the waiting lists of slots that are over. Safe to run as often as you like."""
-    from slots.service import expire_past_slots
+    from slots.housekeeping import expire_past_slots
 
     no_shows, expired = expire_past_slots()
     click.echo(f"{no_shows} no-shows marked, {expired} waiting-list places ended")
@@ -150,10 +159,10 @@ def slots_expire():
 @click.argument("capacity", type=int)
 def slots_set_capacity(slot_id, capacity):
     """Change a slot's capacity (never below its booked places)."""
-    from slots import operations
+    from slots import staff as slots_staff
 
     try:
-        slot = operations.set_capacity(slot_id, capacity, CLI)
+        slot = slots_staff.set_capacity(slot_id, capacity, CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(f"slot {slot.id}: capacity {slot.capacity}, booked {slot.booked_count}")
@@ -163,10 +172,10 @@ def slots_set_capacity(slot_id, capacity):
 @click.argument("slot_id", type=int)
 def slots_close(slot_id):
     """Close a slot: cancel its bookings (residents are told), clear its waiting list."""
-    from slots import operations
+    from slots import staff as slots_staff
 
     try:
-        closed = operations.close_slot(slot_id, CLI)
+        closed = slots_staff.close_slot(slot_id, CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(f"slot {slot_id}: {closed.bookings_cancelled} bookings cancelled")
@@ -177,10 +186,10 @@ def slots_close(slot_id):
 @click.option("--date", "day", required=True, help="Local date, YYYY-MM-DD.")
 def slots_close_day(code, day):
     """Close every slot of a market point on a local date."""
-    from slots import operations
+    from slots import staff as slots_staff
 
     try:
-        closed = operations.close_day(code, parse_date(day), CLI)
+        closed = slots_staff.close_day(code, parse_date(day), CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(
@@ -193,10 +202,10 @@ def slots_close_day(code, day):
 @click.option("--to", "slot_id", type=int, required=True, help="The target slot id.")
 def slots_move(booking_code, slot_id):
     """Move a confirmed booking to another slot with a free place."""
-    from slots import operations
+    from slots import staff as slots_staff
 
     try:
-        booking = operations.move_booking(booking_code, slot_id, CLI)
+        booking = slots_staff.move_booking(booking_code, slot_id, CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(f"{booking.code}: moved to slot {slot_id}")
@@ -228,10 +237,10 @@ def schedules_create(
     name,
 ):
     """Create a schedule at market point CODE; prints its id (the last line)."""
-    from slots import operations
+    from slots import schedules as slots_schedules
 
     try:
-        schedule = operations.create_schedule(
+        schedule = slots_schedules.create_schedule(
             code,
             name=name,
             weekdays=weekdays,
@@ -255,14 +264,14 @@ def schedules_create(
 def schedules_preview(schedule_id):
     """List the slots a schedule makes (local times) and when each opens."""
     from common.timeutil import zone
-    from slots import operations
+    from slots import schedules as slots_schedules
 
     try:
-        schedule = operations.get_schedule(schedule_id)
+        schedule = slots_schedules.get_schedule(schedule_id)
     except DomainError as exc:
         fail(exc)
     tz = zone(schedule.market_point.timezone)
-    for slot in operations.plan_schedule(schedule):
+    for slot in slots_schedules.plan_schedule(schedule):
         state = "exists" if slot.exists else ("OVERLAPS" if slot.overlaps else "new")
         click.echo(
             f"{slot.starts_at.astimezone(tz):%Y-%m-%d %H:%M}-"
@@ -275,10 +284,10 @@ def schedules_preview(schedule_id):
 @click.argument("schedule_id", type=int)
 def schedules_generate(schedule_id):
     """Create a schedule's slots (idempotent)."""
-    from slots import operations
+    from slots import schedules as slots_schedules
 
     try:
-        created, existing = operations.generate_from_schedule(schedule_id, CLI)
+        created, existing = slots_schedules.generate_from_schedule(schedule_id, CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(f"{created} slots created, {existing} already existed")

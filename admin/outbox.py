@@ -10,7 +10,7 @@ from accounts.auth import page_roles
 from accounts.models import ADMIN
 from admin import bp
 from admin.pages import actor
-from slots.notices import failed_notices, outbox_counts, retry_now
+from notify.outbox import failed_notices, outbox_counts, retry_now
 
 
 @bp.get("/")

@@ -12,11 +12,12 @@ from admin import bp
 from admin.forms import ImportForm, PointForm
 from admin.pages import actor, done, failed, market_points
 from common.errors import DomainError
-from slots import operations
+from slots import errors as slots_errors
+from slots import points as slots_points
 
 
-def _fields(form: PointForm) -> operations.PointFields:
-    return operations.PointFields(
+def _fields(form: PointForm) -> slots_points.PointFields:
+    return slots_points.PointFields(
         name=form.name.data or "",
         address=form.address.data or "",
         kecamatan=form.kecamatan.data or "",
@@ -40,7 +41,7 @@ def points():
             flash(_("Give the market number."), "error")
         else:
             try:
-                point = operations.create_point(form.market_id.data, _fields(form), actor())
+                point = slots_points.create_point(form.market_id.data, _fields(form), actor())
             except DomainError as exc:
                 failed(exc)
             else:
@@ -56,13 +57,13 @@ def points():
 def point(code: str):
     """Edit one market point, deactivate or reactivate it."""
     try:
-        found = operations.get_point(code)
+        found = slots_points.get_point(code)
     except DomainError:
         abort(404)
     form = PointForm(obj=found)
     if form.validate_on_submit():
         try:
-            operations.update_point(code, _fields(form), actor())
+            slots_points.update_point(code, _fields(form), actor())
         except DomainError as exc:
             failed(exc)
         else:
@@ -77,7 +78,7 @@ def point_active(code: str):
     """Deactivate (``active=0``) or reactivate (``active=1``) a market point."""
     if FlaskForm().validate_on_submit():
         try:
-            operations.set_point_active(code, request.form.get("active") == "1", actor())
+            slots_points.set_point_active(code, request.form.get("active") == "1", actor())
         except DomainError as exc:
             failed(exc)
         else:
@@ -90,7 +91,7 @@ def point_active(code: str):
 def points_csv():
     """Every market point as CSV in the shipped data's columns."""
     return Response(
-        "\ufeff" + operations.export_points_csv(),
+        "\ufeff" + slots_points.export_points_csv(),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=antri-market-points.csv"},
     )
@@ -105,7 +106,7 @@ def points_import():
         raw = form.file.data.read(2_000_001)
         try:
             if len(raw) > 2_000_000:
-                raise operations.InvalidMarketPoint(fault="csv", too_large=True)
+                raise slots_errors.InvalidMarketPoint(fault="csv", too_large=True)
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             flash(_("The file is not UTF-8 text."), "error")
@@ -114,7 +115,7 @@ def points_import():
             failed(exc)
             return redirect(url_for("admin.points"))
         try:
-            created, updated = operations.import_points_csv(text, actor())
+            created, updated = slots_points.import_points_csv(text, actor())
         except DomainError as exc:
             failed(exc)
         else:

@@ -17,7 +17,7 @@ from admin.pages import actor, done, failed, point_choices
 from common.errors import DomainError
 from common.timeutil import local_date, utcnow, zone
 from extensions import db
-from slots import operations
+from slots import schedules as slots_schedules
 from slots.models import Schedule
 
 
@@ -33,7 +33,7 @@ def schedules():
         form.valid_until.data = form.valid_until.data or today + timedelta(days=7)
     if form.validate_on_submit():
         try:
-            schedule = operations.create_schedule(
+            schedule = slots_schedules.create_schedule(
                 form.point.data,
                 name=form.name.data or "",
                 weekdays="".join(form.weekdays.data or []),
@@ -61,10 +61,10 @@ def schedules():
 def schedule(schedule_id: int):
     """A schedule's preview: every slot it makes, in local time, and when each opens."""
     try:
-        found = operations.get_schedule(schedule_id)
+        found = slots_schedules.get_schedule(schedule_id)
     except DomainError:
         abort(404)
-    planned = operations.plan_schedule(found)
+    planned = slots_schedules.plan_schedule(found)
     return render_template(
         "admin/schedule.html",
         schedule=found,
@@ -82,7 +82,7 @@ def schedule_generate(schedule_id: int):
     """Create the schedule's slots (idempotent); each opens at its publish time."""
     if FlaskForm().validate_on_submit():
         try:
-            created, existing = operations.generate_from_schedule(schedule_id, actor())
+            created, existing = slots_schedules.generate_from_schedule(schedule_id, actor())
         except DomainError as exc:
             failed(exc)
         else:

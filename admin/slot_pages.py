@@ -18,8 +18,8 @@ from admin.pages import actor, done, failed, market_points
 from common.errors import DomainError, ValidationError
 from common.timeutil import local_date, local_day_bounds, parse_day, utcnow, zone
 from extensions import db
-from slots import operations
-from slots import service as slots_service
+from slots import codes as slots_codes
+from slots import staff as slots_staff
 from slots.models import Slot
 
 
@@ -76,7 +76,7 @@ def slot_capacity(slot_id: int):
     form = CapacityForm()
     if form.validate_on_submit():
         try:
-            slot = operations.set_capacity(slot_id, form.capacity.data, actor())
+            slot = slots_staff.set_capacity(slot_id, form.capacity.data, actor())
         except DomainError as exc:
             failed(exc)
         else:
@@ -92,7 +92,7 @@ def slot_close(slot_id: int):
     """Close a slot: its bookings are cancelled and the residents told."""
     if FlaskForm().validate_on_submit():
         try:
-            closed = operations.close_slot(slot_id, actor())
+            closed = slots_staff.close_slot(slot_id, actor())
         except DomainError as exc:
             failed(exc)
         else:
@@ -114,7 +114,7 @@ def close_day(code: str):
             day = _day(request.form.get("date"))
             if day is None:
                 raise ValidationError(_("The date is not valid."), code="invalid_date")
-            closed = operations.close_day(code, day, actor())
+            closed = slots_staff.close_day(code, day, actor())
         except DomainError as exc:
             failed(exc)
         else:
@@ -136,8 +136,8 @@ def move_booking():
     form = MoveForm()
     if form.validate_on_submit():
         try:
-            booking = operations.move_booking(
-                slots_service.normalise_code(form.code.data or "") or "",
+            booking = slots_staff.move_booking(
+                slots_codes.normalise_code(form.code.data or "") or "",
                 form.slot_id.data,
                 actor(),
             )

@@ -7,7 +7,7 @@ from flask import g
 from accounts.models import STAFF
 from checkin import occupancy as checkin_occupancy
 from common.errors import Forbidden, ValidationError
-from slots import service as slots_service
+from slots import points as slots_points
 from slots.models import MarketPoint
 
 
@@ -22,7 +22,7 @@ def gate_point(code: str | None) -> MarketPoint:
     if code is None and user.role == STAFF:
         return user.market_point
     if code is not None:
-        return slots_service.get_market_point(code)
+        return slots_points.get_market_point(code)
     message = "Name the gate's 'market_point' (staff default to their own)."
     raise ValidationError(message, code="invalid_market_point", fields={"market_point": message})
 
@@ -35,7 +35,7 @@ def visible_points(code: str | None) -> list[MarketPoint]:
     """
     user = g.api_user
     if code is not None:
-        point = slots_service.get_market_point(code)
+        point = slots_points.get_market_point(code)
         if not user.can_act_at(point):
             raise Forbidden()
         return [point]

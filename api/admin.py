@@ -13,8 +13,7 @@ from api.schemas import BookingMove, NewCapacity
 from api.spec import validate
 from common.audit import Actor
 from common.db import run_with_retry
-from slots import operations
-from slots.notices import commit_and_deliver
+from slots import staff as slots_staff
 
 
 def _actor() -> Actor:
@@ -29,9 +28,8 @@ def update_slot(slot_id: int, json: NewCapacity):
     ``capacity_below_booked`` (with ``booked``) when places are booked beyond it."""
 
     def change():
-        slot = operations.set_capacity(slot_id, json.capacity, _actor())
+        slot = slots_staff.set_capacity(slot_id, json.capacity, _actor())
         answer = {**slot_json(slot), "booked": slot.booked_count}
-        commit_and_deliver()  # promotions from the waiting list are notified
         return answer
 
     return jsonify(run_with_retry(change))
@@ -46,8 +44,7 @@ def close_slot(slot_id: int):
     Closing a closed slot answers 200 with zeros."""
 
     def close():
-        closed = operations.close_slot(slot_id, _actor())
-        commit_and_deliver()
+        closed = slots_staff.close_slot(slot_id, _actor())
         return closed
 
     closed = run_with_retry(close)
@@ -68,9 +65,8 @@ def move_booking(code: str, json: BookingMove):
     ``slot_full``, ``booking_not_movable`` or ``already_booked``."""
 
     def move():
-        booking = operations.move_booking(code, json.slot_id, _actor())
+        booking = slots_staff.move_booking(code, json.slot_id, _actor())
         answer = booking_json(booking, with_ticket=False)
-        commit_and_deliver()
         return answer
 
     return jsonify(run_with_retry(move))

@@ -19,8 +19,8 @@ from common.limits import (
     no_nik,
 )
 from extensions import limiter
-from slots import service as slots_service
-from slots.notices import commit_and_deliver
+from slots import booking as slots_booking
+from slots import codes as slots_codes
 
 
 @bp.post("/bookings")
@@ -38,20 +38,19 @@ def create_booking(json: NewBooking):
     key = request.headers.get("Idempotency-Key")
     headers = {}
     if key is None:
-        booking = slots_service.place_booking(json.slot_id, *fields, language=json.language, kk=kk)
+        booking = slots_booking.place_booking(json.slot_id, *fields, language=json.language, kk=kk)
     else:
         request_fields = {"slot_id": json.slot_id, "name": fields[0], "nik": fields[1]}
         request_fields["phone"] = fields[2]
         for optional in ("language", "kk"):
             if optional in json.model_fields_set:  # sent, even as null
                 request_fields[optional] = getattr(json, optional)
-        fingerprint = slots_service.request_fingerprint(request_fields)
-        booking, replayed = slots_service.book_slot_once(
+        fingerprint = slots_codes.request_fingerprint(request_fields)
+        booking, replayed = slots_booking.book_slot_once(
             key, fingerprint, json.slot_id, *fields, language=json.language, kk=kk
         )
         headers["Idempotent-Replayed"] = "true" if replayed else "false"
-    body = booking_json(booking)  # before the commit, which would expire what it reads
-    commit_and_deliver()
+    body = booking_json(booking)  # the request's one commit follows (run_view)
     return jsonify(body), 201, headers
 
 
@@ -61,7 +60,7 @@ def create_booking(json: NewBooking):
 @validate(404, 422, 429, ok=BookingOut, tags=("bookings",))
 def get_booking(code: str, query: ResidentLookup):
     """Fetch a booking by code and ``?phone=``; one 404 for any mismatch."""
-    booking = slots_service.get_booking_for_resident(code, query.phone)
+    booking = slots_booking.get_booking_for_resident(code, query.phone)
     return jsonify(booking_json(booking))
 
 
@@ -74,9 +73,8 @@ def cancel_booking(code: str, json: PhoneBody):
     phone = json.phone or ""
 
     def cancel():
-        booking = slots_service.get_booking_for_resident(code, phone)
-        slots_service.cancel_booking(booking)
-        commit_and_deliver()
+        booking = slots_booking.get_booking_for_resident(code, phone)
+        slots_booking.cancel_booking(booking)
         return booking
 
     # Promotions lock several residents; a crossed pair may deadlock and retry.

@@ -58,7 +58,7 @@ def _gate_scan(scan, body: ScanBody):
     try:
         result = scan(body.scanned, point, user, device=device, nonce=nonce)
         answer = _scan_json(result, point)
-        db.session.commit()
+        db.session.flush()  # a racing copy's nonce fails here, inside the try
     except IntegrityError:
         db.session.rollback()
         earlier = checkin_scanning.logged_scan(user, device, nonce)
@@ -94,7 +94,6 @@ def undo_checkin(code: str, json: UndoBody):
     result = checkin_scanning.undo_check_in(code, g.api_user, device=json.device or "")
     point = result.booking.slot.market_point
     answer = _scan_json(result, point)
-    db.session.commit()
     return jsonify(answer)
 
 
@@ -172,7 +171,7 @@ def checkin_sync(json: OfflineBatch):
 
     def merge():
         answers = checkin_offline.sync_offline_scans(scans, point, user, device)
-        db.session.commit()
+        db.session.flush()  # a racing copy's nonce fails here, inside the retry
         return answers
 
     try:

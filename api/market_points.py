@@ -9,14 +9,15 @@ from api.responses import MarketPointOut, SlotOut, market_point_json, slot_json
 from api.schemas import DayQuery, PointSearch
 from api.spec import validate
 from common.timeutil import local_date, utcnow
-from slots import service as slots_service
+from slots import availability as slots_availability
+from slots import points as slots_points
 
 
 @bp.get("/market-points")
 @validate(422, ok=list[MarketPointOut], tags=("market points",))
 def market_points(query: PointSearch):
     """List active market points; ``?q=`` filters by name, kecamatan or city."""
-    points = slots_service.search_market_points(query.q)
+    points = slots_points.search_market_points(query.q)
     return jsonify([market_point_json(p) for p in points])
 
 
@@ -27,6 +28,6 @@ def market_point_slots(code: str, query: DayQuery):
 
     422 ``invalid_date`` for another format or a year outside 2000-2100.
     """
-    point = slots_service.get_market_point(code)
+    point = slots_points.get_market_point(code)
     day = query.date or local_date(utcnow(), point.timezone)
-    return jsonify([slot_json(s) for s in slots_service.list_slots(point, day)])
+    return jsonify([slot_json(s) for s in slots_availability.list_slots(point, day)])

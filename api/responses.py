@@ -12,8 +12,10 @@ from pydantic import BaseModel
 
 from common.timeutil import zone
 from qr.service import issue_ticket
+from slots.booking import BookingSummary
+from slots.codes import booking_access_key
 from slots.models import Booking, MarketPoint, Slot, WaitingListEntry
-from slots.service import BookingSummary, booking_access_key, waiting_position
+from slots.waiting import waiting_position
 
 # Schemas ------------------------------------------------------------------------------
 

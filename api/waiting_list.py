@@ -17,8 +17,8 @@ from common.limits import (
     nik_key,
     no_nik,
 )
-from extensions import db, limiter
-from slots import service as slots_service
+from extensions import limiter
+from slots import waiting as slots_waiting
 
 
 @bp.post("/slots/<int:slot_id>/waiting-list")
@@ -27,7 +27,7 @@ from slots import service as slots_service
 @validate(404, 409, 413, 422, 429, ok=WaitingOut, status=201, tags=("waiting list",))
 def join_waiting_list(slot_id: int, json: NewWaitingEntry):
     """Join a full slot's waiting list: ``{name, nik, phone}`` -> 201 with the position."""
-    entry = slots_service.join_waiting_list(
+    entry = slots_waiting.join_waiting_list(
         slot_id,
         json.name,
         json.nik,
@@ -35,7 +35,6 @@ def join_waiting_list(slot_id: int, json: NewWaitingEntry):
         language=json.language,
         kk=json.kk or "",
     )
-    db.session.commit()
     return jsonify(waiting_json(entry)), 201
 
 
@@ -45,7 +44,7 @@ def join_waiting_list(slot_id: int, json: NewWaitingEntry):
 @validate(404, 422, 429, ok=WaitingOut, tags=("waiting list",))
 def get_waiting_entry(code: str, query: ResidentLookup):
     """A waiting-list place by code and ``?phone=``: status, position, booking if promoted."""
-    entry = slots_service.get_waiting_entry_for_resident(code, query.phone)
+    entry = slots_waiting.get_waiting_entry_for_resident(code, query.phone)
     return jsonify(waiting_json(entry))
 
 
@@ -55,7 +54,6 @@ def get_waiting_entry(code: str, query: ResidentLookup):
 @validate(404, 409, 413, 422, 429, ok=WaitingOut, tags=("waiting list",))
 def leave_waiting_list(code: str, json: PhoneBody):
     """Leave a waiting list: ``{phone}`` -> ``{status: "left"}``."""
-    entry = slots_service.get_waiting_entry_for_resident(code, json.phone or "")
-    slots_service.leave_waiting_list(entry)
-    db.session.commit()
+    entry = slots_waiting.get_waiting_entry_for_resident(code, json.phone or "")
+    slots_waiting.leave_waiting_list(entry)
     return jsonify(waiting_json(entry))

@@ -76,8 +76,8 @@ def prepare(instance: Path, points: int, bookings_per_point: int) -> tuple[dict,
     from app import create_app
     from common.timeutil import utcnow
     from extensions import db
+    from slots.codes import new_booking_code
     from slots.models import CONFIRMED, Booking, MarketPoint, Resident, Slot
-    from slots.service import new_booking_code
 
     app = create_app()
     tickets: dict[int, tuple[str, str]] = {}

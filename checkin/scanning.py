@@ -29,7 +29,9 @@ from common.timeutil import local_date, local_text, utcnow
 from extensions import db
 from qr.errors import TicketError
 from qr.service import verify_ticket
+from slots.codes import normalise_code
 from slots.errors import BookingNotFound
+from slots.locks import lock_market_point
 from slots.models import (
     CANCELLED,
     CHECKED_IN,
@@ -40,7 +42,7 @@ from slots.models import (
     MarketPoint,
     Slot,
 )
-from slots.service import lock_market_point, normalise_code, transition
+from slots.status import transition
 from slots.window import checkin_window
 
 

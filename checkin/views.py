@@ -20,8 +20,8 @@ from checkin.forms import ScanForm
 from common.errors import ValidationError
 from common.timeutil import local_date, parse_day, utcnow
 from extensions import db
-from slots import service as slots_service
 from slots.models import MarketPoint
+from slots.points import get_market_point
 
 
 def _gate_point() -> MarketPoint | None:
@@ -29,7 +29,7 @@ def _gate_point() -> MarketPoint | None:
     if current_user.role == STAFF:
         return current_user.market_point
     code = request.args.get("point")
-    return slots_service.get_market_point(code) if code else None
+    return get_market_point(code) if code else None
 
 
 def _gate_config(point: MarketPoint) -> dict:
@@ -112,7 +112,6 @@ def gate():
             result = scan(
                 scanned, point, current_user, device="gate-page", nonce=form.nonce.data or None
             )
-            db.session.commit()
         else:  # a stray Enter from a scanner: stay on the gate, ready
             flash(_("Nothing was scanned. Scan the QR code or type the booking code."), "error")
         form.scan.data = ""
@@ -211,7 +210,6 @@ def resolve_conflict(conflict_id: int):
     """Mark a gate conflict as dealt with (after checking the booking with the gate)."""
     if FlaskForm().validate_on_submit():
         conflict = conflicts.resolve_conflict(conflict_id, current_user)
-        db.session.commit()
         flash(_("Conflict marked as dealt with."), "ok")
         return redirect(
             url_for("checkin.point_detail", code=conflict.market_point.code) + "#conflicts"
@@ -224,7 +222,7 @@ def resolve_conflict(conflict_id: int):
 def point_detail(code: str):
     """One point's day (``?date=YYYY-MM-DD``, default today): slots with counts,
     arrivals per 10 minutes against bookings, people inside over the day."""
-    point = slots_service.get_market_point(code)
+    point = get_market_point(code)
     now = utcnow()
     raw = request.args.get("date")
     try:

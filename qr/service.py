@@ -17,7 +17,7 @@ from qr.tokens import TicketClaims, make_token, verify_token
 from slots.models import Booking
 
 if TYPE_CHECKING:
-    from slots.service import BookingSummary
+    from slots.booking import BookingSummary
 
 log = logging.getLogger("antri.tickets")
 

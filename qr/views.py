@@ -14,15 +14,18 @@ from qr.forms import CancelForm, LookupForm
 from qr.printable import TicketFacts
 from qr.render import qr_png, qr_svg
 from qr.service import issue_ticket
-from slots import service as slots_service
+from slots.availability import slot_local_times
+from slots.booking import can_cancel, cancel_booking, find_booking, get_booking_for_resident
+from slots.codes import booking_access_key, check_access_key, waiting_access_key
 from slots.models import Booking
+from slots.waiting import get_waiting_entry_for_resident
 
 
 def _booking_from_url(code: str, key: str, usable: bool = False) -> Booking:
     """Return the booking of a ticket capability URL, or 404 for any mismatch; with
     ``usable``, 410 when it can no longer be used at the gate (no QR for it)."""
-    booking = slots_service.find_booking(code)
-    if booking is None or not slots_service.check_access_key(booking.code, key):
+    booking = find_booking(code)
+    if booking is None or not check_access_key(booking.code, key):
         abort(404)
     if usable and booking.status not in ("confirmed", "checked_in"):
         abort(410)
@@ -33,7 +36,7 @@ def _booking_from_url(code: str, key: str, usable: bool = False) -> Booking:
 def ticket(code: str, key: str):
     """The ticket: QR code, booking code, market point and local slot time."""
     booking = _booking_from_url(code, key)
-    start, end = slots_service.slot_local_times(booking.slot)
+    start, end = slot_local_times(booking.slot)
     response = Response(
         render_template(
             "qr/ticket.html",
@@ -43,7 +46,7 @@ def ticket(code: str, key: str):
             end=end,
             token=issue_ticket(booking),
             cancel_form=CancelForm(),
-            can_cancel=slots_service.can_cancel(booking),
+            can_cancel=can_cancel(booking),
             share_text=_(
                 "My Antri ticket %(code)s: %(url)s",
                 code=booking.code,
@@ -60,7 +63,7 @@ def ticket(code: str, key: str):
 
 
 def _facts(booking: Booking, key: str) -> TicketFacts:
-    start, end = slots_service.slot_local_times(booking.slot)
+    start, end = slot_local_times(booking.slot)
     point = booking.slot.market_point
     return TicketFacts(
         code=booking.code,
@@ -147,18 +150,18 @@ def lookup():
     if form.validate_on_submit():
         code, phone = form.code.data or "", form.phone.data or ""
         try:
-            booking = slots_service.get_booking_for_resident(code, phone)
+            booking = get_booking_for_resident(code, phone)
         except DomainError as exc:
             # A waiting-list code is looked up here too: residents keep one code.
             try:
-                entry = slots_service.get_waiting_entry_for_resident(code, phone)
+                entry = get_waiting_entry_for_resident(code, phone)
             except DomainError:
                 error, status = exc, exc.status
             else:
-                key = slots_service.waiting_access_key(entry.code)
+                key = waiting_access_key(entry.code)
                 return redirect(url_for("slots.waiting", code=entry.code, key=key))
         else:
-            key = slots_service.booking_access_key(booking.code)
+            key = booking_access_key(booking.code)
             return redirect(url_for("qr.ticket", code=booking.code, key=key))
     elif request.method == "POST":
         status = 400
@@ -174,7 +177,7 @@ def cancel(code: str, key: str):
         abort(400)
 
     def cancel() -> None:
-        slots_service.cancel_booking(slots_service.find_booking(booking.code))
+        cancel_booking(find_booking(booking.code))
 
     try:
         # Promotions may deadlock with another cancellation: a deadlock is met by a

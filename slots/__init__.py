@@ -1,7 +1,5 @@
-"""Market points, slots, capacity and bookings: the resident's side of Antri."""
+"""Market points, slots, capacity and bookings: the resident's side of Antri.
 
-from flask import Blueprint
-
-bp = Blueprint("slots", __name__)
-
-from slots import views  # noqa: E402,F401  (routes register on import)
+The blueprint ``bp`` lives in ``slots.views``: importing a service module of this
+package (as ``notify`` and ``checkin`` do) does not import the views.
+"""

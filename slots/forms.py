@@ -1,4 +1,4 @@
-"""The booking form. Fields are checked by ``slots.service.book_slot``, the one rule set."""
+"""The booking form. Fields are checked by ``slots.booking.book_slot``, the one rule set."""
 
 from __future__ import annotations
 

@@ -13,14 +13,16 @@ import csv
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
 
 import phonenumbers
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from slots.errors import InvalidKK, InvalidName, InvalidNIK, InvalidPhone
+from slots.errors import InvalidKK, InvalidLanguage, InvalidName, InvalidNIK, InvalidPhone
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 _SEPARATORS = re.compile(r"[\s.\-]")
@@ -151,3 +153,35 @@ def clean_name(raw: str) -> str:
     if not 2 <= len(name) <= 120 or any(ord(ch) < 32 for ch in name):
         raise InvalidName()
     return name
+
+
+@dataclass(frozen=True)
+class ResidentInput:
+    """A resident's validated details: clean name, NIK hash, last four, E.164 phone."""
+
+    name: str
+    nik_hash: str
+    nik_last4: str
+    phone: str
+    language: str = "id"
+    kk_hash: str | None = None  # only at points with household_limit
+
+
+def resident_input(
+    name: str, nik: str, phone: str, language: str = "id", phone_optional: bool = False
+) -> ResidentInput:
+    """Validate a resident's name, NIK, phone and message language.
+
+    Args: language, a code of LANGUAGES ("id" or "en"): their messages use it;
+      phone_optional, True for a booking staff make for a resident without a phone
+      (an empty phone is then kept as "", and no message is sent).
+    Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage (422).
+    """
+    clean = clean_name(name)
+    digits = validate_nik(nik)
+    e164 = "" if phone_optional and not (phone or "").strip() else normalise_phone(phone)
+    if language not in current_app.config["LANGUAGES"]:
+        raise InvalidLanguage()
+    return ResidentInput(
+        clean, hash_nik(digits, current_app.config["NIK_HASH_KEY"]), digits[-4:], e164, language
+    )

@@ -2,7 +2,7 @@
 
 The database keeps the capacity promise: ``slot.booked_count`` counts the slot's
 active bookings and a CHECK constraint holds it between 0 and ``capacity``; bookings
-change it only through conditional updates in ``slots.service``.
+change it only through conditional updates in ``slots.places``.
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ class Notice(db.Model):
     (booking_id, kind) makes one message per booking per kind, whatever number of
     workers, schedulers or retries handle it. ``attempts`` counts claims: a claim
     after the first may follow a worker that died mid-send, so channels make a repeat
-    of the same notice harmless (see ``slots.channels``).
+    of the same notice harmless (see ``notify.channels``).
     """
 
     __tablename__ = "notice"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
@@ -13,23 +13,34 @@ from common.errors import DomainError
 from common.limits import booking_ip_limit, booking_nik_limit, nik_key, no_nik
 from common.timeutil import local_date, parse_day, utcnow
 from extensions import db, limiter
-from slots import bp, service
+from slots import waiting as slots_waiting
+from slots.availability import get_slot, list_slots, slot_local_times
+from slots.booking import book_slot_once
+from slots.codes import (
+    booking_access_key,
+    check_waiting_access_key,
+    request_fingerprint,
+    waiting_access_key,
+)
 from slots.forms import BookingForm, LeaveForm, WaitingListForm
-from slots.notices import commit_and_deliver
+from slots.points import get_market_point, search_market_points
+from slots.waiting import find_waiting_entry, waiting_position
+
+bp = Blueprint("slots", __name__)
 
 
 @bp.get("/")
 def index():
     """Search market points by name, kecamatan or city."""
     query = request.args.get("q", "")[:100]
-    points = service.search_market_points(query)
+    points = search_market_points(query)
     return render_template("slots/index.html", points=points, query=query)
 
 
 @bp.get("/points/<code>")
 def point(code: str):
     """A market point's slots on one local day, with places left."""
-    market_point = service.get_market_point(code)
+    market_point = get_market_point(code)
     today = local_date(utcnow(), market_point.timezone)
     days = [today + timedelta(days=i) for i in range(current_app.config["BOOKING_DAYS_AHEAD"])]
     try:
@@ -37,7 +48,7 @@ def point(code: str):
     except ValueError:
         day = today
     now = utcnow()
-    slots = [s for s in service.list_slots(market_point, day, now) if s.ends_at > now]
+    slots = [s for s in list_slots(market_point, day, now) if s.ends_at > now]
     return render_template("slots/point.html", point=market_point, day=day, days=days, slots=slots)
 
 
@@ -55,7 +66,7 @@ def _page_language() -> str:
 @limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik, methods=["POST"])
 def book(slot_id: int):
     """The booking form; on success, the ticket page."""
-    slot = service.get_slot(slot_id)
+    slot = get_slot(slot_id)
     form = BookingForm()
     error = None
     status = 200
@@ -63,9 +74,9 @@ def book(slot_id: int):
         fields = (form.name.data or "", form.nik.data or "", form.phone.data or "")
         try:
             request_id = form.request_id.data or secrets.token_urlsafe(16)
-            booking, _ = service.book_slot_once(
+            booking, _ = book_slot_once(
                 f"form:{request_id}",
-                service.request_fingerprint(
+                request_fingerprint(
                     {"slot_id": slot_id, "fields": fields, "kk": form.kk.data or ""}
                 ),
                 slot_id,
@@ -76,18 +87,17 @@ def book(slot_id: int):
         except DomainError as exc:
             db.session.rollback()
             error, status = exc, exc.status
-            slot = service.get_slot(slot_id)
+            slot = get_slot(slot_id)
             form.nik.data = ""  # never echo a full NIK back into the page
             form.request_id.data = secrets.token_urlsafe(16)  # a corrected form is new
-        else:
-            commit_and_deliver()
-            key = service.booking_access_key(booking.code)
+        else:  # the request's one commit follows (common.transactions.run_view)
+            key = booking_access_key(booking.code)
             return redirect(url_for("qr.ticket", code=booking.code, key=key, new=1))
     elif request.method == "POST":
         status = 400
     if not form.request_id.data:
         form.request_id.data = secrets.token_urlsafe(16)
-    start, end = service.slot_local_times(slot)
+    start, end = slot_local_times(slot)
     page = render_template(
         "slots/book.html", slot=slot, form=form, error=error, start=start, end=end
     )
@@ -99,13 +109,13 @@ def book(slot_id: int):
 @limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik, methods=["POST"])
 def join_waiting_list(slot_id: int):
     """Join a full slot's waiting list; on success, the waiting page with the position."""
-    slot = service.get_slot(slot_id)
+    slot = get_slot(slot_id)
     form = WaitingListForm()
     error = None
     status = 200
     if form.validate_on_submit():
         try:
-            entry = service.join_waiting_list(
+            entry = slots_waiting.join_waiting_list(
                 slot_id,
                 form.name.data or "",
                 form.nik.data or "",
@@ -116,15 +126,14 @@ def join_waiting_list(slot_id: int):
         except DomainError as exc:
             db.session.rollback()
             error, status = exc, exc.status
-            slot = service.get_slot(slot_id)
+            slot = get_slot(slot_id)
             form.nik.data = ""
-        else:
-            db.session.commit()
-            key = service.waiting_access_key(entry.code)
+        else:  # the request's one commit follows
+            key = waiting_access_key(entry.code)
             return redirect(url_for("slots.waiting", code=entry.code, key=key))
     elif request.method == "POST":
         status = 400
-    start, end = service.slot_local_times(slot)
+    start, end = slot_local_times(slot)
     page = render_template(
         "slots/waiting_join.html", slot=slot, form=form, error=error, start=start, end=end
     )
@@ -132,8 +141,8 @@ def join_waiting_list(slot_id: int):
 
 
 def _entry_from_url(code: str, key: str):
-    entry = service.find_waiting_entry(code)
-    if entry is None or not service.check_waiting_access_key(entry.code, key):
+    entry = find_waiting_entry(code)
+    if entry is None or not check_waiting_access_key(entry.code, key):
         abort(404)
     return entry
 
@@ -142,17 +151,17 @@ def _entry_from_url(code: str, key: str):
 def waiting(code: str, key: str):
     """A waiting-list place: position in line, or the ticket once promoted."""
     entry = _entry_from_url(code, key)
-    start, end = service.slot_local_times(entry.slot)
+    start, end = slot_local_times(entry.slot)
     ticket_url = None
     if entry.booking is not None:
         ticket_url = url_for(
-            "qr.ticket", code=entry.booking.code, key=service.booking_access_key(entry.booking.code)
+            "qr.ticket", code=entry.booking.code, key=booking_access_key(entry.booking.code)
         )
     page = render_template(
         "slots/waiting.html",
         entry=entry,
         key=key,
-        position=service.waiting_position(entry),
+        position=waiting_position(entry),
         start=start,
         end=end,
         ticket_url=ticket_url,
@@ -168,11 +177,10 @@ def leave_waiting_list(code: str, key: str):
     if not LeaveForm().validate_on_submit():
         abort(400)
     try:
-        service.leave_waiting_list(entry)
+        slots_waiting.leave_waiting_list(entry)
     except DomainError as exc:
         db.session.rollback()
         flash(str(exc.message), "error")
     else:
-        db.session.commit()
         flash(_("You have left the waiting list."), "ok")
     return redirect(url_for("slots.waiting", code=entry.code, key=key))

@@ -17,8 +17,13 @@ from sqlalchemy import func, select
 
 from common.audit import CLI, AuditEntry
 from extensions import db
-from slots import operations, service
+from slots.availability import list_slots
+from slots.booking import book_slot, cancel_booking, find_booking
+from slots.errors import InvalidMarketPoint, InvalidSchedule, SlotClosed, SlotNotFound, SlotOverlap
 from slots.models import Booking, MarketPoint, Notice, Schedule, Slot, WaitingListEntry
+from slots.points import POINT_CSV_COLUMNS, PointFields, import_points_csv, validate_point
+from slots.schedules import create_schedule, generate_from_schedule, generate_slots, plan_schedule
+from slots.staff import close_slot, move_booking, set_capacity
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 PASSWORD = "correct-horse-1"
@@ -105,7 +110,7 @@ def test_close_slot_cancels_every_booking_with_one_notice_each(client, make_slot
         db.session.scalars(select(Booking.id)).all()
     )
     # Cancelled bookings are owed no reminder: the relay writes none.
-    from slots.notices import write_due_reminders
+    from notify.outbox import write_due_reminders
 
     assert write_due_reminders(slot.starts_at - timedelta(minutes=30)) == 0
     assert db.session.get(Slot, slot.id).booked_count == 0
@@ -169,7 +174,7 @@ def test_move_booking_within_capacity(client, make_slot, nik, admin, make_point)
 
 
 def test_a_booking_moved_into_a_slot_starting_soon_gets_no_reminder(client, make_slot, nik, admin):
-    from slots.notices import write_due_reminders
+    from notify.outbox import write_due_reminders
 
     _, token = admin
     old = make_slot(capacity=2, starts_in=300)
@@ -196,7 +201,7 @@ def _race(app, slot_id, niks, capacities):
     def booking(person):
         with app.app_context():
             try:
-                service.book_slot(slot_id, "Siti", person, "081234567890")
+                book_slot(slot_id, "Siti", person, "081234567890")
                 db.session.commit()
                 return "booked"
             except Exception as exc:  # noqa: BLE001
@@ -208,7 +213,7 @@ def _race(app, slot_id, niks, capacities):
     def cut(capacity):
         with app.app_context():
             try:
-                operations.set_capacity(slot_id, capacity, CLI)
+                set_capacity(slot_id, capacity, CLI)
                 db.session.commit()
                 return f"cap={capacity}"
             except Exception as exc:  # noqa: BLE001
@@ -270,7 +275,7 @@ def _schedule(point, start_day, **overrides):
         actor=CLI,
     )
     values.update(overrides)
-    return operations.create_schedule(point.code, **values)
+    return create_schedule(point.code, **values)
 
 
 def test_schedule_preview_generate_idempotent_and_publish_time(ctx, make_point, nik):
@@ -278,7 +283,7 @@ def test_schedule_preview_generate_idempotent_and_publish_time(ctx, make_point, 
     day = (datetime.now(JAKARTA) + timedelta(days=3)).date()
     schedule = _schedule(point, day)
     db.session.commit()
-    planned = operations.plan_schedule(schedule)
+    planned = plan_schedule(schedule)
     assert [p.starts_at.astimezone(JAKARTA).strftime("%d %H:%M") for p in planned] == [
         f"{day:%d} 09:00",
         f"{day:%d} 09:30",
@@ -288,19 +293,19 @@ def test_schedule_preview_generate_idempotent_and_publish_time(ctx, make_point, 
     opens = datetime.combine(day - timedelta(days=1), time(7, 0), JAKARTA)
     assert planned[0].publish_at == opens
     assert db.session.scalar(select(func.count(Slot.id))) == 0  # a preview writes nothing
-    assert operations.generate_from_schedule(schedule.id, CLI) == (4, 0)
+    assert generate_from_schedule(schedule.id, CLI) == (4, 0)
     db.session.commit()
-    assert operations.generate_from_schedule(schedule.id, CLI) == (0, 4)
+    assert generate_from_schedule(schedule.id, CLI) == (0, 4)
     db.session.commit()
     assert db.session.scalar(select(func.count(Slot.id))) == 4
     first = db.session.scalar(select(Slot).order_by(Slot.starts_at))
     # Invisible and unbookable until 07:00 WIB the day before, then open.
     before, at = opens - timedelta(seconds=1), opens
-    assert service.list_slots(point, day, before) == []
-    with pytest.raises(service.SlotNotFound):
-        service.book_slot(first.id, "Siti", nik(), "081234567890", now=before)
-    assert [s.id for s in service.list_slots(point, day, at)][:1] == [first.id]
-    booking = service.book_slot(first.id, "Siti", nik(), "081234567890", now=at)
+    assert list_slots(point, day, before) == []
+    with pytest.raises(SlotNotFound):
+        book_slot(first.id, "Siti", nik(), "081234567890", now=before)
+    assert [s.id for s in list_slots(point, day, at)][:1] == [first.id]
+    booking = book_slot(first.id, "Siti", nik(), "081234567890", now=at)
     assert booking.status == "confirmed"
 
 
@@ -316,14 +321,14 @@ def test_schedule_faults_and_overlaps(ctx, make_point):
         "publish": {"publish_days_before": -1},
     }
     for fault, change in faults.items():
-        with pytest.raises(operations.InvalidSchedule) as caught:
+        with pytest.raises(InvalidSchedule) as caught:
             _schedule(point, day, **change)
         assert caught.value.details["fault"] == fault
-    service.generate_slots(point, day, time(9, 15), time(9, 45), 30, 5)
+    generate_slots(point, day, time(9, 15), time(9, 45), 30, 5)
     schedule = _schedule(point, day)
     db.session.commit()
-    with pytest.raises(service.SlotOverlap):
-        operations.generate_from_schedule(schedule.id, CLI)
+    with pytest.raises(SlotOverlap):
+        generate_from_schedule(schedule.id, CLI)
     db.session.rollback()
     assert db.session.scalar(select(func.count(Slot.id))) == 1
 
@@ -481,7 +486,7 @@ def test_points_pages_create_edit_deactivate_and_csv(client, make_point, make_us
     assert "JKT-777" not in client.get("/api/v1/market-points").text
     exported = client.get("/admin/points.csv")
     rows = list(csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff"))))
-    assert list(rows[0]) == list(operations.POINT_CSV_COLUMNS)
+    assert list(rows[0]) == list(POINT_CSV_COLUMNS)
     assert {row["infopangan_market_id"] for row in rows} == {"900", "777"}
     assert next(r for r in rows if r["infopangan_market_id"] == "777")["note"] == "inactive"
     actions = db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
@@ -494,16 +499,16 @@ def test_import_points_refuses_a_bad_file_whole(ctx):
         "name,address,kecamatan,city,latitude,longitude,kecamatan_code,infopangan_market_id,note\n"
     )
     good = text + "Pasar A,,Senen,Jakarta Pusat,-6.1,106.8,317104,501,\n"
-    assert operations.import_points_csv(good, CLI) == (1, 0)
+    assert import_points_csv(good, CLI) == (1, 0)
     db.session.commit()
     bad = good + "Pasar B,,Senen,Jakarta Pusat,north,106.8,317104,502,\n"
-    with pytest.raises(operations.InvalidMarketPoint) as caught:
-        operations.import_points_csv(bad, CLI)
+    with pytest.raises(InvalidMarketPoint) as caught:
+        import_points_csv(bad, CLI)
     assert caught.value.details == {"fault": "csv", "line": 3}
     db.session.rollback()
     assert db.session.scalar(select(func.count(MarketPoint.id))) == 1
-    with pytest.raises(operations.InvalidMarketPoint):
-        operations.import_points_csv("name,city\nX,Y\n", CLI)
+    with pytest.raises(InvalidMarketPoint):
+        import_points_csv("name,city\nX,Y\n", CLI)
 
 
 def test_accounts_disable_revoke_and_reset_at_once(app, client, make_user, make_point):
@@ -598,8 +603,8 @@ def test_assisted_booking_for_a_resident_without_a_phone(
 def test_audit_log_is_append_only_filterable_and_exportable(client, make_slot, make_user, backend):
     slot = make_slot(capacity=5, starts_in=180)
     make_user("admin@antri.test", "admin")
-    operations.set_capacity(slot.id, 7, CLI)
-    operations.close_slot(slot.id, CLI)
+    set_capacity(slot.id, 7, CLI)
+    close_slot(slot.id, CLI)
     db.session.commit()
     entry_id = db.session.scalar(select(AuditEntry.id).order_by(AuditEntry.id))
     for statement in (
@@ -675,14 +680,14 @@ def test_two_moves_of_one_booking_and_a_move_racing_a_cancel_keep_counts(app, ct
         source = make_slot(capacity=3, starts_in=180 + round_ * 400)
         a = make_slot(capacity=2, starts_in=240 + round_ * 400)
         b = make_slot(capacity=2, starts_in=300 + round_ * 400)
-        codes = [service.book_slot(source.id, "Siti", nik(), "081234567890").code for _ in range(3)]
+        codes = [book_slot(source.id, "Siti", nik(), "081234567890").code for _ in range(3)]
         db.session.commit()
         ids = (source.id, a.id, b.id)
         first = codes[0]
         results = _in_threads(
             app,
-            lambda first=first, a=a: operations.move_booking(first, a.id, CLI).code,
-            lambda first=first, b=b: operations.move_booking(first, b.id, CLI).code,
+            lambda first=first, a=a: move_booking(first, a.id, CLI).code,
+            lambda first=first, b=b: move_booking(first, b.id, CLI).code,
         )
         # One after the other, on the booking's row lock: the second sees the first.
         assert set(results) <= {first, "booking_not_movable"} and first in results
@@ -691,11 +696,11 @@ def test_two_moves_of_one_booking_and_a_move_racing_a_cancel_keep_counts(app, ct
         second = codes[1]
 
         def cancel(second=second):
-            service.cancel_booking(service.find_booking(second))
+            cancel_booking(find_booking(second))
             return "cancelled"
 
         results = _in_threads(
-            app, lambda second=second, b=b: operations.move_booking(second, b.id, CLI).code, cancel
+            app, lambda second=second, b=b: move_booking(second, b.id, CLI).code, cancel
         )
         assert "cancelled" in results or "cancel_not_allowed" in results
         _counters_match(ids)
@@ -736,8 +741,8 @@ def test_two_schedules_generated_at_once_never_overlap(app, ctx, make_point):
     db.session.commit()
     results = _in_threads(
         app,
-        lambda: operations.generate_from_schedule(morning, CLI),
-        lambda: operations.generate_from_schedule(shifted, CLI),
+        lambda: generate_from_schedule(morning, CLI),
+        lambda: generate_from_schedule(shifted, CLI),
     )
     assert sorted(map(str, results)) == sorted([str((8, 0)), "slot_overlap"])
     slots = db.session.scalars(select(Slot).order_by(Slot.starts_at)).all()
@@ -748,10 +753,10 @@ def test_two_schedules_generated_at_once_never_overlap(app, ctx, make_point):
 def test_admin_input_edges(app, client, make_point, make_slot, make_user, nik, admin):
     point = make_point()
     for zone_name in ("localtime", "Factory", "posix/Asia/Jakarta", "Etc/GMT-14", "Mars/Base"):
-        fields = operations.PointFields("Pasar", "", "", "", "", 10, zone_name, None, None, False)
-        with pytest.raises(operations.InvalidMarketPoint):
-            operations.validate_point(fields)
-    header = ",".join(operations.POINT_CSV_COLUMNS) + "\n"
+        fields = PointFields("Pasar", "", "", "", "", 10, zone_name, None, None, False)
+        with pytest.raises(InvalidMarketPoint):
+            validate_point(fields)
+    header = ",".join(POINT_CSV_COLUMNS) + "\n"
     bad_rows = [
         "Pasar,,Senen,Jakarta,nan,106.8,317104,601,\n",
         "Pasar,,Senen,Jakarta,999,106.8,317104,602,\n",
@@ -761,22 +766,22 @@ def test_admin_input_edges(app, client, make_point, make_slot, make_user, nik, a
         "Pa\x00sar,,Senen,Jakarta,-6.1,106.8,317104,606,\n",
     ]
     for rows in bad_rows:
-        with pytest.raises(operations.InvalidMarketPoint):
-            operations.import_points_csv(header + rows, CLI)
+        with pytest.raises(InvalidMarketPoint):
+            import_points_csv(header + rows, CLI)
         db.session.rollback()
-    assert operations.import_points_csv(header + "Pasar X,,,,,,,607,inactive\n", CLI) == (1, 0)
+    assert import_points_csv(header + "Pasar X,,,,,,,607,inactive\n", CLI) == (1, 0)
     assert (
         db.session.scalar(select(MarketPoint.active).where(MarketPoint.code == "JKT-607")) is False
     )
     db.session.rollback()
     day = (datetime.now(JAKARTA) + timedelta(days=3)).date()
-    with pytest.raises(operations.InvalidSchedule):
+    with pytest.raises(InvalidSchedule):
         _schedule(point, day, publish_days_before=0, publish_time=time(23, 0))
     slot = make_slot(capacity=3, starts_in=180)
-    operations.close_slot(slot.id, CLI)
+    close_slot(slot.id, CLI)
     db.session.commit()
-    with pytest.raises(service.SlotClosed):
-        operations.set_capacity(slot.id, 5, CLI)
+    with pytest.raises(SlotClosed):
+        set_capacity(slot.id, 5, CLI)
     db.session.rollback()
     login(client, "admin@antri.test")
     for query in ("since=0001-01-01", "until=9999-12-31"):

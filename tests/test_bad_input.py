@@ -85,7 +85,7 @@ def test_overlapping_slots_are_refused(ctx, make_point):
     from datetime import date, time
 
     from slots.errors import SlotOverlap
-    from slots.service import generate_slots
+    from slots.schedules import generate_slots
 
     point = make_point()
     generate_slots(point, date(2031, 1, 5), time(9, 0), time(10, 0), 30, 10)

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from extensions import db
-from slots import service
 from slots.models import Booking, Slot
+from slots.schedules import generate_slots
 
 
 def _book(client, slot_id, nik, phone="081234567890", name="Budi Santoso"):
@@ -200,7 +200,7 @@ def test_slots_listing_uses_the_local_date(client, make_point, ctx):
     from datetime import date, time
 
     point = make_point(code="JKT-950")
-    service.generate_slots(point, date(2031, 3, 4), time(6, 0), time(7, 0), 30, 10)
+    generate_slots(point, date(2031, 3, 4), time(6, 0), time(7, 0), 30, 10)
     db.session.commit()
     listed = client.get(f"/api/v1/market-points/{point.code}/slots?date=2031-03-04")
     assert [s["starts_at"] for s in listed.json] == [

@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 from common.errors import DomainError
 from common.timeutil import utcnow
 from extensions import db
-from slots import service
+from slots.booking import book_slot, cancel_booking
+from slots.housekeeping import expire_past_slots
 from slots.models import (
     ACTIVE_STATUSES,
     Booking,
@@ -28,6 +29,7 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
+from slots.waiting import join_waiting_list, leave_waiting_list
 from tests.conftest import NIK_PREFIX, empty_tables
 
 PEOPLE = [f"{NIK_PREFIX}{serial:04d}" for serial in range(1, 6)]
@@ -70,7 +72,7 @@ class BookingMachine(RuleBasedStateMachine):
     @rule(slot=st.integers(0, 2), person=st.integers(0, 4))
     def book(self, slot, person):
         self._attempt(
-            lambda: service.book_slot(
+            lambda: book_slot(
                 self.slot_ids[slot], "Warga", PEOPLE[person], PHONES[person], self.now
             )
         )
@@ -78,7 +80,7 @@ class BookingMachine(RuleBasedStateMachine):
     @rule(slot=st.integers(0, 2), person=st.integers(0, 4))
     def join(self, slot, person):
         self._attempt(
-            lambda: service.join_waiting_list(
+            lambda: join_waiting_list(
                 self.slot_ids[slot], "Warga", PEOPLE[person], PHONES[person], self.now
             )
         )
@@ -88,19 +90,19 @@ class BookingMachine(RuleBasedStateMachine):
         bookings = db.session.scalars(select(Booking).order_by(Booking.id)).all()
         if bookings:
             booking = bookings[pick % len(bookings)]
-            self._attempt(lambda: service.cancel_booking(booking, self.now))
+            self._attempt(lambda: cancel_booking(booking, self.now))
 
     @rule(pick=st.integers(0, 50))
     def leave(self, pick):
         entries = db.session.scalars(select(WaitingListEntry).order_by(WaitingListEntry.id)).all()
         if entries:
             entry = entries[pick % len(entries)]
-            self._attempt(lambda: service.leave_waiting_list(entry, self.now))
+            self._attempt(lambda: leave_waiting_list(entry, self.now))
 
     @rule(minutes=st.integers(0, 6 * 60))
     def expire(self, minutes):
         self.now += timedelta(minutes=minutes)
-        service.expire_past_slots(self.now)
+        expire_past_slots(self.now)
         db.session.commit()
 
     @invariant()

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 
 from extensions import db
-from slots import service
+from slots.booking import book_slot
 from slots.models import Booking, Household, WaitingListEntry
 
 # Kec. Senen (317104) with a valid serial: a family card number.
@@ -67,7 +67,7 @@ def test_racing_family_members_get_one_booking(app, ctx, make_point, make_slot, 
         slot_id, person = args
         with app.app_context():
             try:
-                service.book_slot(slot_id, "Siti", person, "081234567890", kk=KK)
+                book_slot(slot_id, "Siti", person, "081234567890", kk=KK)
                 db.session.commit()
                 return "booked"
             except Exception as exc:  # noqa: BLE001

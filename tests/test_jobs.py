@@ -21,16 +21,13 @@ from sqlalchemy import select
 
 from common.timeutil import utcnow
 from extensions import db
-from slots import service
-from slots.channels import LogChannel, Message, WebhookChannel
+from notify.channels import LogChannel, Message, WebhookChannel
+from notify.messages import render_notice
+from notify.outbox import write_due_reminders
+from notify.relay import deliver_notice, deliver_pending, relay_outbox
+from slots.booking import book_slot, cancel_booking
 from slots.models import Booking, Notice, Resident, Slot, WaitingListEntry
-from slots.notices import (
-    deliver_notice,
-    deliver_pending,
-    relay_outbox,
-    render_notice,
-    write_due_reminders,
-)
+from slots.waiting import join_waiting_list
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 PHONE = "081234567890"
@@ -74,7 +71,7 @@ def notice(booking_code: str, kind: str) -> Notice:
 def test_booking_writes_its_confirmation_and_the_relay_its_reminder_when_due(
     client, make_slot, nik, log_file
 ):
-    from slots.notices import write_due_reminders
+    from notify.outbox import write_due_reminders
 
     starts = tomorrow_at(9)
     slot = make_slot(capacity=2, starts_in=0, now=starts)
@@ -147,7 +144,7 @@ def test_web_form_booking_keeps_the_page_language(client, make_slot, nik, log_fi
 
 def test_every_kind_renders_in_both_languages(ctx, make_slot, nik):
     slot = make_slot(capacity=2, starts_in=0, now=tomorrow_at(10, 30))
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     for language in ("id", "en"):
         booking.language = language
@@ -162,7 +159,7 @@ def test_every_kind_renders_in_both_languages(ctx, make_slot, nik):
 
 def test_one_notice_per_booking_and_kind_is_enforced_by_the_database(ctx, make_slot, nik):
     slot = make_slot(capacity=2, starts_in=180)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     db.session.add(Notice(booking_id=booking.id, kind="confirmation"))
     with pytest.raises(sa.exc.IntegrityError):
@@ -184,7 +181,7 @@ def test_cancelled_booking_reminder_is_void_and_never_sent(client, make_slot, ni
 def test_reminder_of_a_booking_that_moved_on_is_voided_when_due(ctx, make_slot, nik, log_file):
     starts = tomorrow_at(9)
     slot = make_slot(capacity=2, starts_in=0, now=starts)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     write_due_reminders(starts - timedelta(minutes=60))
     db.session.commit()
@@ -210,12 +207,12 @@ class FailingChannel:
 
 
 def test_failures_back_off_then_fail_for_admins_to_see(app, ctx, make_slot, nik, monkeypatch):
-    from slots.channels import DeliveryError
-    from slots.notices import failed_notices
+    from notify.channels import DeliveryError
+    from notify.outbox import failed_notices
 
     monkeypatch.setitem(app.config, "NOTIFY_MAX_ATTEMPTS", 4)
     slot = make_slot(capacity=2, starts_in=300)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     first = notice(booking.code, "confirmation")
     channel = FailingChannel(DeliveryError("gateway answered 503"))
@@ -243,10 +240,10 @@ def test_failures_back_off_then_fail_for_admins_to_see(app, ctx, make_slot, nik,
 
 
 def test_a_refusal_fails_at_once(ctx, make_slot, nik):
-    from slots.channels import DeliveryRefused
+    from notify.channels import DeliveryRefused
 
     slot = make_slot(capacity=2, starts_in=300)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     first = notice(booking.code, "confirmation")
     outcome = deliver_notice(first.id, utcnow(), FailingChannel(DeliveryRefused("400")))
@@ -256,7 +253,7 @@ def test_a_refusal_fails_at_once(ctx, make_slot, nik):
 
 def test_a_sender_that_died_is_taken_over_after_its_lease(app, ctx, make_slot, nik, log_file):
     slot = make_slot(capacity=2, starts_in=300)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     first = notice(booking.code, "confirmation")
     now = utcnow()
@@ -283,7 +280,7 @@ def test_a_sender_that_died_is_taken_over_after_its_lease(app, ctx, make_slot, n
 
 
 def message_for_id(notice_id: int) -> Message:
-    from slots.notices import message_for
+    from notify.messages import message_for
 
     return message_for(db.session.get(Notice, notice_id))
 
@@ -348,7 +345,7 @@ def test_webhook_signs_retries_and_keeps_one_idempotency_key(
     }.items():
         monkeypatch.setitem(app.config, key, value)
     slot = make_slot(capacity=2, starts_in=300)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE, language="en")
+    booking = book_slot(slot.id, "Ani", nik(), PHONE, language="en")
     db.session.commit()
     first = notice(booking.code, "confirmation")
     gateway.answers = [503, 429, 200]
@@ -378,7 +375,7 @@ def test_webhook_signs_retries_and_keeps_one_idempotency_key(
 
 
 def test_webhook_channel_unreachable_is_a_retry(tmp_path):
-    from slots.channels import DeliveryError
+    from notify.channels import DeliveryError
 
     channel = WebhookChannel("http://127.0.0.1:9/", "s", timeout=2)
     with pytest.raises(DeliveryError):
@@ -393,15 +390,15 @@ def test_webhook_channel_unreachable_is_a_retry(tmp_path):
 
 
 def _full_slot_with_a_waiting_resident(client, make_slot, nik, starts_in=-20):
-    from slots.notices import commit_and_deliver
+    from common.transactions import commit
 
     slot = make_slot(capacity=1, starts_in=starts_in, minutes=60)
     # Booked and joined hours ahead, as residents do.
     ahead = slot.starts_at - timedelta(hours=2)
-    holder = service.book_slot(slot.id, "Ani", nik(), PHONE, now=ahead)
-    commit_and_deliver()
-    entry = service.join_waiting_list(slot.id, "Rudi", nik(), "081211110006", now=ahead)
-    commit_and_deliver()
+    holder = book_slot(slot.id, "Ani", nik(), PHONE, now=ahead)
+    commit()
+    entry = join_waiting_list(slot.id, "Rudi", nik(), "081211110006", now=ahead)
+    commit()
     return slot, holder, entry
 
 
@@ -431,7 +428,7 @@ def test_nobody_waiting_means_no_release(app, ctx, make_slot, nik):
     from jobs import run_timed_work
 
     slot = make_slot(capacity=1, starts_in=-20, minutes=60)
-    booking_id = service.book_slot(slot.id, "Ani", nik(), PHONE).id
+    booking_id = book_slot(slot.id, "Ani", nik(), PHONE).id
     db.session.commit()
     assert run_timed_work(utcnow().isoformat())["released"] == 0
     assert db.session.get(Booking, booking_id).status == "confirmed"
@@ -442,7 +439,7 @@ def test_no_show_is_marked_once_the_window_plus_grace_has_passed(app, ctx, make_
 
     starts = tomorrow_at(9)
     slot = make_slot(capacity=2, starts_in=0, minutes=30, now=starts)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     booking_id, code, slot_id = booking.id, booking.code, slot.id
     # Window 09:00-09:30 WIB plus CHECKIN_LATE_MINUTES (30): no-show from 10:00 WIB.
@@ -458,12 +455,12 @@ def test_personal_data_is_purged_after_the_retention_days(app, ctx, make_slot, n
     from jobs import run_timed_work
 
     slot = make_slot(capacity=2, starts_in=0, minutes=30, now=tomorrow_at(9))
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     later = make_slot(capacity=2, starts_in=0, now=tomorrow_at(9) + timedelta(days=40))
     later.published_at = utcnow() - timedelta(days=1)
     db.session.commit()
-    keep = service.book_slot(later.id, "Budi", nik(), "081299998888")
+    keep = book_slot(later.id, "Budi", nik(), "081299998888")
     db.session.commit()
     ends, booking_id, code, keep_id = slot.ends_at, booking.id, booking.code, keep.id
     days = app.config["RETENTION_DAYS"]
@@ -487,12 +484,12 @@ def test_timed_work_refuses_a_naive_instant(ctx):
 
 
 def test_admins_see_failed_messages_and_send_them_again(app, client, make_slot, make_user, nik):
-    from slots.channels import DeliveryRefused
+    from notify.channels import DeliveryRefused
 
     make_user("admin@antri.test", "admin")
     make_user("super@antri.test", "supervisor")
     slot = make_slot(capacity=2, starts_in=300)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     code, notice_id = booking.code, notice(booking.code, "confirmation").id
     deliver_notice(notice_id, utcnow(), FailingChannel(DeliveryRefused("gateway refused with 400")))
@@ -538,7 +535,7 @@ def test_without_redis_requests_run_the_sweep_now_and_then(
     db.session.add(past)
     db.session.add(Notice(booking=past, kind="confirmation"))
     db.session.execute(sa.update(Slot).values(booked_count=1))
-    future = service.book_slot(make_slot(capacity=2, starts_in=300).id, "Budi", nik(), PHONE)
+    future = book_slot(make_slot(capacity=2, starts_in=300).id, "Budi", nik(), PHONE)
     db.session.commit()
     past_id, future_code = past.id, future.code
     monkeypatch.setitem(app.config, "INLINE_SWEEP_SECONDS", 60)
@@ -549,14 +546,14 @@ def test_without_redis_requests_run_the_sweep_now_and_then(
     assert notice("ACDEFGHJ", "confirmation").status == "void"
     assert [line["booking"] for line in lines(log_file)] == [future_code]
     # Within the interval the next request does not sweep again.
-    service.cancel_booking(db.session.get(Booking, future.id))
+    cancel_booking(db.session.get(Booking, future.id))
     db.session.commit()
     client.get("/", buffered=True)
     assert len(lines(log_file)) == 1
 
 
 def test_webhook_does_not_follow_a_redirect(gateway):
-    from slots.channels import DeliveryRefused
+    from notify.channels import DeliveryRefused
 
     gateway.answers = [302]
     channel = WebhookChannel(f"http://127.0.0.1:{gateway.server_address[1]}/", "s", timeout=5)
@@ -573,7 +570,7 @@ def test_a_promoted_resident_is_not_released_a_minute_later(app, client, make_sl
     from jobs import run_timed_work
 
     slot, holder, first = _full_slot_with_a_waiting_resident(client, make_slot, nik)
-    second = service.join_waiting_list(
+    second = join_waiting_list(
         slot.id, "Wati", nik(), "081211110007", now=slot.starts_at - timedelta(hours=2)
     )
     db.session.commit()
@@ -594,12 +591,12 @@ def test_no_release_when_nobody_waiting_may_take_the_place(app, client, make_slo
 
     person = nik()
     slot = make_slot(capacity=1, starts_in=-20, minutes=60)
-    holder = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    holder = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
-    service.join_waiting_list(slot.id, "Rudi", person, "081211110006")
+    join_waiting_list(slot.id, "Rudi", person, "081211110006")
     db.session.commit()
     # The waiting resident books elsewhere in the meantime: over the per-NIK limit.
-    service.book_slot(make_slot(capacity=1, starts_in=120).id, "Rudi", person, "081211110006")
+    book_slot(make_slot(capacity=1, starts_in=120).id, "Rudi", person, "081211110006")
     db.session.commit()
     holder_id, slot_id = holder.id, slot.id
     assert run_timed_work(utcnow().isoformat())["released"] == 0
@@ -609,9 +606,9 @@ def test_no_release_when_nobody_waiting_may_take_the_place(app, client, make_slo
 
 def test_a_confirmation_not_yet_sent_is_void_once_cancelled(ctx, make_slot, nik, log_file):
     slot = make_slot(capacity=2, starts_in=300)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
-    service.cancel_booking(booking)
+    cancel_booking(booking)
     db.session.commit()
     code = booking.code
     confirmation, cancellation = notice(code, "confirmation"), notice(code, "cancellation")
@@ -623,7 +620,7 @@ def test_a_confirmation_not_yet_sent_is_void_once_cancelled(ctx, make_slot, nik,
 
 def test_a_stalled_sender_whose_claim_was_taken_writes_nothing(app, ctx, make_slot, nik, log_file):
     slot = make_slot(capacity=2, starts_in=300)
-    booking = service.book_slot(slot.id, "Ani", nik(), PHONE)
+    booking = book_slot(slot.id, "Ani", nik(), PHONE)
     db.session.commit()
     notice_id = notice(booking.code, "confirmation").id
     lease = app.config["NOTIFY_LEASE_SECONDS"]
@@ -647,7 +644,7 @@ def test_a_stalled_sender_whose_claim_was_taken_writes_nothing(app, ctx, make_sl
 def test_a_batch_gives_every_claim_a_lease_from_its_own_start(app, ctx, make_slot, nik, log_file):
     slot = make_slot(capacity=5, starts_in=300)
     for n in range(3):
-        service.book_slot(slot.id, "Ani", nik(), f"08121111000{n}")
+        book_slot(slot.id, "Ani", nik(), f"08121111000{n}")
     db.session.commit()
     started = utcnow()
     assert deliver_pending() == 3
@@ -674,7 +671,7 @@ class Trickle(BaseHTTPRequestHandler):
 
 
 def test_webhook_gives_up_on_a_gateway_that_trickles_past_the_timeout():
-    from slots.channels import DeliveryError
+    from notify.channels import DeliveryError
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
     server.received = []

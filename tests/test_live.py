@@ -566,9 +566,10 @@ def test_waiting_list_no_shows_releases_and_closures_are_published(
 ):
     from common.audit import CLI
     from common.timeutil import utcnow
+    from slots.booking import book_slot
+    from slots.housekeeping import expire_past_slots, release_late_arrivals
     from slots.models import Booking
-    from slots.operations import close_slot
-    from slots.service import book_slot, expire_past_slots, release_late_arrivals
+    from slots.staff import close_slot
 
     grace = app.config["NO_SHOW_GRACE_MINUTES"]
     slot = make_slot(capacity=1, starts_in=-(grace + 5), minutes=grace + 30)
@@ -620,7 +621,7 @@ def test_check_out_counts_inside_under_the_point_lock(app, backend, make_slot, m
         pytest.skip("SQLite serialises every writer anyway")
     from accounts.models import User
     from checkin.scanning import check_out
-    from slots.service import book_slot
+    from slots.booking import book_slot
 
     slot = make_slot(capacity=5, starts_in=-5)
     point = slot.market_point
@@ -792,7 +793,7 @@ def test_inside_chart_stops_at_now(ctx, make_slot, make_user, nik):
     from checkin import charts
     from checkin.occupancy import point_day
     from common.timeutil import local_date, utcnow
-    from slots.service import book_slot
+    from slots.booking import book_slot
 
     slot = make_slot(capacity=3, starts_in=-30, minutes=60)
     point = slot.market_point

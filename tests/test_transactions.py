@@ -133,18 +133,18 @@ def test_a_view_raising_after_a_write_leaves_nothing_written(
     admin_client, make_point, probe, monkeypatch
 ):
     from admin import points
-    from slots import operations
+    from slots import points as slots_points
 
     make_point("JKT-900")
 
-    original = operations.set_point_active
+    original = slots_points.set_point_active
 
     def write_then_fail(code, active, actor):
         original(code, active, actor)  # writes the point and its audit row
         db.session.flush()
         raise RuntimeError("after the write")
 
-    monkeypatch.setattr(points.operations, "set_point_active", write_then_fail)
+    monkeypatch.setattr(points.slots_points, "set_point_active", write_then_fail)
     audited = db.session.scalar(select(db.func.count(AuditEntry.id)))
     with pytest.raises(RuntimeError, match="after the write"):
         admin_client.post("/admin/points/JKT-900/active", data={"active": "0"}, buffered=True)
@@ -159,18 +159,18 @@ def test_a_refused_action_answered_with_a_page_commits_nothing_it_wrote(
 ):
     from admin import points
     from common.errors import ValidationError
-    from slots import operations
+    from slots import points as slots_points
 
     make_point("JKT-900")
 
-    original = operations.set_point_active
+    original = slots_points.set_point_active
 
     def write_then_refuse(code, active, actor):
         original(code, active, actor)
         db.session.flush()
         raise ValidationError("refused after the write", code="refused")
 
-    monkeypatch.setattr(points.operations, "set_point_active", write_then_refuse)
+    monkeypatch.setattr(points.slots_points, "set_point_active", write_then_refuse)
     answer = admin_client.post("/admin/points/JKT-900/active", data={"active": "0"}, buffered=True)
     assert answer.status_code == 302  # the page flashes the refusal
     assert _active_in_database("JKT-900") is True

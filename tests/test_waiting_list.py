@@ -7,9 +7,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from common.timeutil import zone
 from extensions import db
-from slots import service
+from slots.booking import book_slot
+from slots.housekeeping import expire_past_slots
 from slots.models import Booking, Notice, Slot, WaitingListEntry
+from slots.waiting import join_waiting_list
 
 
 # buffered=True makes the test client close each response, as a server does, which
@@ -67,7 +70,7 @@ def test_a_freed_place_goes_to_the_first_in_line(client, make_slot, nik):
     assert db.session.get(Slot, slot.id).booked_count == 1  # the place moved, never freed
     listed = client.get(
         f"/api/v1/market-points/{slot.market_point.code}/slots",
-        query_string={"date": slot.starts_at.astimezone(service.zone("Asia/Jakarta")).date()},
+        query_string={"date": slot.starts_at.astimezone(zone("Asia/Jakarta")).date()},
     ).json
     assert [s["remaining"] for s in listed if s["id"] == slot.id] == [0]
 
@@ -115,12 +118,12 @@ def test_nobody_waiting_gives_the_place_back(client, make_slot, nik):
 
 def test_expiry_marks_no_shows_and_ends_waiting(ctx, make_slot, nik):
     slot = make_slot(capacity=1, starts_in=180)
-    booking = service.book_slot(slot.id, "Sari", nik(), "081234567890")
-    entry = service.join_waiting_list(slot.id, "Tono", nik(), "081234567891")
+    booking = book_slot(slot.id, "Sari", nik(), "081234567890")
+    entry = join_waiting_list(slot.id, "Tono", nik(), "081234567891")
     db.session.commit()
-    assert service.expire_past_slots(slot.ends_at + timedelta(minutes=29)) == (0, 1)
-    assert service.expire_past_slots(slot.ends_at + timedelta(minutes=30)) == (1, 0)
-    assert service.expire_past_slots(slot.ends_at + timedelta(minutes=31)) == (0, 0)
+    assert expire_past_slots(slot.ends_at + timedelta(minutes=29)) == (0, 1)
+    assert expire_past_slots(slot.ends_at + timedelta(minutes=30)) == (1, 0)
+    assert expire_past_slots(slot.ends_at + timedelta(minutes=31)) == (0, 0)
     db.session.commit()
     assert db.session.get(Booking, booking.id).status == "no_show"
     assert db.session.get(WaitingListEntry, entry.id).status == "expired"
@@ -149,7 +152,7 @@ def test_notices_go_out_once_each(app, client, make_slot, nik, tmp_path, monkeyp
     ]
     # Delivering again sends nothing more; at its time only the promoted booking, the
     # one still confirmed, gets a reminder.
-    from slots.notices import deliver_pending
+    from notify.relay import deliver_pending
 
     assert deliver_pending() == 0
     assert deliver_pending(now=slot.starts_at - timedelta(minutes=60)) == 1

@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 import jobs
 from extensions import db
+from notify.relay import KICK_KEY
 from slots.models import Booking, Notice
 from tests.servers import REPO, VENV_BIN, TcpProxy
 
@@ -244,7 +245,8 @@ def test_a_rush_kicks_the_relay_once_a_second_and_every_confirmation_follows(
     app, client, make_slot, nik, setup, monkeypatch
 ):
     monkeypatch.setitem(app.config, "RELAY_KICK_SECONDS", 1)
-    monkeypatch.setattr(jobs, "kick_relay", jobs.RelayKick())
+    # A fresh kick (no interval running from an earlier test), injected as the app does.
+    monkeypatch.setitem(app.extensions, KICK_KEY, jobs.RelayKick())
     slot = make_slot(capacity=5, starts_in=180)
     started = time.monotonic()
     codes = [book(client, slot.id, nik()).json["code"] for _ in range(4)]

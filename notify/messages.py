@@ -1,0 +1,77 @@
+"""The text of each message to a resident, in their language, and the channel message."""
+
+from __future__ import annotations
+
+from flask import current_app, url_for
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
+from common.timeutil import zone
+from notify.channels import Message
+from slots.codes import booking_access_key
+from slots.models import Booking, Notice
+
+
+def _ticket_link(booking: Booking) -> str:
+    """The public URL of ``booking``'s ticket page (its capability key included)."""
+    values = {"code": booking.code, "key": booking_access_key(booking.code), "_external": True}
+    # Links in messages always point at the public address, not at whichever host
+    # name the request that caused them happened to use.
+    with current_app.test_request_context(base_url=current_app.config["PUBLIC_BASE_URL"]):
+        return url_for("qr.ticket", **values)
+
+
+def render_notice(notice: Notice) -> str:
+    """Return the text of ``notice`` in the booking's language ("id" or "en").
+
+    Every kind carries the ticket link (a cancelled ticket's page says so); times are
+    the market point's local time with its zone abbreviation (e.g. WIB).
+    """
+    booking = notice.booking
+    point = booking.slot.market_point
+    start = booking.slot.starts_at.astimezone(zone(point.timezone))
+    values = {
+        "code": booking.code,
+        "point": point.name,
+        "when": f"{start:%d-%m-%Y %H:%M} {start:%Z}",
+        "link": _ticket_link(booking),
+    }
+    with force_locale(booking.language or "id"):
+        texts = {
+            "confirmation": _(
+                "Antri: booking %(code)s at %(point)s on %(when)s is confirmed. Ticket: %(link)s"
+            ),
+            "reminder": _(
+                "Antri: reminder, your slot at %(point)s starts %(when)s. "
+                "Show your ticket at the gate: %(link)s"
+            ),
+            "cancellation": _(
+                "Antri: booking %(code)s at %(point)s on %(when)s is cancelled. Details: %(link)s"
+            ),
+            "promotion": _(
+                "Antri: a place freed up. You have a booking %(code)s at %(point)s "
+                "on %(when)s. Ticket: %(link)s"
+            ),
+            "slot_closed": _(
+                "Antri: the market closed the slot of %(when)s at %(point)s. "
+                "Booking %(code)s is cancelled; please book another slot. Details: %(link)s"
+            ),
+            "slot_moved": _(
+                "Antri: the market moved booking %(code)s at %(point)s to %(when)s. "
+                "Ticket: %(link)s"
+            ),
+        }
+        return texts[notice.kind] % values
+
+
+def message_for(notice: Notice) -> Message:
+    """Return the channel message of ``notice``; its id is stable across attempts."""
+    booking = notice.booking
+    return Message(
+        id=f"antri-notice-{notice.id}",
+        kind=notice.kind,
+        booking=booking.code,
+        to=booking.phone,
+        language=booking.language or "id",
+        text=render_notice(notice),
+    )
