@@ -29,6 +29,7 @@ from typing import Any
 
 import redis
 from flask import Flask, current_app, has_app_context
+from flask.cli import ScriptInfo
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 
@@ -95,8 +96,9 @@ def in_app_context(func: Callable) -> Callable:
     when it returns, roll back when it raises), and end its database session
     afterwards whatever happens.
 
-    The app factory is imported here, when a job first runs outside an app context,
-    never at this module's import: ``app`` imports this module.
+    Outside an app context (a plain ``rq worker``) the app is loaded the way the
+    ``flask`` command loads it (``FLASK_APP``, else ``app.py``), once per process;
+    this module never imports the app factory (``app`` imports this module).
     """
 
     @functools.wraps(func)
@@ -105,9 +107,9 @@ def in_app_context(func: Callable) -> Callable:
         if has_app_context():
             return _run_in_session(func, args, kwargs)
         if _worker_app is None:
-            from app import create_app
-
-            _worker_app = create_app()
+            # Found the way ``flask`` finds it (FLASK_APP, else app.py), so this module
+            # never imports the app factory, which imports it.
+            _worker_app = ScriptInfo().load_app()
         with _worker_app.app_context():
             return _run_in_session(func, args, kwargs)
 

@@ -10,6 +10,7 @@ lists of residents and of the desk (``open_slots``), and a move's target.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import and_, select
@@ -120,3 +121,25 @@ def slot_local_times(slot: Slot) -> tuple[datetime, datetime]:
     """Return (starts_at, ends_at) of ``slot`` in its market point's timezone."""
     tz = zone(slot.market_point.timezone)
     return slot.starts_at.astimezone(tz), slot.ends_at.astimezone(tz)
+
+
+@dataclass(frozen=True)
+class PointSummary:
+    """The market point fields a new booking's answer and ticket need."""
+
+    id: int
+    code: str
+    name: str
+    address: str
+    timezone: str  # IANA zone name, e.g. "Asia/Jakarta"
+
+
+@dataclass(frozen=True)
+class SlotSummary:
+    """The slot fields a new booking's answer and ticket need (instants aware UTC)."""
+
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    market_point_id: int
+    market_point: PointSummary

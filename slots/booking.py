@@ -30,7 +30,7 @@ from common.locking import locking_connection
 from common.timeutil import UTCDateTime, utcnow
 from extensions import db
 from notify.outbox import queue_notice, void_reminder
-from slots.availability import bookable, check_bookable, valid_id
+from slots.availability import PointSummary, SlotSummary, bookable, check_bookable, valid_id
 from slots.codes import match_phone, new_booking_code, normalise_code
 from slots.errors import (
     BookingNotFound,
@@ -70,28 +70,6 @@ from slots.places import (
 )
 from slots.status import transition
 from slots.waiting import free_place
-
-
-@dataclass(frozen=True)
-class PointSummary:
-    """The market point fields a new booking's answer and ticket need."""
-
-    id: int
-    code: str
-    name: str
-    address: str
-    timezone: str  # IANA zone name, e.g. "Asia/Jakarta"
-
-
-@dataclass(frozen=True)
-class SlotSummary:
-    """The slot fields a new booking's answer and ticket need (instants aware UTC)."""
-
-    id: int
-    starts_at: datetime
-    ends_at: datetime
-    market_point_id: int
-    market_point: PointSummary
 
 
 @dataclass(frozen=True)

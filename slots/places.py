@@ -30,7 +30,7 @@ from slots.identity import ResidentInput
 from slots.models import CONFIRMED, Booking, Slot
 
 if TYPE_CHECKING:  # for annotations only: booking imports this module
-    from slots.booking import SlotSummary
+    from slots.availability import SlotSummary
 
 
 MAX_CAPACITY = 10_000  # places in one slot, at most (issue 8)
