@@ -197,7 +197,7 @@ def _refuse_full(slot_id: int) -> NoReturn:
 
 # On PostgreSQL ``place_booking`` books in one statement (below); False runs the
 # separate statements there too, as on SQLite. For tests that compare the two paths
-# (tests/test_booking_paths.py) and benchmarks; the rules are the same either way.
+# (tests/slots/test_booking_paths.py) and benchmarks; the rules are the same either way.
 ONE_STATEMENT = True
 
 

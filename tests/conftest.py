@@ -74,7 +74,7 @@ def app(request, tmp_path_factory):
             "NIK_HASH_KEY": "test-nik-key",
             "TICKET_KEY_DIR": str(instance / "keys"),
             "WTF_CSRF_ENABLED": False,
-            "RATELIMIT_ENABLED": False,  # tests/test_rate_limits.py turns them on
+            "RATELIMIT_ENABLED": False,  # tests/common/test_rate_limits.py turns them on
             "INLINE_SWEEP_SECONDS": 0,  # timed work runs when a test says so
             "RELAY_KICK_SECONDS": 0,  # every change kicks the relay: no timers between tests
             "SERVER_NAME": "antri.test",

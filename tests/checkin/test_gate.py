@@ -341,7 +341,7 @@ def test_offline_scans_merge_first_scan_wins_and_flag_conflicts(gate, client, ma
 
     # The supervisor sees them on the point's page and marks one as dealt with.
     from common.audit import AuditEntry
-    from tests.test_admin import login
+    from tests.admin.test_admin import login
 
     make_user("boss-conflicts@antri.test", "supervisor")
     login(client, "boss-conflicts@antri.test")

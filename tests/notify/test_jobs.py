@@ -1,6 +1,6 @@
 """The outbox in one process: messages, reminders, retries, channels, timed work.
 
-The worker process, Redis and kill -9 are in tests/test_worker.py; here the same job
+The worker process, Redis and kill -9 are in tests/notify/test_worker.py; here the same job
 functions run in the test process, on both databases, with the clock passed in.
 """
 

@@ -17,7 +17,7 @@ import pytest
 from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import read_po
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BABEL_CFG = ROOT / "babel.cfg"
 ID_PO = ROOT / "translations" / "id" / "LC_MESSAGES" / "messages.po"
 KEYWORDS = ("_l", "lazy_gettext")

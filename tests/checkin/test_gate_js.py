@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from qr.tokens import TicketClaims, make_token
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NODE = shutil.which("node")
 VENDOR = REPO / "static" / "vendor" / "noble-ed25519.js"
 
