@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import StringField, TelField
+from wtforms import HiddenField, StringField, TelField
 
 
 class LookupForm(FlaskForm):
@@ -15,4 +15,7 @@ class LookupForm(FlaskForm):
 
 
 class CancelForm(FlaskForm):
-    """An empty form: only its CSRF token matters."""
+    """The second step of a cancel (issue 14 item 11): rendered only on the confirmation
+    page, so a post without ``confirm=yes`` (one tap, no page between) cancels nothing."""
+
+    confirm = HiddenField(default="yes")

@@ -45,7 +45,6 @@ def ticket(code: str, key: str):
             start=start,
             end=end,
             token=issue_ticket(booking),
-            cancel_form=CancelForm(),
             can_cancel=can_cancel(booking),
             share_text=_(
                 "My Antri ticket %(code)s: %(url)s",
@@ -168,13 +167,39 @@ def lookup():
     return render_template("qr/lookup.html", form=form, error=error), status
 
 
-@bp.post("/tickets/<code>/<key>/cancel")
+def _cancel_page(booking: Booking, key: str) -> Response:
+    """The confirmation page of a cancel: what is cancelled, yes or keep it."""
+    start, end = slot_local_times(booking.slot)
+    response = Response(
+        render_template(
+            "qr/cancel.html",
+            booking=booking,
+            key=key,
+            start=start,
+            end=end,
+            cancel_form=CancelForm(),
+        )
+    )
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.route("/tickets/<code>/<key>/cancel", methods=["GET", "POST"])
 def cancel(code: str, key: str):
-    """Cancel the booking of this ticket."""
+    """Cancel the booking of this ticket in two steps: GET asks, POST with
+    ``confirm=yes`` (sent only by the page that asks) cancels (issue 14 item 11)."""
     booking = _booking_from_url(code, key)
+    ticket_url = url_for("qr.ticket", code=booking.code, key=key)
+    if request.method == "GET":
+        if not can_cancel(booking):  # the ticket page says why
+            return redirect(ticket_url)
+        return _cancel_page(booking, key)
     form = CancelForm()
     if not form.validate_on_submit():
         abort(400)
+    if request.form.get("confirm") != "yes":  # one tap from elsewhere: ask first
+        return redirect(url_for("qr.cancel", code=booking.code, key=key), 303)
 
     def cancel() -> None:
         cancel_booking(find_booking(booking.code))
@@ -189,4 +214,4 @@ def cancel(code: str, key: str):
         flash(str(exc.message), "error")
     else:
         flash(_("Your booking is cancelled. Your place is free for someone else."), "ok")
-    return redirect(url_for("qr.ticket", code=booking.code, key=key))
+    return redirect(ticket_url)

@@ -143,3 +143,41 @@ class SlotSummary:
     ends_at: datetime
     market_point_id: int
     market_point: PointSummary
+
+
+def takes_bookings(slot: Slot, now: datetime) -> bool:
+    """True when the loaded ``slot`` can be booked (or waited for) at ``now``: the
+    ``bookable`` rule on a row (published, not ended, not closed, active point)."""
+    return (
+        visible(slot.published_at, slot.market_point.active, now)
+        and slot.ends_at > now
+        and slot.closed_at is None
+    )
+
+
+def bookable_days(point: MarketPoint, days: list[date], now: datetime) -> dict[date, int]:
+    """Count the slots of ``point`` that are ``bookable`` at ``now``, per local day.
+
+    Args: days, consecutive local calendar days in the point's timezone; now, aware UTC.
+    Returns: ``{day: count of bookable slots starting that day}`` for every day of
+      ``days`` (0 where there is none), in the order given.
+    Rule: issue 14 item 10 (the market page opens on the first day with bookable slots
+    and shows which days have them); "bookable" is the one rule, ``bookable``.
+    """
+    counts = dict.fromkeys(days, 0)
+    if not days:
+        return counts
+    start, _ = local_day_bounds(days[0], point.timezone)
+    _, end = local_day_bounds(days[-1], point.timezone)
+    stmt = select(Slot.starts_at).where(
+        Slot.market_point_id == point.id,
+        Slot.starts_at >= start,
+        Slot.starts_at < end,
+        bookable(now),
+    )
+    tz = zone(point.timezone)
+    for starts_at in db.session.scalars(stmt):
+        day = starts_at.astimezone(tz).date()
+        if day in counts:
+            counts[day] += 1
+    return counts

@@ -22,6 +22,7 @@ import phonenumbers
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
+from common.errors import ValidationError
 from slots.errors import InvalidKK, InvalidLanguage, InvalidName, InvalidNIK, InvalidPhone
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -185,3 +186,31 @@ def resident_input(
     return ResidentInput(
         clean, hash_nik(digits, current_app.config["NIK_HASH_KEY"]), digits[-4:], e164, language
     )
+
+
+def field_faults(
+    name: str, nik: str, phone: str, kk: str | None = None
+) -> dict[str, ValidationError]:
+    """Check every field of a resident's form at once, by the rules above.
+
+    Args: the fields as typed; kk None where the market point does not ask for it.
+    Returns: ``{field name: the error its rule raised}`` in form order (name, nik,
+      phone, kk), empty when every field passes. The messages name the fault, never
+      the value typed (a NIK stays out of them).
+    Rule: issue 14 item 8: a form reports every faulty field together, before the
+      booking service runs (which checks them again: it is the one rule set).
+    """
+    checks = [
+        ("name", clean_name, name),
+        ("nik", validate_nik, nik),
+        ("phone", normalise_phone, phone),
+    ]
+    if kk is not None:
+        checks.append(("kk", validate_kk, kk))
+    faults: dict[str, ValidationError] = {}
+    for field, check, value in checks:
+        try:
+            check(value)
+        except ValidationError as exc:
+            faults[field] = exc
+    return faults

@@ -14,7 +14,13 @@ from common.limits import booking_ip_limit, booking_nik_limit, nik_key, no_nik
 from common.timeutil import local_date, parse_day, utcnow
 from extensions import db, limiter
 from slots import waiting as slots_waiting
-from slots.availability import get_slot, list_slots, slot_local_times
+from slots.availability import (
+    bookable_days,
+    get_slot,
+    list_slots,
+    slot_local_times,
+    takes_bookings,
+)
 from slots.booking import book_slot_once
 from slots.codes import (
     booking_access_key,
@@ -23,6 +29,7 @@ from slots.codes import (
     waiting_access_key,
 )
 from slots.forms import BookingForm, LeaveForm, WaitingListForm
+from slots.identity import field_faults
 from slots.points import get_market_point, search_market_points
 from slots.waiting import find_waiting_entry, waiting_position
 
@@ -39,17 +46,22 @@ def index():
 
 @bp.get("/points/<code>")
 def point(code: str):
-    """A market point's slots on one local day, with places left."""
+    """A market point's slots on one local day, with places left; without a day asked
+    for, the first day with bookable slots (issue 14 item 10)."""
     market_point = get_market_point(code)
-    today = local_date(utcnow(), market_point.timezone)
-    days = [today + timedelta(days=i) for i in range(current_app.config["BOOKING_DAYS_AHEAD"])]
-    try:
-        day = parse_day(request.args.get("date", "")) if request.args.get("date") else today
-    except ValueError:
-        day = today
     now = utcnow()
-    slots = [s for s in list_slots(market_point, day, now) if s.ends_at > now]
-    return render_template("slots/point.html", point=market_point, day=day, days=days, slots=slots)
+    today = local_date(now, market_point.timezone)
+    days = [today + timedelta(days=i) for i in range(current_app.config["BOOKING_DAYS_AHEAD"])]
+    counts = bookable_days(market_point, days, now)
+    first_open = next((d for d, count in counts.items() if count), today)
+    try:
+        day = parse_day(request.args.get("date", "")) if request.args.get("date") else first_open
+    except ValueError:
+        day = first_open
+    slots = [s for s in list_slots(market_point, day, now) if takes_bookings(s, now)]
+    return render_template(
+        "slots/point.html", point=market_point, day=day, days=days, counts=counts, slots=slots
+    )
 
 
 def _no_store(page: str, status: int):
@@ -61,83 +73,128 @@ def _page_language() -> str:
     return str(get_locale() or "id")
 
 
+# The form field each field-level refusal of the services is about (issue 14 item 8).
+FIELD_OF_CODE = {
+    "invalid_name": "name",
+    "invalid_nik": "nik",
+    "invalid_phone": "phone",
+    "invalid_kk": "kk",
+}
+
+
+def _typed(form) -> tuple[str, str, str, str]:
+    """The resident's fields as typed: (name, nik, phone, kk)."""
+    return form.name.data or "", form.nik.data or "", form.phone.data or "", form.kk.data or ""
+
+
+def _form_faults(form, slot) -> dict[str, DomainError]:
+    """Every faulty field of a resident's form, checked before any service runs."""
+    name, nik, phone, kk = _typed(form)
+    return field_faults(name, nik, phone, kk if slot.market_point.household_limit else None)
+
+
+def _refusal(exc: DomainError) -> tuple[DomainError | None, dict[str, DomainError]]:
+    """Split a service's refusal: (a message above the form, or faults beside fields)."""
+    field = FIELD_OF_CODE.get(exc.code)
+    return (None, {field: exc}) if field else (exc, {})
+
+
+def _render_form(template: str, slot, form, error, faults, status: int):
+    """Render a resident's form: what was typed is kept, except a field that was itself
+    wrong (issue 14 item 7; a NIK goes back only into its field of this no-store page)."""
+    for field in faults:
+        form[field].data = ""
+    start, end = slot_local_times(slot)
+    page = render_template(
+        template,
+        slot=slot,
+        form=form,
+        error=error,
+        faults=faults,
+        first_fault=next(iter(faults), None),
+        start=start,
+        end=end,
+    )
+    return _no_store(page, status)
+
+
 @bp.route("/slots/<int:slot_id>/book", methods=["GET", "POST"])
 @limiter.limit(booking_ip_limit, methods=["POST"])
 @limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik, methods=["POST"])
 def book(slot_id: int):
-    """The booking form; on success, the ticket page."""
+    """The booking form; on success, the ticket page; a full slot's, its waiting list."""
     slot = get_slot(slot_id)
+    if request.method == "GET" and slot.remaining == 0 and takes_bookings(slot, utcnow()):
+        # Offer the waiting list before the resident types anything (issue 14 item 9).
+        return redirect(url_for("slots.join_waiting_list", slot_id=slot.id), 303)
     form = BookingForm()
-    error = None
+    error, faults = None, {}
     status = 200
-    if form.validate_on_submit():
-        fields = (form.name.data or "", form.nik.data or "", form.phone.data or "")
+    submitted = form.validate_on_submit()
+    if submitted:  # every field first, so several faults are reported together
+        faults = _form_faults(form, slot)
+        status = 422 if faults else status
+    if submitted and not faults:
+        name, nik, phone, kk = _typed(form)
         try:
             request_id = form.request_id.data or secrets.token_urlsafe(16)
             booking, _ = book_slot_once(
                 f"form:{request_id}",
-                request_fingerprint(
-                    {"slot_id": slot_id, "fields": fields, "kk": form.kk.data or ""}
-                ),
+                request_fingerprint({"slot_id": slot_id, "fields": (name, nik, phone), "kk": kk}),
                 slot_id,
-                *fields,
+                name,
+                nik,
+                phone,
                 language=_page_language(),
-                kk=form.kk.data or "",
+                kk=kk,
             )
         except DomainError as exc:
             db.session.rollback()
-            error, status = exc, exc.status
+            (error, faults), status = _refusal(exc), exc.status
             slot = get_slot(slot_id)
-            form.nik.data = ""  # never echo a full NIK back into the page
             form.request_id.data = secrets.token_urlsafe(16)  # a corrected form is new
         else:  # the request's one commit follows (common.transactions.run_view)
             key = booking_access_key(booking.code)
             return redirect(url_for("qr.ticket", code=booking.code, key=key, new=1))
-    elif request.method == "POST":
+    elif request.method == "POST" and not submitted:
         status = 400
     if not form.request_id.data:
         form.request_id.data = secrets.token_urlsafe(16)
-    start, end = slot_local_times(slot)
-    page = render_template(
-        "slots/book.html", slot=slot, form=form, error=error, start=start, end=end
-    )
-    return _no_store(page, status)
+    return _render_form("slots/book.html", slot, form, error, faults, status)
 
 
 @bp.route("/slots/<int:slot_id>/waiting-list", methods=["GET", "POST"])
 @limiter.limit(booking_ip_limit, methods=["POST"])
 @limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik, methods=["POST"])
 def join_waiting_list(slot_id: int):
-    """Join a full slot's waiting list; on success, the waiting page with the position."""
+    """Join a full slot's waiting list; on success, the waiting page with the position;
+    a slot with room left sends the resident to its booking form."""
     slot = get_slot(slot_id)
+    if request.method == "GET" and slot.remaining > 0 and takes_bookings(slot, utcnow()):
+        return redirect(url_for("slots.book", slot_id=slot.id), 303)
     form = WaitingListForm()
-    error = None
+    error, faults = None, {}
     status = 200
-    if form.validate_on_submit():
+    submitted = form.validate_on_submit()
+    if submitted:  # every field first, so several faults are reported together
+        faults = _form_faults(form, slot)
+        status = 422 if faults else status
+    if submitted and not faults:
+        name, nik, phone, kk = _typed(form)
         try:
             entry = slots_waiting.join_waiting_list(
-                slot_id,
-                form.name.data or "",
-                form.nik.data or "",
-                form.phone.data or "",
-                language=_page_language(),
-                kk=form.kk.data or "",
+                slot_id, name, nik, phone, language=_page_language(), kk=kk
             )
         except DomainError as exc:
             db.session.rollback()
-            error, status = exc, exc.status
+            (error, faults), status = _refusal(exc), exc.status
             slot = get_slot(slot_id)
-            form.nik.data = ""
         else:  # the request's one commit follows
             key = waiting_access_key(entry.code)
             return redirect(url_for("slots.waiting", code=entry.code, key=key))
-    elif request.method == "POST":
+    elif request.method == "POST" and not submitted:
         status = 400
-    start, end = slot_local_times(slot)
-    page = render_template(
-        "slots/waiting_join.html", slot=slot, form=form, error=error, start=start, end=end
-    )
-    return _no_store(page, status)
+    return _render_form("slots/waiting_join.html", slot, form, error, faults, status)
 
 
 def _entry_from_url(code: str, key: str):

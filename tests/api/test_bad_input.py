@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -70,15 +72,23 @@ def test_login_next_with_newlines_is_ignored(client, make_user):
     assert response.headers["Location"].endswith("/supervisor")
 
 
-def test_failed_booking_form_does_not_echo_the_nik(client, make_slot, nik):
+def test_failed_booking_form_echoes_the_nik_only_into_its_field(client, make_slot, nik):
+    # Issue 14 item 7: a NIK that was right is kept, in its field of this no-store page
+    # only (no message, no URL); a wrong one is cleared.
     slot = make_slot(capacity=2, starts_in=120)
     person = nik()
     response = client.post(
         f"/slots/{slot.id}/book", data={"name": "Ani", "nik": person, "phone": "12"}
     )
     assert response.status_code == 422
-    assert person not in response.text
+    assert response.text.count(person) == 1
+    assert re.search(rf'<input [^>]*name="nik"[^>]*value="{person}"', response.text)
     assert response.headers["Cache-Control"] == "private, no-store"
+    wrong = person[:-4] + "0000"
+    response = client.post(
+        f"/slots/{slot.id}/book", data={"name": "Ani", "nik": wrong, "phone": "12"}
+    )
+    assert response.status_code == 422 and wrong not in response.text
 
 
 def test_overlapping_slots_are_refused(ctx, make_point):

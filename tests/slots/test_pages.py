@@ -57,7 +57,7 @@ def test_resident_books_sees_ticket_looks_it_up_and_cancels(client, make_slot, n
     assert miss.status_code == 404 and 'data-error="booking_not_found"' in miss.text
 
     cancel_url = ticket_url.split("?")[0] + "/cancel"
-    assert client.post(cancel_url).status_code == 302
+    assert client.post(cancel_url, data={"confirm": "yes"}).status_code == 302
     db.session.expire_all()
     assert db.session.scalar(select(Booking.status)) == "cancelled"
     assert client.get(ticket_url.split("?")[0]).text.count("qr.png") == 0
