@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from common.db import run_with_retry
 from common.errors import DomainError
 from common.limits import code_key, lookup_code_limit, lookup_ip_limit
+from common.links import public_url
 from extensions import db, limiter
 from qr import bp, printable
 from qr.forms import CancelForm, LookupForm
@@ -50,7 +51,7 @@ def ticket(code: str, key: str):
             share_text=_(
                 "My Antri ticket %(code)s: %(url)s",
                 code=booking.code,
-                url=url_for("qr.ticket", code=booking.code, key=key, _external=True),
+                url=public_url("qr.ticket", code=booking.code, key=key),
             ),
             cancel_cutoff=current_app.config["CANCEL_CUTOFF_MINUTES"],
             new=request.args.get("new") == "1",
@@ -74,7 +75,7 @@ def _facts(booking: Booking, key: str) -> TicketFacts:
         point_address=point.address,
         starts_at=start,
         ends_at=end,
-        ticket_url=url_for("qr.ticket", code=booking.code, key=key, _external=True),
+        ticket_url=public_url("qr.ticket", code=booking.code, key=key),
     )
 
 
