@@ -2,6 +2,9 @@
 code on ticket look-up. Limits come from config so operators can tune them; mobile
 carriers put many residents behind one IP (CGNAT), so the per-IP limits are wide and
 the per-NIK and per-code ones are tight.
+
+The per-code budget is one counter per code shared by every path that takes a code and
+a phone (``code_budget``): guessing a phone number costs the same on any of them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,13 @@ import hmac
 import re
 
 from flask import current_app, request
+from flask_limiter import RouteLimit
+
+from extensions import limiter
+
+# The one scope of the per-code look-up budget (issue 14 item 2): every route decorated
+# with ``code_budget`` counts in it, so the routes share one counter per code.
+LOOKUP_CODE_SCOPE = "lookup-code"
 
 
 def booking_ip_limit() -> str:
@@ -61,3 +71,18 @@ def code_key() -> str:
     """Rate-limit key of the booking code in the URL or form (case and dashes folded)."""
     raw = (request.view_args or {}).get("code") or request.form.get("code") or ""
     return "code:" + re.sub(r"[\s\-]", "", str(raw)).upper()[:16]
+
+
+def code_budget(methods: list[str] | None = None) -> RouteLimit:
+    """Decorator: count the request in its booking code's one look-up budget.
+
+    RATE_LIMIT_LOOKUP_CODE (default ``10/minute;50/hour``) is shared by the API look-up
+    and cancel, the waiting-list look-up and leave, and the *Tiket saya* form: every
+    request with the code counts, whichever phone it carries (issue 14 item 2; before,
+    each path had a budget of its own). Args: methods, the HTTP methods counted (all
+    when None; the form counts only its POST). Past the budget: 429 ``rate_limited``
+    with Retry-After.
+    """
+    return limiter.shared_limit(
+        lookup_code_limit, scope=LOOKUP_CODE_SCOPE, key_func=code_key, methods=methods
+    )

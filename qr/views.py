@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 
 from common.db import run_with_retry
 from common.errors import DomainError
-from common.limits import code_key, lookup_code_limit, lookup_ip_limit
+from common.limits import code_budget, code_key, lookup_code_limit, lookup_ip_limit
 from common.links import public_url
 from extensions import db, limiter
 from qr import bp, printable
@@ -142,7 +142,7 @@ def ticket_qr(code: str, key: str):
 
 @bp.route("/tickets/lookup", methods=["GET", "POST"])
 @limiter.limit(lookup_ip_limit, methods=["POST"])
-@limiter.limit(lookup_code_limit, key_func=code_key, methods=["POST"])
+@code_budget(methods=["POST"])
 def lookup():
     """Find a ticket again with its booking code and phone number."""
     form = LookupForm()
