@@ -269,6 +269,14 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "RATE_LIMIT_LOOKUP_CODE": parse_limit(
             "RATE_LIMIT_LOOKUP_CODE", get("RATE_LIMIT_LOOKUP_CODE", "10/minute;50/hour")
         ),
+        # Failed sign-ins (issue 14 item 1): a back-off per account from one address,
+        # and a wider one per address over every account; successes use no budget.
+        "LOGIN_LIMIT_PER_ACCOUNT": parse_limit(
+            "LOGIN_LIMIT_PER_ACCOUNT", get("LOGIN_LIMIT_PER_ACCOUNT", "5/minute;30/hour")
+        ),
+        "LOGIN_LIMIT_PER_ADDRESS": parse_limit(
+            "LOGIN_LIMIT_PER_ADDRESS", get("LOGIN_LIMIT_PER_ADDRESS", "20/minute;200/hour")
+        ),
         # Live feed (checkin/live.py): the pub/sub channel is shared by every Redis
         # database number, so parallel deployments or test runs need their own name.
         "LIVE_CHANNEL": get("LIVE_CHANNEL", "antri:live").strip() or "antri:live",

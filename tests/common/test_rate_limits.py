@@ -202,3 +202,140 @@ def test_waiting_list_paths_share_the_code_budget(readme_limits, make_slot, nik)
     ]
     assert [paths[i % 3](_wrong(i)).status_code for i in range(10)] == [404] * 10
     assert [path(PHONE).status_code for path in paths] == [429, 429, 429]
+
+
+# Sign-in back-off (issue 14 item 1) -------------------------------------------------
+
+
+@pytest.fixture
+def sign_in_limits(app, ctx, tmp_path, request):
+    """A limited app with small sign-in budgets: 3 failures a minute per account and
+    address, 6 per address; ``request.param`` may override settings."""
+    settings = {"LOGIN_LIMIT_PER_ACCOUNT": "3/minute", "LOGIN_LIMIT_PER_ADDRESS": "6/minute"}
+    settings.update(getattr(request, "param", {}))
+    limited_app = _limited_app(app, tmp_path, **settings)
+    yield limited_app
+    from extensions import db
+
+    with limited_app.app_context():
+        db.engine.dispose()
+
+
+def _sign_in(app_under_test, email, password, ip, lang=None):
+    client = app_under_test.test_client()  # a fresh browser: no session carried over
+    url = "/login" + (f"?lang={lang}" if lang else "")
+    return client.post(
+        url, data={"email": email, "password": password}, environ_base={"REMOTE_ADDR": ip}
+    )
+
+
+def _refusals():
+    from common.audit import search
+
+    return search(action="account.sign_in_limited")
+
+
+def test_a_stranger_s_failures_do_not_keep_staff_out(sign_in_limits, make_point, make_user):
+    staff, _ = make_user("gate@antri.test", "staff", make_point())
+    stranger, usual = "10.0.8.9", "10.0.8.1"
+    answers = [_sign_in(sign_in_limits, "gate@antri.test", "guess", stranger) for _ in range(4)]
+    assert [a.status_code for a in answers] == [400, 400, 400, 429]
+    refused = answers[-1]
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "Terlalu banyak percobaan masuk yang gagal" in refused.text
+    assert 'name="email"' in refused.text  # the sign-in page, not a bare error
+    # The back-off is per account and address: the right password waits there too ...
+    assert (
+        _sign_in(sign_in_limits, "GATE@antri.test ", "correct-horse-1", stranger).status_code == 429
+    )
+    # ... but not from the staff member's own address.
+    mine = _sign_in(sign_in_limits, "gate@antri.test", "correct-horse-1", usual)
+    assert mine.status_code == 302 and mine.headers["Location"].endswith("/gate")
+    entries = _refusals()
+    assert len(entries) == 2
+    assert {(e.target_id, e.remote_addr, e.actor) for e in entries} == {
+        (str(staff.id), stranger, "anonymous")
+    }
+    assert entries[0].market_point_id == staff.market_point_id
+    assert '"email": "gate@antri.test"' in entries[0].after
+
+
+def test_successful_sign_ins_use_no_budget(sign_in_limits, make_user):
+    make_user("super@antri.test", "supervisor")
+    ip = "10.0.8.2"
+    assert [
+        _sign_in(sign_in_limits, "super@antri.test", "correct-horse-1", ip).status_code
+        for _ in range(5)
+    ] == [302] * 5
+    wrong = [_sign_in(sign_in_limits, "super@antri.test", "nope", ip).status_code for _ in range(4)]
+    assert wrong == [400, 400, 400, 429]
+
+
+def test_one_address_has_a_larger_budget_over_every_account(sign_in_limits, make_user):
+    make_user("super@antri.test", "supervisor")
+    ip = "10.0.8.3"
+    answers = [_sign_in(sign_in_limits, f"u{i}@antri.test", "x", ip).status_code for i in range(7)]
+    assert answers == [400] * 6 + [429]
+    # Unknown accounts are audited too, with what was typed.
+    assert [e.target_id for e in _refusals()] == [""]
+    assert (
+        _sign_in(sign_in_limits, "super@antri.test", "correct-horse-1", "10.0.8.4").status_code
+        == 302
+    )
+
+
+def test_a_form_fault_is_not_a_failed_sign_in(sign_in_limits, make_user):
+    make_user("super@antri.test", "supervisor")
+    ip = "10.0.8.5"
+    empty = [_sign_in(sign_in_limits, "super@antri.test", "", ip).status_code for _ in range(5)]
+    assert empty == [400] * 5  # no password was tried
+    assert _sign_in(sign_in_limits, "super@antri.test", "correct-horse-1", ip).status_code == 302
+
+
+@pytest.mark.parametrize("sign_in_limits", [{"LOGIN_LIMIT_PER_ACCOUNT": "2/second"}], indirect=True)
+def test_the_back_off_ends_with_its_window(sign_in_limits, make_user):
+    import time
+
+    make_user("super@antri.test", "supervisor")
+    ip = "10.0.8.6"
+    assert [
+        _sign_in(sign_in_limits, "super@antri.test", "no", ip).status_code for _ in range(3)
+    ] == [
+        400,
+        400,
+        429,
+    ]
+    time.sleep(1.1)
+    assert _sign_in(sign_in_limits, "super@antri.test", "correct-horse-1", ip).status_code == 302
+
+
+def test_the_refusal_speaks_english_on_the_english_page(sign_in_limits, make_user):
+    make_user("super@antri.test", "supervisor")
+    for _ in range(3):
+        _sign_in(sign_in_limits, "super@antri.test", "no", "10.0.8.8", lang="en")
+    refused = _sign_in(sign_in_limits, "super@antri.test", "no", "10.0.8.8", lang="en")
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins" in refused.text
+
+
+def test_sign_in_failures_count_across_app_processes(app, ctx, tmp_path, make_user, redis_url):
+    """With Redis the budget is shared: a second app process sees the first's failures."""
+    make_user("super@antri.test", "supervisor")
+    apps = [
+        _limited_app(
+            app,
+            tmp_path / name,
+            RATELIMIT_STORAGE_URI=redis_url,
+            LOGIN_LIMIT_PER_ACCOUNT="2/minute",
+        )
+        for name in ("a", "b")
+    ]
+    answers = [
+        _sign_in(apps[i % 2], "super@antri.test", "no", "10.0.9.1").status_code for i in range(3)
+    ]
+    assert answers == [400, 400, 429]
+    from extensions import db
+
+    for each in apps:
+        with each.app_context():
+            db.engine.dispose()
