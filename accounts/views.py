@@ -72,8 +72,9 @@ def sign_in_limited(exc: RateLimitExceeded):
     record_refused_sign_in(
         request.form.get("email", ""), request.remote_addr or "", str(exc.limit.limit)
     )
-    # Flask-Limiter refuses before the view runs, so no request wrapper commits: the
-    # audit row is this answer's only write and must outlast the refusal.
+    # Flask-Limiter refuses in the view's decorator, before its body runs; the request's
+    # wrapper (run_view) has ended that transaction keeping nothing. The audit row is
+    # this answer's only write and must outlast the refusal, so it commits here.
     commit()
     current = limiter.current_limit
     seconds = current.reset_at - time.time() if current is not None else 60

@@ -111,7 +111,7 @@ def login_account_key() -> str:
     """Rate-limit key of the e-mail typed (folded as ``accounts.service.authenticate``
     folds it, then hashed: no address in the store) and the client's address."""
     email = (request.form.get("email") or "").strip().lower()
-    digest = hashlib.sha256(email.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"login:{digest}:{get_remote_address() or ''}"
 
 

@@ -339,3 +339,15 @@ def test_sign_in_failures_count_across_app_processes(app, ctx, tmp_path, make_us
     for each in apps:
         with each.app_context():
             db.engine.dispose()
+
+
+def test_hostile_input_past_the_budget_is_no_500(sign_in_limits, make_user):
+    """A NUL in the form is turned away (422) before the back-off or the audit could
+    hand it to PostgreSQL; the budget is untouched by it."""
+    ip = "10.0.9.5"
+    for _ in range(3):
+        _sign_in(sign_in_limits, "x@antri.test", "no", ip)
+    assert _sign_in(sign_in_limits, "x\x00@antri.test", "no", ip).status_code == 422
+    assert _sign_in(sign_in_limits, "x@antri.test", "no\x00", ip).status_code == 422
+    assert _sign_in(sign_in_limits, "x@antri.test", "no", ip).status_code == 429
+    assert len(_refusals()) == 1
