@@ -5,6 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# Links in answers, pages and messages point here (issue 14): the server `make run` starts,
+# unless the environment names another public address.
+PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 export FLASK_APP := app
 
 .PHONY: run test lint format worker bench translations browser vendor clean
@@ -53,8 +56,8 @@ vendor: $(VENDOR_FILES)
 run: $(VENV)/.runtime translations vendor
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-demo
-	@echo "Antri on http://$(HOST):$(PORT)/  (staff and supervisor sign in at /login)"
-	$(BIN)/flask run --host $(HOST) --port $(PORT)
+	@echo "Antri on http://$(HOST):$(PORT)/  (staff and supervisor sign in at /login; links: $(PUBLIC_BASE_URL))"
+	PUBLIC_BASE_URL='$(PUBLIC_BASE_URL)' $(BIN)/flask run --host $(HOST) --port $(PORT)
 
 # The suite runs with the process clock in UTC, then again in Asia/Jakarta (not the
 # browser test): times must not depend on the server's zone.
@@ -63,9 +66,9 @@ test: $(VENV)/.dev translations browser vendor
 	TZ=Asia/Jakarta $(BIN)/pytest -q -m "not browser"
 
 # One RQ worker (with RQ's schedulers) for messages, reminders, no-shows and purges;
-# needs REDIS_URL. Start as many as the load needs.
+# needs REDIS_URL. Start as many as the load needs; its messages link to PUBLIC_BASE_URL.
 worker: $(VENV)/.runtime translations
-	$(BIN)/flask worker
+	PUBLIC_BASE_URL='$(PUBLIC_BASE_URL)' $(BIN)/flask worker
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

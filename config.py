@@ -110,6 +110,23 @@ def _http_url(name: str, raw: str) -> str | None:
     return value
 
 
+def _public_base_url(raw: str) -> str:
+    """Return PUBLIC_BASE_URL without its trailing slash (issue 14 item 3).
+
+    Every absolute link is built on it (``common.links.public_url``), so it must be an
+    http(s) URL with a host, and at most a path (``https://example.id/antri``).
+    Raises: ConfigError otherwise.
+    """
+    value = raw.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(value)
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise ConfigError(f"PUBLIC_BASE_URL must be a base URL without query or user, got {raw!r}")
+    checked = _http_url("PUBLIC_BASE_URL", value)
+    if checked is None:
+        raise ConfigError("PUBLIC_BASE_URL must not be empty")
+    return checked
+
+
 def parse_limit(name: str, raw: str) -> str:
     """Check a rate-limit string such as ``5/minute;20/hour``.
 
@@ -163,7 +180,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "SQLALCHEMY_DATABASE_URI": database_url,
         "REDIS_URL": _redis_url(get("REDIS_URL", "")),
         "NOTIFY_LOG_FILE": get("NOTIFY_LOG_FILE", "") or str(instance_path / "notifications.jsonl"),
-        "PUBLIC_BASE_URL": get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        "PUBLIC_BASE_URL": _public_base_url(get("PUBLIC_BASE_URL", "http://127.0.0.1:5000")),
         # Messages to residents (notify.channels, jobs): the channel, its retries, timing.
         "NOTIFY_CHANNEL": _choice("NOTIFY_CHANNEL", get("NOTIFY_CHANNEL", "log"), CHANNELS),
         "NOTIFY_WEBHOOK_URL": _http_url("NOTIFY_WEBHOOK_URL", get("NOTIFY_WEBHOOK_URL", "")),
@@ -251,6 +268,14 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         ),
         "RATE_LIMIT_LOOKUP_CODE": parse_limit(
             "RATE_LIMIT_LOOKUP_CODE", get("RATE_LIMIT_LOOKUP_CODE", "10/minute;50/hour")
+        ),
+        # Failed sign-ins (issue 14 item 1): a back-off per account from one address,
+        # and a wider one per address over every account; successes use no budget.
+        "LOGIN_LIMIT_PER_ACCOUNT": parse_limit(
+            "LOGIN_LIMIT_PER_ACCOUNT", get("LOGIN_LIMIT_PER_ACCOUNT", "5/minute;30/hour")
+        ),
+        "LOGIN_LIMIT_PER_ADDRESS": parse_limit(
+            "LOGIN_LIMIT_PER_ADDRESS", get("LOGIN_LIMIT_PER_ADDRESS", "20/minute;200/hour")
         ),
         # Live feed (checkin/live.py): the pub/sub channel is shared by every Redis
         # database number, so parallel deployments or test runs need their own name.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from datetime import datetime
 from functools import cache
 
 from sqlalchemy import select
@@ -13,7 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from accounts.errors import InvalidAccount
 from accounts.models import ROLES, STAFF, ApiToken, User
-from common.audit import Actor, record
+from common.audit import Actor, AuditEntry, record
 from common.timeutil import utcnow
 from extensions import db
 from slots.models import MarketPoint
@@ -65,6 +66,32 @@ def authenticate(email: str, password: str) -> User | None:
     if not user.active or not check_password_hash(user.password_hash, password or ""):
         return None
     return user
+
+
+def record_refused_sign_in(
+    email: str, remote_addr: str, limit: str, now: datetime | None = None
+) -> AuditEntry:
+    """Audit a sign-in refused by the back-off (issue 14 item 1).
+
+    Args: email, as typed (folded like ``authenticate``; kept, up to 254 characters,
+      even for an unknown account: that is what was tried); remote_addr, the client's
+      address; limit, the budget that refused it (e.g. ``5 per 1 minute``); now, UTC.
+    Returns: the AuditEntry ``account.sign_in_limited`` (added, not committed), its
+      target the account's id ("" when no account has that e-mail), its point the
+      staff member's, so a supervisor filtering by point sees attacks on their gate.
+    """
+    address = (email or "").strip().lower()[:254]
+    user = db.session.scalar(select(User).where(User.email == address)) if address else None
+    return record(
+        Actor(None, "anonymous", remote_addr),
+        "account.sign_in_limited",
+        "account",
+        user.id if user is not None else "",
+        {},
+        {"email": address, "limit": limit},
+        user.market_point_id if user is not None else None,
+        now,
+    )
 
 
 @cache

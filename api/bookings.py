@@ -12,8 +12,7 @@ from common.db import run_with_retry
 from common.limits import (
     booking_ip_limit,
     booking_nik_limit,
-    code_key,
-    lookup_code_limit,
+    code_budget,
     lookup_ip_limit,
     nik_key,
     no_nik,
@@ -56,7 +55,7 @@ def create_booking(json: NewBooking):
 
 @bp.get("/bookings/<code>")
 @limiter.limit(lookup_ip_limit)
-@limiter.limit(lookup_code_limit, key_func=code_key)
+@code_budget()
 @validate(404, 422, 429, ok=BookingOut, tags=("bookings",))
 def get_booking(code: str, query: ResidentLookup):
     """Fetch a booking by code and ``?phone=``; one 404 for any mismatch."""
@@ -66,7 +65,7 @@ def get_booking(code: str, query: ResidentLookup):
 
 @bp.post("/bookings/<code>/cancel")
 @limiter.limit(lookup_ip_limit)
-@limiter.limit(lookup_code_limit, key_func=code_key)
+@code_budget()
 @validate(404, 409, 413, 422, 429, ok=StatusOut, tags=("bookings",))
 def cancel_booking(code: str, json: PhoneBody):
     """Cancel a booking: ``{phone}`` -> ``{status: "cancelled"}``."""

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import url_for
 from pydantic import BaseModel
 
+from common.links import public_url
 from common.timeutil import zone
 from qr.service import issue_ticket
 from slots.booking import BookingSummary
@@ -297,11 +297,15 @@ def booking_json(booking: Booking | BookingSummary, with_ticket: bool = True) ->
     if with_ticket:
         key = booking_access_key(booking.code)
         body["ticket"] = issue_ticket(booking)
-        body["qr_png_url"] = url_for("qr.ticket_qr", code=booking.code, key=key, _external=True)
-        body["ticket_url"] = url_for("qr.ticket", code=booking.code, key=key, _external=True)
-        body["qr_svg_url"] = url_for("qr.ticket_qr_svg", code=booking.code, key=key, _external=True)
-        body["pdf_url"] = url_for("qr.ticket_pdf", code=booking.code, key=key, _external=True)
-        body["ics_url"] = url_for("qr.ticket_ics", code=booking.code, key=key, _external=True)
+        # Links residents keep: on PUBLIC_BASE_URL, never the request's Host (issue 14).
+        for field, endpoint in (
+            ("qr_png_url", "qr.ticket_qr"),
+            ("ticket_url", "qr.ticket"),
+            ("qr_svg_url", "qr.ticket_qr_svg"),
+            ("pdf_url", "qr.ticket_pdf"),
+            ("ics_url", "qr.ticket_ics"),
+        ):
+            body[field] = public_url(endpoint, code=booking.code, key=key)
     return body
 
 

@@ -11,8 +11,7 @@ from api.spec import validate
 from common.limits import (
     booking_ip_limit,
     booking_nik_limit,
-    code_key,
-    lookup_code_limit,
+    code_budget,
     lookup_ip_limit,
     nik_key,
     no_nik,
@@ -40,7 +39,7 @@ def join_waiting_list(slot_id: int, json: NewWaitingEntry):
 
 @bp.get("/waiting-list/<code>")
 @limiter.limit(lookup_ip_limit)
-@limiter.limit(lookup_code_limit, key_func=code_key)
+@code_budget()
 @validate(404, 422, 429, ok=WaitingOut, tags=("waiting list",))
 def get_waiting_entry(code: str, query: ResidentLookup):
     """A waiting-list place by code and ``?phone=``: status, position, booking if promoted."""
@@ -50,7 +49,7 @@ def get_waiting_entry(code: str, query: ResidentLookup):
 
 @bp.post("/waiting-list/<code>/leave")
 @limiter.limit(lookup_ip_limit)
-@limiter.limit(lookup_code_limit, key_func=code_key)
+@code_budget()
 @validate(404, 409, 413, 422, 429, ok=WaitingOut, tags=("waiting list",))
 def leave_waiting_list(code: str, json: PhoneBody):
     """Leave a waiting list: ``{phone}`` -> ``{status: "left"}``."""

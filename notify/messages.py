@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import current_app, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
+from common.links import public_url
 from common.timeutil import zone
 from notify.channels import Message
 from slots.codes import booking_access_key
@@ -13,12 +13,9 @@ from slots.models import Booking, Notice
 
 
 def _ticket_link(booking: Booking) -> str:
-    """The public URL of ``booking``'s ticket page (its capability key included)."""
-    values = {"code": booking.code, "key": booking_access_key(booking.code), "_external": True}
-    # Links in messages always point at the public address, not at whichever host
-    # name the request that caused them happened to use.
-    with current_app.test_request_context(base_url=current_app.config["PUBLIC_BASE_URL"]):
-        return url_for("qr.ticket", **values)
+    """The public URL of ``booking``'s ticket page (its capability key included), on
+    PUBLIC_BASE_URL whichever host name the request that caused the message used."""
+    return public_url("qr.ticket", code=booking.code, key=booking_access_key(booking.code))
 
 
 def render_notice(notice: Notice) -> str:

@@ -7,7 +7,8 @@ from flask_babel import gettext as _
 
 from common.db import run_with_retry
 from common.errors import DomainError
-from common.limits import code_key, lookup_code_limit, lookup_ip_limit
+from common.limits import code_budget, code_key, lookup_code_limit, lookup_ip_limit
+from common.links import public_url
 from extensions import db, limiter
 from qr import bp, printable
 from qr.forms import CancelForm, LookupForm
@@ -49,7 +50,7 @@ def ticket(code: str, key: str):
             share_text=_(
                 "My Antri ticket %(code)s: %(url)s",
                 code=booking.code,
-                url=url_for("qr.ticket", code=booking.code, key=key, _external=True),
+                url=public_url("qr.ticket", code=booking.code, key=key),
             ),
             cancel_cutoff=current_app.config["CANCEL_CUTOFF_MINUTES"],
             new=request.args.get("new") == "1",
@@ -73,7 +74,7 @@ def _facts(booking: Booking, key: str) -> TicketFacts:
         point_address=point.address,
         starts_at=start,
         ends_at=end,
-        ticket_url=url_for("qr.ticket", code=booking.code, key=key, _external=True),
+        ticket_url=public_url("qr.ticket", code=booking.code, key=key),
     )
 
 
@@ -140,7 +141,7 @@ def ticket_qr(code: str, key: str):
 
 @bp.route("/tickets/lookup", methods=["GET", "POST"])
 @limiter.limit(lookup_ip_limit, methods=["POST"])
-@limiter.limit(lookup_code_limit, key_func=code_key, methods=["POST"])
+@code_budget(methods=["POST"])
 def lookup():
     """Find a ticket again with its booking code and phone number."""
     form = LookupForm()
