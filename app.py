@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, has_request_context, jsonify, render_template, request, session
-from flask_babel import format_date, get_locale
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
@@ -20,8 +20,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import jobs
 from common import transactions
 from common.errors import DomainError
+from common.labels import label
 from common.text import ensure_clean
-from common.timeutil import zone
+from common.timeutil import clock_text, day_text, when_text
 from common.transactions import end_request_transaction, end_transaction
 from config import load_config
 from extensions import babel, csrf, db, limiter, login_manager, migrate
@@ -244,11 +245,6 @@ def healthz():
     return jsonify({"status": status, "database": database, "redis": redis_state}), code
 
 
-def _local_time(instant, tz_name: str, fmt: str = "%H:%M") -> str:
-    """Jinja filter: an aware instant as wall-clock text in ``tz_name``."""
-    return instant.astimezone(zone(tz_name)).strftime(fmt)
-
-
 def _booking_code(code: str) -> str:
     """Jinja filter: a booking code as read aloud and printed, ``ABCD-EFGH``."""
     return f"{code[:4]}-{code[4:]}"
@@ -264,11 +260,15 @@ def _language_url(language: str) -> str:
 
 
 def _register_template_helpers(app: Flask) -> None:
-    app.jinja_env.filters["local"] = _local_time
+    # Every date and time on a page goes through these three (issue 14 item 12):
+    # ``day`` (``Kamis, 4 Des 2026``), ``clock`` (``09:00``), ``when`` (both).
+    app.jinja_env.filters["day"] = day_text
+    app.jinja_env.filters["clock"] = clock_text
+    app.jinja_env.filters["when"] = when_text
+    app.jinja_env.filters["local"] = clock_text  # the earlier name of ``clock``
+    app.jinja_env.filters["label"] = label  # statuses, kinds and roles in words
     app.jinja_env.filters["booking_code"] = _booking_code
-    app.jinja_env.globals.update(
-        format_date=format_date, get_locale=get_locale, language_url=_language_url
-    )
+    app.jinja_env.globals.update(get_locale=get_locale, language_url=_language_url)
 
 
 def _register_cli(app: Flask) -> None:

@@ -3,7 +3,7 @@ revoke."""
 
 from __future__ import annotations
 
-from flask import Response, redirect, render_template, request, url_for
+from flask import Response, current_app, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 
@@ -43,6 +43,7 @@ def accounts():
         password_form=PasswordForm(),
         assign_form=AssignForm(),
         point_choices=point_choices(blank=True),
+        tz=current_app.config["DEFAULT_TIMEZONE"],
     )
 
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -19,7 +20,7 @@ from accounts.models import ADMIN, STAFF, SUPERVISOR
 from admin import bp
 from common import audit
 from common.errors import DomainError
-from common.timeutil import local_date, local_day_bounds, utcnow, zone
+from common.timeutil import clock_text, day_text, local_date, local_day_bounds, utcnow
 from extensions import db
 from slots.availability import open_slots
 from slots.codes import booking_access_key
@@ -47,6 +48,18 @@ def _point() -> MarketPoint | None:
     return db.session.scalar(select(MarketPoint).where(MarketPoint.code == code)) if code else None
 
 
+def slot_choice_label(slot: Slot, tz_name: str) -> str:
+    """One slot as the assisted-booking list shows it, in the page's language and the one
+    date style (issue 14 item 12): ``Kamis, 4 Des 2026 · 09:00–09:30 · Sisa 12 tempat``.
+
+    Args: slot, with ``remaining`` places (a count); tz_name, the point's IANA zone.
+    """
+    # The resident pages' own words for the count, so both say "Sisa 12 tempat".
+    left = ngettext("%(num)d place left", "%(num)d places left", slot.remaining)
+    start, end = clock_text(slot.starts_at, tz_name), clock_text(slot.ends_at, tz_name)
+    return f"{day_text(slot.starts_at, tz_name)} · {start}–{end} · {left}"
+
+
 def _open_slots(point: MarketPoint) -> list[Slot]:
     """Bookable slots of ``point`` from now to the end of tomorrow (local time)."""
     now = utcnow()
@@ -69,17 +82,9 @@ def assist():
             select(MarketPoint).where(MarketPoint.active.is_(True)).order_by(MarketPoint.name)
         ).all()
         return render_template("admin/assist_choose.html", points=points)
-    tz = zone(point.timezone)
     slots = _open_slots(point)
     form = AssistForm()
-    form.slot.choices = [
-        SelectChoice(
-            s.id,
-            f"{s.starts_at.astimezone(tz):%a %d %b %H:%M}–{s.ends_at.astimezone(tz):%H:%M}"
-            f" ({s.remaining})",
-        )
-        for s in slots
-    ]
+    form.slot.choices = [SelectChoice(s.id, slot_choice_label(s, point.timezone)) for s in slots]
     status = 200
     if form.validate_on_submit():
         fields = (form.name.data or "", form.nik.data or "", form.phone.data or "")

@@ -29,6 +29,8 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from common.labels import LABELS
+
 WEEKDAYS = [
     SelectChoice("1", _l("Mon")),
     SelectChoice("2", _l("Tue")),
@@ -117,7 +119,7 @@ class AccountForm(FlaskForm):
     email = StringField(_l("Email"), validators=[DataRequired(), Length(max=254)])
     role = SelectField(
         _l("Role"),
-        choices=[SelectChoice(role) for role in ("staff", "supervisor", "admin")],
+        choices=[SelectChoice(role, LABELS[role]) for role in ("staff", "supervisor", "admin")],
     )
     point = SelectField(_l("Market point (staff)"), validators=[Optional()])
     password = PasswordField(_l("Password (8 characters or more)"), validators=[DataRequired()])

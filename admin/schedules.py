@@ -15,7 +15,7 @@ from admin import bp
 from admin.forms import ScheduleForm
 from admin.pages import actor, done, failed, point_choices
 from common.errors import DomainError
-from common.timeutil import local_date, utcnow, zone
+from common.timeutil import local_date, utcnow
 from extensions import db
 from slots import schedules as slots_schedules
 from slots.models import Schedule
@@ -69,7 +69,7 @@ def schedule(schedule_id: int):
         "admin/schedule.html",
         schedule=found,
         planned=planned,
-        tz=zone(found.market_point.timezone),
+        tz=found.market_point.timezone,
         new=sum(1 for p in planned if not p.exists),
         overlaps=sum(1 for p in planned if p.overlaps),
         form=FlaskForm(),

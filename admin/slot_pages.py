@@ -16,7 +16,7 @@ from admin import bp
 from admin.forms import CapacityForm, MoveForm
 from admin.pages import actor, done, failed, market_points
 from common.errors import DomainError, ValidationError
-from common.timeutil import local_date, local_day_bounds, parse_day, utcnow, zone
+from common.timeutil import local_date, local_day_bounds, parse_day, utcnow
 from extensions import db
 from slots import codes as slots_codes
 from slots import staff as slots_staff
@@ -46,7 +46,7 @@ def slots():
         point=found,
         day=day,
         slots=day_slots,
-        tz=zone(found.timezone),
+        tz=found.timezone,
         form=CapacityForm(),
         move_form=MoveForm(),
         now=utcnow(),

@@ -92,3 +92,89 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+# One date style per language (issue 14 item 12): every page, and the assisted-booking
+# list, writes days and times through these, never through strftime. Indonesian readers
+# expect the weekday first with a comma and an Indonesian month ("Kamis, 4 Des 2026");
+# English reads "Thu 4 Dec 2026". Clocks are 24-hour "09:00" in both: the gate's offline
+# answers, the ticket and the messages already print that form.
+DAY_PATTERNS = {"id": "EEEE, d MMM y", "en": "EEE d MMM y"}
+# Days picked from a row of buttons: the same style without the year.
+SHORT_DAY_PATTERNS = {"id": "EEE, d MMM", "en": "EEE d MMM"}
+CLOCK_FORMAT = "%H:%M"
+
+
+def _language(locale: str | None) -> str:
+    """``locale`` (or the request's, else Indonesian) reduced to a key of DAY_PATTERNS."""
+    if locale is None:
+        from flask_babel import get_locale
+
+        try:
+            locale = str(get_locale() or "id")
+        except RuntimeError:  # outside an app context: the default language
+            locale = "id"
+    language = str(locale).split("_")[0].split("-")[0]
+    return language if language in DAY_PATTERNS else "id"
+
+
+def day_text(
+    value: date | datetime,
+    tz_name: str | None = None,
+    *,
+    short: bool = False,
+    locale: str | None = None,
+) -> str:
+    """Write a calendar day in the one style of its language (issue 14 item 12).
+
+    Args: value, a date, or an aware instant whose day is taken in zone ``tz_name``
+      (required then); short, drop the year (day buttons); locale, ``id``/``en``
+      (default: the request's language, Indonesian outside a request).
+    Returns: e.g. ``Kamis, 4 Des 2026`` (id) or ``Thu 4 Dec 2026`` (en).
+    Raises: ValueError for an instant without ``tz_name`` or an unknown zone.
+    """
+    from babel.dates import format_date
+
+    if isinstance(value, datetime):
+        if tz_name is None:
+            raise ValueError("an instant needs the zone its day is read in")
+        value = value.astimezone(zone(tz_name)).date()
+    language = _language(locale)
+    patterns = SHORT_DAY_PATTERNS if short else DAY_PATTERNS
+    return format_date(value, patterns[language], locale=language)
+
+
+def clock_text(
+    instant: datetime | time, tz_name: str | None = None, *, seconds: bool = False
+) -> str:
+    """Write a wall-clock time, 24-hour ``09:00`` (``09:00:05`` with seconds), in every
+    language (issue 14 item 12).
+
+    Args: instant, an aware instant read in zone ``tz_name``, or a ``time`` of day
+      written as it is (a schedule's hours).
+    Raises: ValueError for an instant without ``tz_name`` or an unknown zone.
+    """
+    fmt = CLOCK_FORMAT + (":%S" if seconds else "")
+    if isinstance(instant, time):
+        return instant.strftime(fmt)
+    if tz_name is None:
+        raise ValueError("an instant needs the zone its clock is read in")
+    return instant.astimezone(zone(tz_name)).strftime(fmt)
+
+
+def when_text(
+    instant: datetime,
+    tz_name: str,
+    *,
+    seconds: bool = False,
+    zone_name: bool = False,
+    locale: str | None = None,
+) -> str:
+    """Write an instant as its day and clock in zone ``tz_name``: ``Kamis, 4 Des 2026 09:00``
+    (``... 09:00 WIB`` with ``zone_name``), in the style of ``day_text`` and ``clock_text``
+    (issue 14 item 12). Raises ValueError for an unknown zone."""
+    day = day_text(instant, tz_name, locale=locale)
+    text = f"{day} {clock_text(instant, tz_name, seconds=seconds)}"
+    if zone_name:
+        text += " " + instant.astimezone(zone(tz_name)).strftime("%Z")
+    return text

@@ -65,7 +65,7 @@ function show(result, message, extra) {
   box.setAttribute("data-reason", result.reason || "");
   box.setAttribute("data-offline", result.offline ? "true" : "false");
   box.querySelector(".word").textContent = cfg.words[result.result] || result.result;
-  box.querySelector(".why").textContent = message || "";
+  showWhy(box.querySelector(".why"), message || "");
   let more = box.querySelector(".extra");
   if (!more) { more = document.createElement("div"); more.className = "extra"; box.appendChild(more); }
   more.textContent = extra || "";
@@ -74,6 +74,16 @@ function show(result, message, extra) {
   clearTimeout(hideTimer);
   hideTimer = setTimeout(() => box.classList.remove("fullscreen"), 2500);
   field.focus();
+}
+// "Name · NIK ****1234" (an admitted person) shows as two lines, the NIK on its own so it
+// never splits on a narrow phone; any other message is plain text.
+const PERSON = /^(.*) · (NIK \*{4}\d{4})$/;
+function showWhy(why, message) {
+  const person = PERSON.exec(message);
+  if (!person) { why.textContent = message; return; }
+  const who = document.createElement("div"); who.className = "who"; who.textContent = person[1];
+  const nik = document.createElement("div"); nik.className = "nik"; nik.textContent = person[2];
+  why.replaceChildren(who, nik);
 }
 let audio = null;
 function signal(result) {

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import func, select
 
 from common.audit import CLI, AuditEntry
+from common.timeutil import day_text
 from extensions import db
 from slots.availability import list_slots
 from slots.booking import book_slot, cancel_booking, find_booking
@@ -375,7 +376,8 @@ def test_admin_creates_a_schedule_and_its_slots_through_the_pages(
     schedule = db.session.scalar(select(Schedule))
     preview = client.get(created.location)
     assert "08:00–08:30" in preview.text and "08:30–09:00" in preview.text
-    assert f"{day - timedelta(days=1)} 07:00 WIB" in preview.text
+    # The page's one date style (issue 14 item 12): "Jumat, 4 Des 2026 07:00 WIB".
+    assert f"{day_text(day - timedelta(days=1), locale='id')} 07:00 WIB" in preview.text
     generated = client.post(
         f"/admin/schedules/{schedule.id}/generate",
         data={"csrf_token": token},

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
+from common.timeutil import day_text
 from tests.test_browser import (
     CHROMIUM,
     POINT_CODE,
@@ -112,8 +113,9 @@ def test_admin_creates_a_schedule_previews_and_publishes_it(browser, admin_serve
     rows = page.locator("table tr")
     expect(rows).to_have_count(5)
     expect(rows.nth(1)).to_contain_text("15:00–15:30")
-    expect(rows.nth(1)).to_contain_text(f"{today.isoformat()} 00:00 WIB")
-    expect(rows.nth(3)).to_contain_text(f"{(today + timedelta(days=1)).isoformat()} 00:00 WIB")
+    expect(rows.nth(1)).to_contain_text(f"{day_text(today, locale='id')} 00:00 WIB")
+    tomorrow = day_text(today + timedelta(days=1), locale="id")
+    expect(rows.nth(3)).to_contain_text(f"{tomorrow} 00:00 WIB")
     _shot(page, "13-admin-schedule-preview.png", taken)
     page.get_by_role("button", name="Buat 4 jadwal").click()
     expect(page.get_by_text("4 jadwal dibuat, 0 sudah ada.")).to_be_visible()
