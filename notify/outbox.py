@@ -200,7 +200,8 @@ def write_due_reminders(now: datetime | None = None) -> int:
 def retry_now(now: datetime | None = None, actor: Actor = CLI) -> int:
     """Make every notice waiting out a retry back-off (or failed) due at ``now``, with
     its attempts counted afresh; return how many. For an operator who fixed the cause;
-    recorded in the audit log as ``actor``'s action, in the same commit."""
+    recorded in the audit log as ``actor``'s action, in the caller's one commit
+    (``common.transactions``)."""
     now = now or utcnow()
     count = db.session.execute(
         update(Notice)
@@ -222,7 +223,6 @@ def retry_now(now: datetime | None = None, actor: Actor = CLI) -> int:
         .execution_options(synchronize_session=False)
     ).rowcount
     record(actor, "notices.retry", "notice", "failed", {}, {"count": count}, now=now)
-    db.session.commit()
     return count
 
 

@@ -187,7 +187,7 @@ def deliver_notice(
         .returning(Notice.attempts, Notice.last_error)
         .execution_options(synchronize_session=False)
     ).first()
-    db.session.commit()  # the claim is visible to every other sender from here
+    transactions.commit()  # the claim is visible to every other sender from here
     if claimed is None:
         return Outcome("skipped")
     attempts, last_error = claimed
@@ -248,7 +248,7 @@ def _finish(mine, **values) -> bool:
         .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
-    db.session.commit()
+    transactions.commit()
     return done == 1
 
 
@@ -288,7 +288,7 @@ def deliver_pending(now: datetime | None = None, limit: int = 500) -> int:
     """Send, in this process, up to ``limit`` notices that are due; return how many
     were sent. Used by inline jobs and ``flask notices deliver``."""
     ids = relay_outbox(now, limit)
-    db.session.commit()
+    transactions.commit()
     channel = channel_from_config()
     # ``now`` passes through as given: None lets each claim read the clock when it
     # happens, so a long batch does not hand out leases that ended already.
