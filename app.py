@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import jobs
-from common import transactions
+from common import locking, transactions
 from common.errors import DomainError
 from common.text import ensure_clean
 from common.timeutil import zone
@@ -97,6 +97,8 @@ def _select_locale() -> str:
 
 def _register_extensions(app: Flask) -> None:
     db.init_app(app)
+    # PostgreSQL: every connection starts with lock_timeout = LOCK_TIMEOUT_MS.
+    locking.init_app(app)
     # Runs before Flask-SQLAlchemy removes the session (teardowns run in reverse).
     app.teardown_request(end_request_transaction)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
