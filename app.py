@@ -139,14 +139,19 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _reject_forbidden_characters() -> None:
-    """Turn away a path, query or form holding NUL or lone surrogates (422, not a 500)."""
+    """Turn away a path, query or form holding NUL or lone surrogates (422, not a 500),
+    naming the faulty query or form field in ``fields``."""
     ensure_clean(request.path)
-    ensure_clean(list(request.args.values()))
+    inputs = [request.args]
     if request.method == "POST" and request.mimetype in (
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        ensure_clean(list(request.form.values()))
+        inputs.append(request.form)
+    for values in inputs:
+        for key, value in values.items(multi=True):
+            ensure_clean(key, "query" if values is request.args else "form")
+            ensure_clean(value, key)
 
 
 def _wants_json() -> bool:

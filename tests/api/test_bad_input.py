@@ -93,3 +93,12 @@ def test_overlapping_slots_are_refused(ctx, make_point):
         generate_slots(point, date(2031, 1, 5), time(9, 35), time(9, 40), 5, 10)
     again = generate_slots(point, date(2031, 1, 5), time(9, 0), time(11, 0), 30, 10)
     assert (len(again.existing), len(again.created)) == (2, 2)
+
+
+def test_a_forbidden_character_in_a_query_or_nested_field_names_it(client):
+    query = client.get("/api/v1/market-points?q=Pasar&q=%00")
+    assert query.status_code == 422 and "q" in query.json["fields"]
+    body = {"slot_id": 1, "name": "Siti", "nik": "1", "phone": "1"}
+    body["x"] = [{"a": "b"}, {"a": "\x00"}]
+    nested = client.post("/api/v1/bookings", json=body)
+    assert nested.status_code == 422 and "x[1].a" in nested.json["fields"], nested.json
