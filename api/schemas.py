@@ -48,8 +48,15 @@ NonBlank = Annotated[StrictStr, AfterValidator(_non_blank)]
 Day = Annotated[str, AfterValidator(_day), Field(json_schema_extra={"format": "date"})]
 # A client's scan nonce: what a UUID, a ULID or a counter with a prefix looks like.
 Nonce = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
-# What a gate scanned: a ticket token or a booking code (the view says which is used).
-Scanned = Annotated[Any, WithJsonSchema({"type": "string"})]
+# What a gate scanned: a ticket token or a booking code (the view says which is used);
+# null or left out where the other one is sent. Declared nullable: a default of null
+# must be valid for the field's own schema (OpenAPI 3.1 is JSON Schema 2020-12).
+Scanned = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})]
+# When an offline scan was made (null or left out: refused for that scan alone).
+ScannedAt = Annotated[
+    Any,
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}),
+]
 
 
 class Request(BaseModel):
@@ -187,7 +194,7 @@ class OfflineScanItem(BaseModel):
     and what the device answered offline."""
 
     nonce: Nonce
-    scanned_at: Annotated[Any, WithJsonSchema({"type": "string", "format": "date-time"})] = None
+    scanned_at: ScannedAt = None
     ticket: Scanned = None
     code: Scanned = None
     direction: Literal["in", "out"] = "in"
