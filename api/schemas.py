@@ -76,11 +76,16 @@ class PointSearch(Request):
     q: str = ""
 
 
+def _empty_as_absent(value: Any) -> Any:
+    return None if value == "" else value
+
+
 class DayQuery(Request):
-    """A local calendar day, ``YYYY-MM-DD`` (default: today where the point is)."""
+    """A point's slot list: ``date``, a local calendar day ``YYYY-MM-DD`` (default, or
+    ``?date=`` left empty as a form sends it: today where the point is)."""
 
     error_codes: ClassVar[dict[str, str]] = {"date": "invalid_date"}
-    date: Day | None = None
+    date: Annotated[Day | None, BeforeValidator(_empty_as_absent)] = None
 
 
 class ResidentLookup(Request):
@@ -129,12 +134,20 @@ class NewWaitingEntry(Request):
 class GateQuery(Request):
     """The gate's market point (staff default to their own)."""
 
+    # The code a body's market_point fault has (ScanBody, OfflineBatch).
+    error_codes: ClassVar[dict[str, str]] = {"market_point": "invalid_market_point"}
     market_point: str | None = None
 
 
-class ExportQuery(DayQuery):
-    """A day and, optionally, one market point."""
+class ExportQuery(Request):
+    """A day (default today; an empty ``?date=`` is refused, as it always was) and,
+    optionally, one market point."""
 
+    error_codes: ClassVar[dict[str, str]] = {
+        "date": "invalid_date",
+        "market_point": "invalid_market_point",
+    }
+    date: Day | None = None
     market_point: str | None = None
 
 
