@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import jobs
-from common import transactions
+from common import locking, transactions
 from common.errors import DomainError
 from common.labels import label
 from common.text import ensure_clean
@@ -98,6 +98,8 @@ def _select_locale() -> str:
 
 def _register_extensions(app: Flask) -> None:
     db.init_app(app)
+    # PostgreSQL: every connection starts with lock_timeout = LOCK_TIMEOUT_MS.
+    locking.init_app(app)
     # Runs before Flask-SQLAlchemy removes the session (teardowns run in reverse).
     app.teardown_request(end_request_transaction)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"))
@@ -138,14 +140,19 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _reject_forbidden_characters() -> None:
-    """Turn away a path, query or form holding NUL or lone surrogates (422, not a 500)."""
+    """Turn away a path, query or form holding NUL or lone surrogates (422, not a 500),
+    naming the faulty query or form field in ``fields``."""
     ensure_clean(request.path)
-    ensure_clean(list(request.args.values()))
+    inputs = [request.args]
     if request.method == "POST" and request.mimetype in (
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        ensure_clean(list(request.form.values()))
+        inputs.append(request.form)
+    for values in inputs:
+        for key, value in values.items(multi=True):
+            ensure_clean(key, "query" if values is request.args else "form")
+            ensure_clean(value, key)
 
 
 def _wants_json() -> bool:

@@ -222,8 +222,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "BOOKING_LIMIT_PER_KK": parse_int(
             "BOOKING_LIMIT_PER_KK", get("BOOKING_LIMIT_PER_KK", "1"), 1
         ),
-        # How long a transaction waits for another's row lock (PostgreSQL; common.locking)
-        # before it gives up and the request is answered 503 "busy": milliseconds.
+        # How long a statement waits for another transaction's lock before it gives up
+        # and the request is answered 503 "busy": milliseconds (PostgreSQL: each
+        # connection's lock_timeout, set by common.locking.init_app).
         "LOCK_TIMEOUT_MS": parse_int("LOCK_TIMEOUT_MS", get("LOCK_TIMEOUT_MS", "5000"), 1),
         "BOOKING_LIMIT_WINDOW_DAYS": parse_int(
             "BOOKING_LIMIT_WINDOW_DAYS", get("BOOKING_LIMIT_WINDOW_DAYS", "7"), 1

@@ -16,7 +16,7 @@ from common.timeutil import local_date, utcnow
 
 @bp.get("/exports/bookings.csv")
 @api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
-@validate(404, 422, ok=None, auth=True, tags=("exports",))
+@validate(404, 422, media="text/csv", auth=True, tags=("exports",))
 def export_bookings(query: ExportQuery):
     """A day's bookings and check-ins as CSV (checkin/exports.py says what is in it):
     ``?date=YYYY-MM-DD`` (default today where the first point is; 422 ``invalid_date``

@@ -92,7 +92,7 @@ def _still_allowed(user_id: int, token: str | None, only: set[int] | None):
 
 @bp.get("/occupancy/stream")
 @api_or_page_roles(STAFF, SUPERVISOR, ADMIN)
-@validate(404, ok=None, auth=True, tags=("occupancy",))
+@validate(404, media="text/event-stream", auth=True, tags=("occupancy",))
 def occupancy_stream(query: GateQuery):
     """Server-Sent Events: a snapshot of the points the caller may see, then every
     change there as it commits (checkin/live.py). 503 ``live_unavailable`` with

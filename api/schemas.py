@@ -48,8 +48,15 @@ NonBlank = Annotated[StrictStr, AfterValidator(_non_blank)]
 Day = Annotated[str, AfterValidator(_day), Field(json_schema_extra={"format": "date"})]
 # A client's scan nonce: what a UUID, a ULID or a counter with a prefix looks like.
 Nonce = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
-# What a gate scanned: a ticket token or a booking code (the view says which is used).
-Scanned = Annotated[Any, WithJsonSchema({"type": "string"})]
+# What a gate scanned: a ticket token or a booking code (the view says which is used);
+# null or left out where the other one is sent. Declared nullable: a default of null
+# must be valid for the field's own schema (OpenAPI 3.1 is JSON Schema 2020-12).
+Scanned = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "null"}]})]
+# When an offline scan was made (null or left out: refused for that scan alone).
+ScannedAt = Annotated[
+    Any,
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}),
+]
 
 
 class Request(BaseModel):
@@ -69,11 +76,16 @@ class PointSearch(Request):
     q: str = ""
 
 
+def _empty_as_absent(value: Any) -> Any:
+    return None if value == "" else value
+
+
 class DayQuery(Request):
-    """A local calendar day, ``YYYY-MM-DD`` (default: today where the point is)."""
+    """A point's slot list: ``date``, a local calendar day ``YYYY-MM-DD`` (default, or
+    ``?date=`` left empty as a form sends it: today where the point is)."""
 
     error_codes: ClassVar[dict[str, str]] = {"date": "invalid_date"}
-    date: Day | None = None
+    date: Annotated[Day | None, BeforeValidator(_empty_as_absent)] = None
 
 
 class ResidentLookup(Request):
@@ -122,12 +134,20 @@ class NewWaitingEntry(Request):
 class GateQuery(Request):
     """The gate's market point (staff default to their own)."""
 
+    # The code a body's market_point fault has (ScanBody, OfflineBatch).
+    error_codes: ClassVar[dict[str, str]] = {"market_point": "invalid_market_point"}
     market_point: str | None = None
 
 
-class ExportQuery(DayQuery):
-    """A day and, optionally, one market point."""
+class ExportQuery(Request):
+    """A day (default today; an empty ``?date=`` is refused, as it always was) and,
+    optionally, one market point."""
 
+    error_codes: ClassVar[dict[str, str]] = {
+        "date": "invalid_date",
+        "market_point": "invalid_market_point",
+    }
+    date: Day | None = None
     market_point: str | None = None
 
 
@@ -187,7 +207,7 @@ class OfflineScanItem(BaseModel):
     and what the device answered offline."""
 
     nonce: Nonce
-    scanned_at: Annotated[Any, WithJsonSchema({"type": "string", "format": "date-time"})] = None
+    scanned_at: ScannedAt = None
     ticket: Scanned = None
     code: Scanned = None
     direction: Literal["in", "out"] = "in"

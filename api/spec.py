@@ -31,7 +31,7 @@ from spectree import Response, SpecTree
 from spectree.models import SecurityScheme, SecuritySchemeData
 from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
-from spectree.utils import get_multidict_items
+from spectree.utils import is_list_item
 
 from api.schemas import ApiError
 from common.errors import ValidationError
@@ -99,13 +99,28 @@ def as_api_error(err: PydanticValidationError, model: type[BaseModel] | None) ->
     return ValidationError(message, code=_code(first, model), fields=fields)
 
 
+def query_items(args: Any, model: type[BaseModel]) -> dict[str, Any]:
+    """The query string as ``model`` is validated with: each key's FIRST value, as
+    every view read it before the schemas (``request.args.get``), and all of them only
+    for a field declared as a list.
+
+    Args: args, the request's query (a werkzeug MultiDict); model, the query schema.
+    Returns: ``{key: value}``, a value a str, or a list of str for a list field.
+    Rule: issue 13, lead's decision 5 (a repeated ``?date=`` or ``?market_point=`` is
+      read as before, not refused as a list; spectree's ``get_multidict_items`` makes
+      a list of any repeated key).
+    """
+    return {key: args.getlist(key) if is_list_item(key, model) else args.get(key) for key in args}
+
+
 class _AntriFlaskPlugin(FlaskPlugin):
-    """spectree's Flask plugin, parsing as the API always has (``json_object``) and
-    raising the API's error instead of answering spectree's own."""
+    """spectree's Flask plugin, parsing as the API always has (``json_object`` for a
+    body, ``query_items`` for a query) and raising the API's error instead of
+    answering spectree's own."""
 
     def request_validation(self, request, query, json, form, headers, cookies):
         """Validate the query and JSON body; put the models in ``request.context``."""
-        raw_query = get_multidict_items(request.args, query) if query else None
+        raw_query = query_items(request.args, query) if query else None
         raw_json = None
         if json is not None:
             raw_json = json_object(optional=getattr(json, "optional_body", False))
@@ -149,19 +164,45 @@ spec = SpecTree(
 )
 
 
-def responses(ok: Any, *errors: int, status: int = 200) -> Response:
+class _Answers(Response):
+    """spectree's Response, able to declare a body that is not JSON (spectree writes
+    ``application/json`` for every model and nothing for a body without one)."""
+
+    def __init__(self, *codes: str, media: dict[str, str] | None = None, **models: Any):
+        """Args: codes and models, as spectree's Response; media, ``{status: media
+        type}`` for answers whose body is text of that type (``{"200": "text/csv"}``)."""
+        super().__init__(*codes, **models)
+        self.media = dict(media or {})
+
+    def generate_spec(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """spectree's declaration of the answers, with each ``media`` answer's content
+        (a string body of its media type) added. Returns the OpenAPI responses object."""
+        declared = super().generate_spec(*args, **kwargs)
+        for status, media_type in self.media.items():
+            declared[status]["content"] = {media_type: {"schema": {"type": "string"}}}
+        return declared
+
+
+def responses(ok: Any, *errors: int, status: int = 200, media: str | None = None) -> Response:
     """Declare a route's answers: ``ok`` (a schema, or None for a non-JSON body) with
-    ``status``, and the ApiError body for each of ``errors`` and the busy 503."""
+    ``status``, and the ApiError body for each of ``errors`` and the busy 503.
+
+    Args: media, the media type of a success body that is not JSON (``text/csv``,
+      ``text/event-stream``), declared as text of that type (issue 13: every body of
+      every ``/api/v1`` answer is declared); ``ok`` is then None.
+    Returns: the spectree Response for ``spec.validate``.
+    """
     declared: dict[str, Any] = {f"HTTP_{status}": ok}
     for code in (*errors, *COMMON_ERRORS):
         declared[f"HTTP_{code}"] = ApiError
-    return Response(**declared)
+    return _Answers(media={str(status): media} if media else None, **declared)
 
 
 def validate(
     *errors: int,
     ok: Any = None,
     status: int = 200,
+    media: str | None = None,
     auth: bool = False,
     tags: tuple[str, ...] = (),
 ) -> Callable:
@@ -169,11 +210,14 @@ def validate(
     keyword arguments) and declare its answers for the OpenAPI document.
 
     Args: errors, the error statuses the route can answer; ok and status, the success
-      body's schema and status; auth, whether it takes a bearer token (401/403 added).
+      body's schema and status; media, the success body's media type when it is not
+      JSON (``responses``); auth, whether it takes a bearer token (401/403 added).
+    Returns: the decorator. Errors: a fault in the query or body raises the API's
+      ValidationError (422) from the plugin's ``request_validation``.
     """
     codes = (*errors, *AUTH_ERRORS) if auth else errors
     return spec.validate(
-        resp=responses(ok, *sorted(set(codes)), status=status),
+        resp=responses(ok, *sorted(set(codes)), status=status, media=media),
         security=BEARER if auth else None,
         tags=tags,
     )

@@ -22,33 +22,66 @@ slot (slot, then each of its bookings) and promotions from a waiting list (resid
 line order, not by key). A deadlock there is detected by PostgreSQL, and the request is
 run again (``common.db.run_with_retry``) or answered "busy".
 
-Waits are short: on PostgreSQL each transaction that takes a lock first sets
-``lock_timeout`` to LOCK_TIMEOUT_MS (``SET LOCAL``: it ends with the transaction), so a
-lock held too long by another transaction ends this one with an OperationalError
-(SQLSTATE 55P03), which the app answers as 503 ``busy`` with Retry-After, as it does a
-deadlock. On SQLite the connection's busy timeout (30 s) plays that part.
+Waits are short, for every lock wait on PostgreSQL, not only the locks taken here (a
+plain ORM flush that meets a locked row, DDL, a TRUNCATE): each connection starts with
+``lock_timeout`` set to LOCK_TIMEOUT_MS as a startup option (``init_app``: libpq's
+``options="-c lock_timeout=<ms>"``, no statement and no round trip per request). A lock
+held too long by another transaction ends the waiting statement with an
+OperationalError (SQLSTATE 55P03, psycopg's LockNotAvailable), which the app answers as
+503 ``busy`` with Retry-After, as it does a deadlock. PgBouncer in transaction mode does
+not pass startup options: there, set it on the role (``ALTER ROLE antri SET
+lock_timeout = '5s'``). On SQLite the connection's busy timeout (30 s) plays that part.
 """
 
 from __future__ import annotations
 
-import weakref
 from functools import cache
 from typing import Any
 
-from flask import current_app
-from sqlalchemy import Connection, bindparam, text, update
+from flask import Flask
+from sqlalchemy import Connection, bindparam, event, update
 from sqlalchemy.engine import Result
+from sqlalchemy.exc import DisconnectionError
 
 from extensions import db
 
 # The order above, by table name; ``rank`` tells where a table stands in it.
 LOCK_ORDER = ("market_point", "booking", "slot", "resident", "household")
 
-_SET_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :timeout, true)")
+# Where a connection's record keeps the LOCK_TIMEOUT_MS it was started with.
+_STARTED_WITH = "antri_lock_timeout_ms"
 
-# The root transactions of sessions whose lock_timeout is set (a weak set: a finished
-# transaction drops out by itself).
-_timed: weakref.WeakSet[Any] = weakref.WeakSet()
+
+def init_app(app: Flask) -> None:
+    """Bound every lock wait of ``app``'s PostgreSQL connections by LOCK_TIMEOUT_MS.
+
+    Each new connection gets ``-c lock_timeout=<LOCK_TIMEOUT_MS>ms`` added to its libpq
+    ``options`` (a startup option: PostgreSQL applies it for the whole session, at no
+    cost per request), read from ``app.config`` when the connection is made. A pooled
+    connection started with another value (the setting was changed while the app ran,
+    as tests do) is dropped at checkout and made again with the current one.
+
+    Args: app, an app whose Flask-SQLAlchemy engine is bound (after ``db.init_app``).
+    Returns: nothing; SQLite engines are left as they are (their busy timeout bounds
+      waits). Rule: DESIGN.md, "lock several rows in a fixed order" with short waits;
+      README, configuration, LOCK_TIMEOUT_MS.
+    """
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "postgresql":
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def _start_with_lock_timeout(_dialect, record, _cargs, cparams) -> None:
+        milliseconds = int(app.config["LOCK_TIMEOUT_MS"])
+        option = f"-c lock_timeout={milliseconds}ms"
+        cparams["options"] = f"{cparams['options']} {option}" if cparams.get("options") else option
+        record.info[_STARTED_WITH] = milliseconds
+
+    @event.listens_for(engine, "checkout")
+    def _drop_if_started_otherwise(_dbapi_connection, record, _proxy) -> None:
+        if record.info.get(_STARTED_WITH) != int(app.config["LOCK_TIMEOUT_MS"]):
+            raise DisconnectionError("LOCK_TIMEOUT_MS changed: reconnect with the new one")
 
 
 def rank(table: str) -> int:
@@ -59,8 +92,8 @@ def rank(table: str) -> int:
 
 def locking_connection() -> Connection:
     """Return the session's connection, ready for taking row locks: inside a
-    transaction (the session's, begun if none is open yet), and on PostgreSQL with
-    ``lock_timeout`` set to LOCK_TIMEOUT_MS for the rest of it (once per transaction).
+    transaction (the session's, begun if none is open yet). Its waits are bounded by
+    the connection's own ``lock_timeout`` (``init_app``); nothing is set here.
 
     Raises: RuntimeError when the connection is not in a transaction or runs in
       autocommit: a lock there would end with its statement and protect nothing.
@@ -70,11 +103,6 @@ def locking_connection() -> Connection:
     autocommit = connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
     if not connection.in_transaction() or autocommit:
         raise RuntimeError("row locks need a transaction; this connection has none")
-    transaction = session.get_transaction()
-    if connection.dialect.name == "postgresql" and transaction not in _timed:
-        timeout = f"{current_app.config['LOCK_TIMEOUT_MS']}ms"
-        connection.execute(_SET_LOCK_TIMEOUT, {"timeout": timeout})
-        _timed.add(transaction)
     return connection
 
 

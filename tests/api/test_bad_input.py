@@ -103,3 +103,30 @@ def test_overlapping_slots_are_refused(ctx, make_point):
         generate_slots(point, date(2031, 1, 5), time(9, 35), time(9, 40), 5, 10)
     again = generate_slots(point, date(2031, 1, 5), time(9, 0), time(11, 0), 30, 10)
     assert (len(again.existing), len(again.created)) == (2, 2)
+
+
+def test_a_forbidden_character_in_a_query_or_nested_field_names_it(client):
+    query = client.get("/api/v1/market-points?q=Pasar&q=%00")
+    assert query.status_code == 422 and "q" in query.json["fields"]
+    body = {"slot_id": 1, "name": "Siti", "nik": "1", "phone": "1"}
+    body["x"] = [{"a": "b"}, {"a": "\x00"}]
+    nested = client.post("/api/v1/bookings", json=body)
+    assert nested.status_code == 422 and "x[1].a" in nested.json["fields"], nested.json
+
+
+def test_a_repeated_query_key_is_read_by_its_first_value(client, make_point):
+    point = make_point()
+    first_bad = client.get(f"/api/v1/market-points/{point.code}/slots?date=2026-02-30&date=")
+    assert (first_bad.status_code, first_bad.json["error"]) == (422, "invalid_date")
+    first_good = client.get(f"/api/v1/market-points/{point.code}/slots?date=&date=2026-02-30")
+    assert first_good.status_code == 200  # the first, empty: today
+
+
+def test_an_empty_date_is_today_on_the_slot_list_only(client, make_point, make_user):
+    point = make_point()
+    _, token = make_user("root@antri.test", "admin")
+    export = client.get(
+        "/api/v1/exports/bookings.csv?date=", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert (export.status_code, export.json["error"]) == (422, "invalid_date")
+    assert client.get(f"/api/v1/market-points/{point.code}/slots?date=").status_code == 200

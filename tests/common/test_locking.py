@@ -63,3 +63,15 @@ def test_a_lock_held_too_long_is_busy_not_an_error(
     assert answer.status_code == 503, answer.get_data(as_text=True)
     assert answer.json["error"] == "busy"
     assert answer.headers["Retry-After"] == "5"
+
+
+def test_every_postgresql_connection_starts_with_the_lock_timeout(app, ctx, backend, monkeypatch):
+    # A startup option, not a SET per transaction: it bounds ORM flushes too, and a
+    # change of LOCK_TIMEOUT_MS reaches pooled connections (they are made again).
+    if backend != "postgresql":
+        pytest.skip("lock_timeout is PostgreSQL's")
+    assert db.session.execute(text("SHOW lock_timeout")).scalar() == "5s"
+    db.session.remove()
+    monkeypatch.setitem(app.config, "LOCK_TIMEOUT_MS", 250)
+    assert db.session.execute(text("SHOW lock_timeout")).scalar() == "250ms"
+    db.session.remove()
