@@ -44,7 +44,7 @@ from slots.models import (
     Slot,
 )
 from slots.status import transition
-from slots.window import checkin_window
+from slots.window import checkin_window, window_refusal
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,9 @@ def _reason_args(
         opens, _closes = checkin_window(slot, current_app.config)
         return {"time": local_text(opens, point.timezone, _CLOCK)}, {}
     if reason == "too_late":
-        return {"time": local_text(slot.ends_at, point.timezone, _CLOCK)}, {}
+        # An end on an earlier local day (a late scan after midnight) shows its date.
+        same_day = local_date(slot.ends_at, point.timezone) == local_date(now, point.timezone)
+        return {"time": local_text(slot.ends_at, point.timezone, _CLOCK if same_day else _DAY)}, {}
     if reason == "point_full":
         inside = inside_now([point.id], now)[point.id]
         details = {"inside": inside, "limit": point.safe_limit}
@@ -162,12 +164,7 @@ def _refusal_reason(booking: Booking, point: MarketPoint, now: datetime) -> str:
         return "no_show"
     if booking.status in (CHECKED_IN, CHECKED_OUT):
         return "already_checked_in"
-    opens, closes = checkin_window(slot, current_app.config)
-    if opens <= now <= closes:
-        return ""
-    if local_date(slot.starts_at, point.timezone) != local_date(now, point.timezone):
-        return "not_today"
-    return "too_early" if now < opens else "too_late"
+    return window_refusal(slot, now, point.timezone, current_app.config)
 
 
 def log_scan(

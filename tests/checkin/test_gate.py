@@ -137,14 +137,15 @@ def test_no_show_and_not_today_reasons(gate):
     assert gate.scan(code=booking["code"]).json["reason"] == "no_show"
     row = db.session.scalar(select(Booking).where(Booking.code == later["code"]))
     user = db.session.scalar(select(User).where(User.email == "gate@antri.test"))
+    slot_day = row.slot.starts_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Jakarta"))
+    # A day before: the booking is for another day. A day after: they missed it
+    # (too_late, with the date it ended; issue 14 item 6a).
+    day_before = check_in(later["ticket"], gate.point, user, row.slot.starts_at - timedelta(days=1))
+    assert (day_before.result, day_before.reason) == ("refused", "not_today")
+    assert slot_day.strftime("%d-%m-%Y") in day_before.message
     next_day = check_in(later["ticket"], gate.point, user, row.slot.starts_at + timedelta(days=1))
-    assert (next_day.result, next_day.reason) == ("refused", "not_today")
-    assert (
-        row.slot.starts_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Jakarta")).strftime(
-            "%d-%m-%Y"
-        )
-        in next_day.message
-    )
+    assert (next_day.result, next_day.reason) == ("refused", "too_late")
+    assert slot_day.strftime("%d-%m-%Y") in next_day.message
     db.session.commit()
 
 
