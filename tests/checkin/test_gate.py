@@ -145,7 +145,8 @@ def test_no_show_and_not_today_reasons(gate):
     assert slot_day.strftime("%d-%m-%Y") in day_before.message
     next_day = check_in(later["ticket"], gate.point, user, row.slot.starts_at + timedelta(days=1))
     assert (next_day.result, next_day.reason) == ("refused", "too_late")
-    assert slot_day.strftime("%d-%m-%Y") in next_day.message
+    slot_end = row.slot.ends_at.astimezone(slot_day.tzinfo)
+    assert slot_end.strftime("%H:%M") in next_day.message
     db.session.commit()
 
 
