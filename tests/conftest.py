@@ -43,14 +43,34 @@ NIK_PREFIX = "317104120590"
 TEST_CLOCK_START = "2026-12-03T10:00:00+07:00"
 
 
-def pytest_configure(config):
-    """Start the test clock before any test or app is built."""
-    from common.timeutil import parse_test_clock, start_clock
+_CLOCK_START: list[datetime] = []
 
-    instant, anchor = parse_test_clock(os.environ.get("ANTRI_TEST_CLOCK") or TEST_CLOCK_START)
-    anchor = time.time() if anchor is None else anchor
-    start_clock(instant, anchor)
-    os.environ["ANTRI_TEST_CLOCK"] = f"{instant.isoformat()}@{anchor}"
+
+def _start_test_clock() -> None:
+    """Start the app's clock (and that of every process started from now on) at the
+    test clock's start instant, now."""
+    from common.timeutil import start_clock
+
+    anchor = time.time()
+    start_clock(_CLOCK_START[0], anchor)
+    os.environ["ANTRI_TEST_CLOCK"] = f"{_CLOCK_START[0].isoformat()}@{anchor}"
+
+
+def pytest_configure(config):
+    """Read where the test clock starts, and start it before any app is built."""
+    from common.timeutil import parse_test_clock
+
+    start = os.environ.get("ANTRI_TEST_CLOCK") or TEST_CLOCK_START
+    _CLOCK_START[:] = [parse_test_clock(start)[0]]
+    _start_test_clock()
+
+
+@pytest.fixture(autouse=True)
+def test_clock():
+    """Every test starts at the same instant (a suite of 15 minutes started at 23:50
+    would otherwise cross midnight half-way); the clock ticks during the test. Servers
+    a module or session shares keep the clock they started with (seconds apart)."""
+    _start_test_clock()
 
 
 def install_browser_clock(context) -> None:
