@@ -99,7 +99,12 @@ def gate_server(tmp_path_factory) -> Iterator[GateServer]:
                 "SELECT slot.id FROM slot JOIN market_point ON market_point.id ="
                 " slot.market_point_id WHERE market_point.code = ? AND starts_at <= ?"
                 " ORDER BY starts_at DESC LIMIT 1",
-                (POINT_CODE, end.astimezone(__import__("datetime").UTC).isoformat()),
+                # SQLite holds naive UTC text "YYYY-MM-DD HH:MM:SS.ffffff": compare like
+                # with like, from the window's start (the next slot starts at its end).
+                (
+                    POINT_CODE,
+                    f"{start.astimezone(__import__('datetime').UTC):%Y-%m-%d %H:%M:%S.%f}",
+                ),
             ).fetchone()[0]
         yield GateServer(url, database, slot_id)
     finally:
