@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import jobs
-from common import locking, transactions
+from common import locking, timeutil, transactions
 from common.errors import DomainError
 from common.labels import label
 from common.text import ensure_clean
@@ -57,6 +57,9 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(load_config(instance))
     if overrides:
         app.config.update(overrides)
+    if app.config.get("ANTRI_TEST_CLOCK"):
+        # A server or worker a test started: the test's clock (issue 14 item 6b).
+        timeutil.start_clock(*timeutil.parse_test_clock(app.config["ANTRI_TEST_CLOCK"]))
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         # Wait for SQLite's write lock rather than fail at once under a rush.
         engine_options = {"connect_args": {"timeout": 30}}

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from common.timeutil import parse_test_clock
+
 BASE_DIR = Path(__file__).resolve().parent
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -166,6 +168,17 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
             raise ConfigError("NIK_HASH_KEY must be set when ANTRI_ENV=production")
         nik_key = _instance_secret(instance_path, "nik_hash_key")
 
+    # A fixed start for the app's clock, for tests that must not depend on the hour
+    # (issue 14 item 6b; common.timeutil.start_clock). Never in production.
+    test_clock = get("ANTRI_TEST_CLOCK", "").strip()
+    if test_clock:
+        if production:
+            raise ConfigError("ANTRI_TEST_CLOCK is for tests only; unset it in production")
+        try:
+            parse_test_clock(test_clock)
+        except ValueError as exc:
+            raise ConfigError(f"ANTRI_TEST_CLOCK: {exc}") from None
+
     database_url = get("DATABASE_URL", "") or f"sqlite:///{instance_path / 'antri.db'}"
     # Heroku-style URLs name the old driver; psycopg 3 is the one installed.
     if database_url.startswith("postgres://"):
@@ -175,6 +188,7 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
 
     config = {
         "ANTRI_ENV": "production" if production else "development",
+        "ANTRI_TEST_CLOCK": test_clock,
         "SECRET_KEY": secret_key,
         "NIK_HASH_KEY": nik_key,
         "SQLALCHEMY_DATABASE_URI": database_url,

@@ -95,13 +95,17 @@ def points_export():
 @points_cli.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def points_import(path):
-    """Create or update market points from a CSV in the shipped data's columns."""
-    from slots.points import (
-        import_points_csv,
-    )
+    """Create or update market points from a CSV in the shipped data's columns, in
+    UTF-8 (with or without BOM), UTF-16 with BOM or Windows-1252; other bytes stop
+    with exit code 1 and ``invalid_market_point ... reason=encoding`` (issue 14 item 5)."""
+    from slots.points import decode_csv_bytes, import_points_csv
 
     try:
-        created, updated = import_points_csv(path.read_text(encoding="utf-8-sig"), CLI)
+        raw = path.read_bytes()
+    except OSError as exc:  # unreadable (permissions, a vanished file): a message, code 1
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        created, updated = import_points_csv(decode_csv_bytes(raw), CLI)
     except DomainError as exc:
         fail(exc)
     click.echo(f"{created} market points created, {updated} updated")

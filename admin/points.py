@@ -107,10 +107,7 @@ def points_import():
         try:
             if len(raw) > 2_000_000:
                 raise slots_errors.InvalidMarketPoint(fault="csv", too_large=True)
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            flash(_("The file is not UTF-8 text."), "error")
-            return redirect(url_for("admin.points"))
+            text = slots_points.decode_csv_bytes(raw)  # the one decoding (issue 14 item 5)
         except DomainError as exc:
             failed(exc)
             return redirect(url_for("admin.points"))

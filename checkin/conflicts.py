@@ -37,6 +37,28 @@ def record_conflict(
     )
 
 
+def open_visit(
+    booking: Booking, point: MarketPoint, since: datetime, now: datetime
+) -> GateConflict | None:
+    """The earliest conflicting offline admission of ``booking`` at ``point`` whose
+    person has not left: admitted after ``since`` (aware UTC; now minus the dwell
+    time, when the visit ends anyway) and by ``now``, no ``left_at`` yet. None when
+    there is none. A check-out scan of that ticket closes it (issue 14 item 4)."""
+    return db.session.scalar(
+        select(GateConflict)
+        .join(Scan, GateConflict.scan_id == Scan.id)
+        .where(
+            GateConflict.booking_id == booking.id,
+            GateConflict.market_point_id == point.id,
+            GateConflict.left_at.is_(None),
+            Scan.scanned_at > since,
+            Scan.scanned_at <= now,
+        )
+        .order_by(Scan.scanned_at, GateConflict.id)
+        .limit(1)
+    )
+
+
 def conflicts(point: MarketPoint, since: datetime) -> list[GateConflict]:
     """Return ``point``'s gate conflicts detected since ``since`` (aware UTC), newest first."""
     return list(

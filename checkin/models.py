@@ -72,6 +72,12 @@ class GateConflict(db.Model):
     (its ``scanned_at`` is when the device admitted the person, its ``synced_at`` when
     the server heard of it); ``detected_at`` is when the merge found the conflict.
     ``resolved_at``/``resolved_by`` are set when a supervisor marks it dealt with.
+
+    The person the device admitted is inside all the same (issue 14 item 4): from the
+    scan's ``scanned_at`` until ``left_at`` (a check-out scan of the same ticket at
+    the point, ``checkin.scanning.check_out``) or DWELL_MINUTES, whichever comes
+    first, exactly like a checked-in booking (``checkin.occupancy.inside_now``).
+    Resolving the conflict does not end the visit: the person is still there.
     """
 
     __tablename__ = "gate_conflict"
@@ -84,6 +90,7 @@ class GateConflict(db.Model):
     kind: Mapped[str] = mapped_column(String(32))
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     scan: Mapped[Scan] = relationship()
     booking: Mapped[Booking | None] = relationship()

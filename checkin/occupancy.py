@@ -17,7 +17,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from checkin.conflicts import open_conflicts
-from checkin.models import REFUSED, Scan
+from checkin.models import REFUSED, GateConflict, Scan
 from common.timeutil import UTC, local_date, local_day_bounds, utcnow, zone
 from extensions import db
 from slots.models import (
@@ -81,6 +81,12 @@ def inside_now(point_ids: list[int], now: datetime | None = None) -> dict[int, i
     Inside = checked in, not checked out, and checked in less than DWELL_MINUTES ago:
     ``now`` before the visit's ``visit_end`` (DESIGN.md, "Occupancy"). Points with
     nobody inside map to 0.
+
+    A gate conflict (an offline admission the server refused on merge: the ticket
+    was cancelled after the device's last sync, or admitted first elsewhere) is a
+    person inside too (issue 14 item 4): from the device's scan until a check-out
+    scan of that ticket (``GateConflict.left_at``) or DWELL_MINUTES, the same rule.
+    So the safe limit, the overview, the live feed and the charts count them.
     """
     now = now or utcnow()
     # checked_in_at > now - dwell  <=>  now < visit_end for a visit not checked out.
@@ -97,6 +103,18 @@ def inside_now(point_ids: list[int], now: datetime | None = None) -> dict[int, i
     )
     counts = dict.fromkeys(point_ids, 0)
     counts.update({point_id: count for point_id, count in rows})
+    admitted_anyway = db.session.execute(
+        select(GateConflict.market_point_id, func.count(GateConflict.id))
+        .join(Scan, GateConflict.scan_id == Scan.id)
+        .where(
+            GateConflict.market_point_id.in_(point_ids),
+            Scan.scanned_at > since,
+            (GateConflict.left_at.is_(None)) | (GateConflict.left_at > now),
+        )
+        .group_by(GateConflict.market_point_id)
+    )
+    for point_id, count in admitted_anyway:
+        counts[point_id] += count
     return counts
 
 
@@ -328,7 +346,8 @@ def point_day(point: MarketPoint, day: date, now: datetime | None = None) -> Poi
 
     Inside over the day is recomputed from the bookings' check-in and check-out
     times: a visit lasts from check-in to check-out, or DWELL_MINUTES at most
-    (DESIGN.md, "Occupancy"), like ``inside_now``.
+    (DESIGN.md, "Occupancy"), like ``inside_now``; a gate conflict's offline admission
+    is an arrival and a visit until its ``left_at`` (issue 14 item 4).
     """
     now = now or utcnow()
     slots = slot_stats([point], now, day)[point.id]
@@ -340,6 +359,16 @@ def point_day(point: MarketPoint, day: date, now: datetime | None = None) -> Poi
             Slot.market_point_id == point.id,
             Booking.checked_in_at >= day_start - timedelta(hours=2),
             Booking.checked_in_at < day_end,
+        )
+    ).all()
+    # Offline admissions the server refused are visits too (issue 14 item 4).
+    visits += db.session.execute(
+        select(Scan.scanned_at, GateConflict.left_at)
+        .join(Scan, GateConflict.scan_id == Scan.id)
+        .where(
+            GateConflict.market_point_id == point.id,
+            Scan.scanned_at >= day_start - timedelta(hours=2),
+            Scan.scanned_at < day_end,
         )
     ).all()
     edges = [s.slot.starts_at for s in slots] + [s.slot.ends_at for s in slots]

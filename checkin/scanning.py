@@ -20,9 +20,10 @@ from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from accounts.models import ADMIN, SUPERVISOR, User
+from checkin.conflicts import open_visit
 from checkin.errors import REFUSALS, NonceReused, NotCheckedIn
 from checkin.models import ADMITTED, REFUSED, UNDONE, WAIT, Scan
-from checkin.occupancy import at_safe_limit, inside_now
+from checkin.occupancy import at_safe_limit, dwell, inside_now
 from common import audit, events
 from common.errors import Forbidden
 from common.timeutil import local_date, local_text, utcnow
@@ -43,7 +44,7 @@ from slots.models import (
     Slot,
 )
 from slots.status import transition
-from slots.window import checkin_window
+from slots.window import checkin_window, window_refusal
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,9 @@ def _reason_args(
         opens, _closes = checkin_window(slot, current_app.config)
         return {"time": local_text(opens, point.timezone, _CLOCK)}, {}
     if reason == "too_late":
-        return {"time": local_text(slot.ends_at, point.timezone, _CLOCK)}, {}
+        # An end on an earlier local day (a late scan after midnight) shows its date.
+        same_day = local_date(slot.ends_at, point.timezone) == local_date(now, point.timezone)
+        return {"time": local_text(slot.ends_at, point.timezone, _CLOCK if same_day else _DAY)}, {}
     if reason == "point_full":
         inside = inside_now([point.id], now)[point.id]
         details = {"inside": inside, "limit": point.safe_limit}
@@ -161,12 +164,7 @@ def _refusal_reason(booking: Booking, point: MarketPoint, now: datetime) -> str:
         return "no_show"
     if booking.status in (CHECKED_IN, CHECKED_OUT):
         return "already_checked_in"
-    opens, closes = checkin_window(slot, current_app.config)
-    if opens <= now <= closes:
-        return ""
-    if local_date(slot.starts_at, point.timezone) != local_date(now, point.timezone):
-        return "not_today"
-    return "too_early" if now < opens else "too_late"
+    return window_refusal(slot, now, point.timezone, current_app.config)
 
 
 def log_scan(
@@ -371,6 +369,11 @@ def check_out(
 ) -> ScanResult:
     """End a visit: scan a checked-in ticket or code on the way out, and log it.
 
+    The booking's own visit ends first; when the booking is not checked in (cancelled,
+    or already out), the scan ends the visit of a person an offline gate admitted on
+    this ticket against the server's rules (a gate conflict, ``GateConflict.left_at``;
+    issue 14 item 4), the earliest such visit still open.
+
     Args: as ``check_in`` (a resent nonce answers the first result).
     Returns: ScanResult with result ``checked_out``, or ``refused`` with reason
       ``not_checked_in``, ``already_checked_out``, ``wrong_point`` or a ticket reason.
@@ -398,7 +401,15 @@ def check_out(
             lock_market_point(point)
             left = transition(Booking, booking.id, CHECKED_IN, CHECKED_OUT, checked_out_at=now)
             db.session.refresh(booking)
+            # Not (or no longer) the booking's own visit: someone an offline gate let
+            # in on this ticket anyway may be leaving (issue 14 item 4).
+            admitted_anyway = None if left else open_visit(
+                booking, point, now - dwell(current_app.config), now
+            )  # fmt: skip
             if left:
+                result = CHECKED_OUT
+            elif admitted_anyway is not None:
+                admitted_anyway.left_at = now
                 result = CHECKED_OUT
             elif booking.status == CHECKED_OUT:
                 reason = "already_checked_out"

@@ -11,9 +11,41 @@ from sqlalchemy.types import TypeDecorator
 UTC = UTC
 
 
+# The app reads its clock here and nowhere else (issue 14 item 6b). Tests start it at a
+# fixed instant (``start_clock``) and it ticks with real elapsed time from there, so
+# an outcome never depends on the hour the suite runs at. Zero outside tests.
+_offset = timedelta(0)
+
+
 def utcnow() -> datetime:
-    """Return the current instant as an aware UTC datetime."""
-    return datetime.now(UTC)
+    """Return the current instant as an aware UTC datetime (the test clock's, when a
+    test started one with ``start_clock``)."""
+    return datetime.now(UTC) + _offset
+
+
+def parse_test_clock(text: str) -> tuple[datetime, float | None]:
+    """Parse ANTRI_TEST_CLOCK: an aware ISO 8601 instant, optionally ``@<unix
+    seconds>``, the real time at which the clock read that instant (so processes a
+    test starts later share its clock exactly; without it the clock reads the instant
+    when the process starts).
+
+    Returns: (aware UTC instant, real unix seconds or None).
+    Raises: ValueError for a naive or malformed instant or a bad anchor.
+    """
+    instant_text, _, anchor = text.strip().partition("@")
+    instant = datetime.fromisoformat(instant_text)
+    if instant.tzinfo is None:
+        raise ValueError("ANTRI_TEST_CLOCK needs a UTC offset, e.g. 2026-12-03T23:50:00+07:00")
+    return instant.astimezone(UTC), float(anchor) if anchor else None
+
+
+def start_clock(instant: datetime, at_real: float | None = None) -> None:
+    """Tests only: make ``utcnow`` read ``instant`` (aware) at real unix time
+    ``at_real`` (default: now), then tick with real time. ``config.py`` refuses the
+    setting that leads here (ANTRI_TEST_CLOCK) in production."""
+    global _offset
+    real = datetime.fromtimestamp(at_real, UTC) if at_real is not None else datetime.now(UTC)
+    _offset = instant.astimezone(UTC) - real
 
 
 def zone(name: str) -> ZoneInfo:

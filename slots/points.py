@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -10,6 +11,7 @@ from datetime import time
 from pathlib import Path
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import (
     func,
     or_,
@@ -67,8 +69,7 @@ def import_market_points(path: Path, safe_limit: int, tz_name: str) -> tuple[int
       so they stay stable across imports.
     Raises: InvalidMarketPoint (fault ``csv``) for a malformed file; nothing is kept.
     """
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = parse_points_csv(handle.read())
+    rows = parse_points_csv(decode_csv_bytes(path.read_bytes()))
     created = updated = 0
     for row in rows:
         point = db.session.scalar(select(MarketPoint).where(MarketPoint.code == row.code))
@@ -303,6 +304,43 @@ class PointRow:
     def code(self) -> str:
         """The market point's code, ``JKT-<market_id, at least 3 digits>``."""
         return f"JKT-{self.market_id:03d}"
+
+
+NOT_TEXT = _l(
+    "The file is not text in UTF-8 or Windows-1252: save it from the spreadsheet as CSV (UTF-8)."
+)
+
+
+def decode_csv_bytes(raw: bytes) -> str:
+    """Decode an uploaded or command-line CSV file: the ONE decoding of every CSV
+    the app reads (the admin upload, ``flask points import``, ``flask seed-demo``;
+    issue 14 item 5).
+
+    Accepts what spreadsheet programs write: UTF-8 with or without a BOM (Excel's
+    "CSV UTF-8", LibreOffice, Google Sheets), UTF-16 with a BOM (the "Unicode" text
+    some save as), and Windows-1252 (Excel's "CSV (Comma delimited)" on Windows,
+    which also reads every Latin-1 text). UTF-8 is tried before Windows-1252: a
+    Windows-1252 file of accented names is almost never valid UTF-8, while the
+    reverse always "succeeds" with the wrong letters.
+
+    Args: raw, the file's bytes. Returns: the text, BOM removed.
+    Raises: InvalidMarketPoint (fault ``csv``, ``reason`` ``encoding``, message
+      NOT_TEXT) for bytes that are none of these: NUL bytes outside UTF-16 (a
+      workbook or another binary file) or bytes Windows-1252 leaves undefined.
+    """
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InvalidMarketPoint(NOT_TEXT, fault="csv", reason="encoding") from None
+    if b"\x00" in raw:
+        raise InvalidMarketPoint(NOT_TEXT, fault="csv", reason="encoding")
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise InvalidMarketPoint(NOT_TEXT, fault="csv", reason="encoding")
 
 
 def parse_points_csv(text: str) -> list[PointRow]:

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from common.timeutil import local_date
+
 
 class _Timed(Protocol):
     starts_at: datetime
@@ -44,3 +46,25 @@ def closed_for_ends_by(now: datetime, settings: Mapping[str, Any]) -> datetime:
     The same window, as one bound for SQL filters over many slots."""
     _early, late = grace_minutes(settings)
     return now - timedelta(minutes=late)
+
+
+def window_refusal(slot: _Timed, now: datetime, tz_name: str, settings: Mapping[str, Any]) -> str:
+    """Return why ``slot``'s gate does not admit at ``now``, or "" inside its window.
+
+    Args: slot (aware UTC ``starts_at``/``ends_at``), now (aware UTC), tz_name, the
+      market point's zone (days are local), settings, the app's config (the grace).
+    Returns: "" when ``opens_at <= now <= closes_at``; ``too_late`` after the window
+      has closed, on any later day (a scan after midnight of a slot that ended near
+      midnight included: the resident missed it, and that is the truth to tell;
+      issue 14 item 6a); ``not_today`` before the window opens on an earlier local
+      day (the booking is for another day); ``too_early`` before it opens on the
+      slot's own day. The offline gate (``static/gate/gate.js``) applies the same order.
+    """
+    opens, closes = checkin_window(slot, settings)
+    if opens <= now <= closes:
+        return ""
+    if now > closes:
+        return "too_late"
+    if local_date(slot.starts_at, tz_name) != local_date(now, tz_name):
+        return "not_today"
+    return "too_early"

@@ -7,13 +7,26 @@ slot at a fixed local hour instead.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from common.timeutil import utcnow
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
 
+def now_local() -> datetime:
+    """The test clock's now in Asia/Jakarta (aware): the one "now" of tests that
+    compute "today" or "tomorrow" themselves (``tests/conftest.py`` starts the clock)."""
+    return utcnow().astimezone(JAKARTA)
+
+
+def today_local(days: int = 0) -> date:
+    """The test clock's local (Asia/Jakarta) date, ``days`` later."""
+    return (now_local() + timedelta(days=days)).date()
+
+
 def tomorrow_at(hour: int, minute: int = 0) -> datetime:
     """Return tomorrow (Asia/Jakarta) at ``hour:minute`` local time, an aware instant."""
-    day = (datetime.now(JAKARTA) + timedelta(days=1)).date()
+    day = today_local(1)
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=JAKARTA)

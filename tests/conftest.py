@@ -12,6 +12,7 @@ import os
 import time
 from datetime import datetime, timedelta
 from itertools import count
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -30,6 +31,52 @@ BACKENDS_RUN: set[str] = set()
 SERVICES_RUN: set[str] = set()
 # A valid NIK head: Kec. Senen (317104), born 12-05-1990 (a man); a serial follows.
 NIK_PREFIX = "317104120590"
+
+
+# The clock every test reads (issue 14 item 6b): the app's ``common.timeutil.utcnow``
+# starts at TEST_CLOCK_START (10:00 WIB on a fixed Thursday) and ticks with real time,
+# whatever the hour the suite runs at. ANTRI_TEST_CLOCK=<aware ISO instant> starts it
+# elsewhere (``make test ANTRI_TEST_CLOCK=2026-12-03T23:50:00+07:00``). Servers, workers
+# and the browser tests' live server inherit it through the environment, anchored to
+# the same real instant, so every process reads one clock; browsers get it from
+# ``install_browser_clock``.
+TEST_CLOCK_START = "2026-12-03T10:00:00+07:00"
+
+
+_CLOCK_START: list[datetime] = []
+
+
+def _start_test_clock() -> None:
+    """Start the app's clock (and that of every process started from now on) at the
+    test clock's start instant, now."""
+    from common.timeutil import start_clock
+
+    anchor = time.time()
+    start_clock(_CLOCK_START[0], anchor)
+    os.environ["ANTRI_TEST_CLOCK"] = f"{_CLOCK_START[0].isoformat()}@{anchor}"
+
+
+def pytest_configure(config):
+    """Read where the test clock starts, and start it before any app is built."""
+    from common.timeutil import parse_test_clock
+
+    start = os.environ.get("ANTRI_TEST_CLOCK") or TEST_CLOCK_START
+    _CLOCK_START[:] = [parse_test_clock(start)[0]]
+    _start_test_clock()
+
+
+@pytest.fixture(autouse=True)
+def test_clock():
+    """Every test starts at the same instant (a suite of 15 minutes started at 23:50
+    would otherwise cross midnight half-way); the clock ticks during the test. Servers
+    a module or session shares keep the clock they started with (seconds apart)."""
+    _start_test_clock()
+
+
+def install_browser_clock(context) -> None:
+    """Make a Playwright browser context's ``Date`` read the test clock (ticking), as
+    the app does: pages compare times the server sent with their own clock."""
+    context.clock.install(time=utcnow())
 
 
 def _postgres_url() -> str | None:
@@ -252,6 +299,14 @@ def browser():
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         SERVICES_RUN.add("chromium")
+        plain_new_context = chromium.new_context
+
+        def new_context(*args, **kwargs):
+            context = plain_new_context(*args, **kwargs)
+            install_browser_clock(context)
+            return context
+
+        chromium.new_context = new_context  # every context reads the test clock
         try:
             yield chromium
         finally:
@@ -264,3 +319,7 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"databases exercised: {ran}")
     terminalreporter.write_line(f"services exercised: {', '.join(sorted(SERVICES_RUN)) or 'none'}")
     terminalreporter.write_line(f"process timezone: {os.environ.get('TZ', 'system')} {time.tzname}")
+    start = os.environ.get("ANTRI_TEST_CLOCK", "").partition("@")[0]
+    if start:
+        local = datetime.fromisoformat(start).astimezone(ZoneInfo("Asia/Jakarta"))
+        terminalreporter.write_line(f"test clock started at: {local:%Y-%m-%d %H:%M} WIB")

@@ -39,6 +39,8 @@ from playwright.sync_api import (
     expect,
 )
 
+from tests.clock import now_local
+
 CHROMIUM = Path("/usr/bin/chromium")
 UNDER_CI = os.environ.get("CI") == "true"
 
@@ -150,12 +152,12 @@ def _running_slot_window(now: datetime) -> tuple[datetime, datetime, bool] | Non
 
 def _slot_window() -> tuple[datetime, datetime, bool]:
     """A running slot window, waiting past local midnight when the day is nearly over."""
-    now = datetime.now(JAKARTA)
+    now = now_local()
     window = _running_slot_window(now)
     if window is None:
         tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=5, microsecond=0)
         time.sleep((tomorrow - now).total_seconds())
-        window = _running_slot_window(datetime.now(JAKARTA))
+        window = _running_slot_window(now_local())
     assert window is not None
     return window
 

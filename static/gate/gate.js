@@ -213,8 +213,11 @@ async function decideOffline(text, direction) {
   const opens = new Date(start.getTime() - snapshot.checkin_early_minutes * 60000);
   const closes = new Date(end.getTime() + snapshot.checkin_late_minutes * 60000);
   if (now < opens || now > closes) {
+    // As slots.window.window_refusal: after the window is too_late on any later day
+    // (issue 14 item 6a); before it, not_today on an earlier day, else too_early.
+    if (now > closes) return done("refused", "too_late", { time: clock(end, localDay(end) !== localDay(now)) });
     if (localDay(start) !== localDay(now)) return done("refused", "not_today", { when: clock(start, true) });
-    return now < opens ? done("refused", "too_early", { time: clock(opens) }) : done("refused", "too_late", { time: clock(end) });
+    return done("refused", "too_early", { time: clock(opens) });
   }
   const inside = insideEstimate();
   if (inside >= snapshot.market_point.safe_limit) return done("wait", "point_full", { inside: inside, limit: snapshot.market_point.safe_limit });

@@ -25,6 +25,7 @@ from slots.models import Booking, MarketPoint, Notice, Schedule, Slot, WaitingLi
 from slots.points import POINT_CSV_COLUMNS, PointFields, import_points_csv, validate_point
 from slots.schedules import create_schedule, generate_from_schedule, generate_slots, plan_schedule
 from slots.staff import close_slot, move_booking, set_capacity
+from tests.clock import today_local
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 PASSWORD = "correct-horse-1"
@@ -281,7 +282,7 @@ def _schedule(point, start_day, **overrides):
 
 def test_schedule_preview_generate_idempotent_and_publish_time(ctx, make_point, nik):
     point = make_point()
-    day = (datetime.now(JAKARTA) + timedelta(days=3)).date()
+    day = today_local(3)
     schedule = _schedule(point, day)
     db.session.commit()
     planned = plan_schedule(schedule)
@@ -312,7 +313,7 @@ def test_schedule_preview_generate_idempotent_and_publish_time(ctx, make_point, 
 
 def test_schedule_faults_and_overlaps(ctx, make_point):
     point = make_point()
-    day = (datetime.now(JAKARTA) + timedelta(days=3)).date()
+    day = today_local(3)
     faults = {
         "weekdays": {"weekdays": "8"},
         "hours": {"end_time": time(8, 0)},
@@ -355,7 +356,7 @@ def test_admin_creates_a_schedule_and_its_slots_through_the_pages(
     make_user("admin@antri.test", "admin")
     login_with_csrf(client, "admin@antri.test")
     token = _csrf(client, "/admin/schedules")
-    day = (datetime.now(JAKARTA) + timedelta(days=2)).date()
+    day = today_local(2)
     form = {
         "point": point.code,
         "name": "Operasi pasar",
@@ -737,7 +738,7 @@ def test_a_move_stays_at_its_point_and_within_the_limits(client, make_slot, make
 
 def test_two_schedules_generated_at_once_never_overlap(app, ctx, make_point):
     point = make_point()
-    day = (datetime.now(JAKARTA) + timedelta(days=3)).date()
+    day = today_local(3)
     morning = _schedule(point, day, start_time=time(10, 0), end_time=time(12, 0)).id
     shifted = _schedule(point, day, start_time=time(10, 15), end_time=time(12, 15)).id
     db.session.commit()
@@ -776,7 +777,7 @@ def test_admin_input_edges(app, client, make_point, make_slot, make_user, nik, a
         db.session.scalar(select(MarketPoint.active).where(MarketPoint.code == "JKT-607")) is False
     )
     db.session.rollback()
-    day = (datetime.now(JAKARTA) + timedelta(days=3)).date()
+    day = today_local(3)
     with pytest.raises(InvalidSchedule):
         _schedule(point, day, publish_days_before=0, publish_time=time(23, 0))
     slot = make_slot(capacity=3, starts_in=180)

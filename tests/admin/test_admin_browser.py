@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from common.timeutil import day_text
+from tests.clock import today_local
 from tests.test_browser import (
     CHROMIUM,
     POINT_CODE,
@@ -92,7 +93,7 @@ def test_admin_creates_a_schedule_previews_and_publishes_it(browser, admin_serve
 
     # Tomorrow afternoon, opening for booking today at 00:00 (already open) and the day
     # after tomorrow, opening tomorrow at 07:00 (not open yet).
-    today = datetime.now(JAKARTA).date()
+    today = today_local()
     page.locator("#point").select_option(POINT_CODE)
     page.locator("#name").fill("Operasi pasar sore")
     page.locator("#start_time").fill("15:00")

@@ -96,6 +96,36 @@ def test_too_early_and_too_late(gate, make_slot, ctx):
     db.session.commit()
 
 
+def test_a_late_scan_after_midnight_is_too_late(gate, make_slot, ctx):
+    """Issue 14 item 6a: a slot 23:00-23:30 WIB, late grace 30 minutes; explicit instants."""
+    from accounts.models import User
+    from checkin.scanning import check_in
+
+    late_slot = make_slot(capacity=2, starts_in=23 * 60, minutes=30, now=tomorrow_at(0))
+    booking = gate.book(late_slot.id)
+    user = db.session.scalar(select(User).where(User.email == "gate@antri.test"))
+    day = tomorrow_at(0)
+
+    def scan(hours: int, minutes: int):
+        return check_in(
+            booking["code"], gate.point, user, now=day + timedelta(hours=hours, minutes=minutes)
+        )
+
+    after_midnight = scan(24, 5)  # 00:05 the next local day: 35 minutes after the end
+    assert (after_midnight.result, after_midnight.reason) == ("refused", "too_late")
+    # The end is on another day, so the message gives its date.
+    assert day.strftime("%d-%m-%Y") + " 23:30" in after_midnight.message
+    a_week_later = scan(24 * 7 + 10, 0)
+    assert a_week_later.reason == "too_late"
+    same_day = scan(0, 30)  # the slot's own day, 00:30: before its window
+    assert (same_day.reason, "22:45" in same_day.message) == ("too_early", True)
+    day_before = scan(-1, 0)  # 23:00 the local day before
+    assert day_before.reason == "not_today"
+    edge = scan(24, 0)  # 00:00 the next day, exactly 30 minutes after the end: admitted
+    assert (edge.result, edge.reason) == ("admitted", "")
+    db.session.commit()
+
+
 def test_cancelled_booking_is_refused(gate, make_slot, client):
     slot = make_slot(capacity=2, starts_in=24 * 60 * 2)
     booking = gate.book(slot.id)

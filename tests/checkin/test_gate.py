@@ -137,14 +137,16 @@ def test_no_show_and_not_today_reasons(gate):
     assert gate.scan(code=booking["code"]).json["reason"] == "no_show"
     row = db.session.scalar(select(Booking).where(Booking.code == later["code"]))
     user = db.session.scalar(select(User).where(User.email == "gate@antri.test"))
+    slot_day = row.slot.starts_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Jakarta"))
+    # A day before: the booking is for another day. A day after: they missed it
+    # (too_late, with the date it ended; issue 14 item 6a).
+    day_before = check_in(later["ticket"], gate.point, user, row.slot.starts_at - timedelta(days=1))
+    assert (day_before.result, day_before.reason) == ("refused", "not_today")
+    assert slot_day.strftime("%d-%m-%Y") in day_before.message
     next_day = check_in(later["ticket"], gate.point, user, row.slot.starts_at + timedelta(days=1))
-    assert (next_day.result, next_day.reason) == ("refused", "not_today")
-    assert (
-        row.slot.starts_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Jakarta")).strftime(
-            "%d-%m-%Y"
-        )
-        in next_day.message
-    )
+    assert (next_day.result, next_day.reason) == ("refused", "too_late")
+    slot_end = row.slot.ends_at.astimezone(slot_day.tzinfo)
+    assert slot_end.strftime("%H:%M") in next_day.message
     db.session.commit()
 
 
@@ -311,7 +313,9 @@ def test_offline_scans_merge_first_scan_wins_and_flag_conflicts(gate, client, ma
     assert results["o-5"]["result"] == "admitted"
     assert results["o-3"]["result"] == "checked_out"
     assert (results["o-6"]["result"], results["o-6"]["reason"]) == ("refused", "already_checked_in")
-    assert synced.json["inside_now"] == 2  # kept and twice; walked_out has left
+    # kept and twice, and the two the offline gate let in against the server's rules
+    # (cancelled, and twice's second admission; issue 14 item 4); walked_out has left.
+    assert synced.json["inside_now"] == 4
 
     rows = db.session.execute(select(Booking.code, Booking.status, Booking.checked_in_at)).all()
     status = {code: s for code, s, _ in rows}

@@ -28,6 +28,7 @@ from notify.relay import deliver_notice, deliver_pending, relay_outbox
 from slots.booking import book_slot, cancel_booking
 from slots.models import Booking, Notice, Resident, Slot, WaitingListEntry
 from slots.waiting import join_waiting_list
+from tests.clock import today_local
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 PHONE = "081234567890"
@@ -35,7 +36,7 @@ PHONE = "081234567890"
 
 def tomorrow_at(hour: int, minute: int = 0) -> datetime:
     """Tomorrow at hour:minute in Jakarta, as an aware UTC instant."""
-    day = (datetime.now(JAKARTA) + timedelta(days=1)).date()
+    day = today_local(1)
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=JAKARTA).astimezone(
         ZoneInfo("UTC")
     )

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
@@ -28,6 +28,7 @@ import jobs
 from extensions import db
 from notify.relay import KICK_KEY
 from slots.models import Booking, Notice
+from tests.clock import today_local
 from tests.servers import REPO, VENV_BIN, TcpProxy
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -38,7 +39,7 @@ SHORT_LEASE = {"NOTIFY_LEASE_SECONDS": "3", "NOTIFY_WEBHOOK_TIMEOUT": "1"}
 
 
 def tomorrow_at(hour: int, minute: int = 0) -> datetime:
-    day = (datetime.now(JAKARTA) + timedelta(days=1)).date()
+    day = today_local(1)
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=JAKARTA)
 
 
