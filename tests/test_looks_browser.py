@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.clock import today_local
 from tests.servers import post_json
 from tests.test_browser import (
     CHROMIUM,
-    JAKARTA,
     POINT_CODE,
     POINT_NAME,
     REPO,
@@ -79,7 +79,7 @@ def looks_server(tmp_path_factory) -> Iterator[tuple[LiveServer, str]]:
         env, "users", "create", STAFF[0], "--role", "staff", "--point", POINT_CODE,
         "--password", STAFF[1],
     )  # fmt: skip
-    tomorrow = (datetime.now(JAKARTA) + timedelta(days=1)).date().isoformat()
+    tomorrow = today_local(1).isoformat()  # the test clock's tomorrow, as the seed's
     _flask(
         env, "schedules", "create", POINT_CODE, "--start", "07:00", "--end", "08:00",
         "--length", "30", "--capacity", "20", "--from", tomorrow, "--until", tomorrow,
