@@ -14,8 +14,11 @@ The lock order (DESIGN.md: "lock several rows in a fixed order"), first to last:
    update of its status, ``slots.status.transition``, or ``slots.locks.lock_booking``);
 3. ``slot``: the count of booked places and the waiting list (``slots.locks.lock_slot``,
    and every place taken, ``slots.places.take_place``); two slots in id order (a move);
-4. ``resident``: one NIK's bookings (the resident row's upsert);
-5. ``household``: one family card's bookings (the household row's upsert).
+4. ``stock``: one point-day's packages (issue 15), reserved after the place is taken
+   and given back after the place is freed (``slots.stock``); two days in date order
+   (a move between days);
+5. ``resident``: one NIK's bookings (the resident row's upsert);
+6. ``household``: one family card's bookings (the household row's upsert).
 
 Two paths take locks against that order and rely on the database noticing: closing a
 slot (slot, then each of its bookings) and promotions from a waiting list (residents in
@@ -46,7 +49,7 @@ from sqlalchemy.exc import DisconnectionError
 from extensions import db
 
 # The order above, by table name; ``rank`` tells where a table stands in it.
-LOCK_ORDER = ("market_point", "booking", "slot", "resident", "household")
+LOCK_ORDER = ("market_point", "booking", "slot", "stock", "resident", "household")
 
 # Where a connection's record keeps the LOCK_TIMEOUT_MS it was started with.
 _STARTED_WITH = "antri_lock_timeout_ms"

@@ -208,12 +208,61 @@ class Booking(db.Model):
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     checked_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Packages of its point-day's stock this booking reserved (issue 15): 0 where the
+    # point-day has no stock setting. Kept per booking, so a release gives back exactly
+    # what was taken even after the per-booking amount changed.
+    packages: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # When the gate handed the packages over (the admission); NULL again after an undo.
+    handed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     slot: Mapped[Slot] = relationship()
     resident: Mapped[Resident] = relationship()
 
     def __repr__(self) -> str:
         return f"<Booking {self.code} {self.status}>"
+
+
+class Stock(db.Model):
+    """The goods a market point hands out on one local date (issue 15).
+
+    ``packages`` are on hand; each booking reserves ``per_booking`` of them.
+    ``reserved`` counts the packages of the day's active bookings (handed-out ones
+    included) and ``handed_out`` those the gate handed over. Stock is a hard cap, kept by
+    the database as capacity is: CHECK constraints hold ``0 <= handed_out <= reserved <=
+    packages``, and ``reserved`` changes only through conditional updates in
+    ``slots.stock``. A point-day without a row has no stock limit.
+    """
+
+    __tablename__ = "stock"
+    __table_args__ = (
+        CheckConstraint("packages >= 0", name="packages_not_negative"),
+        CheckConstraint("per_booking >= 1", name="per_booking_positive"),
+        CheckConstraint("reserved >= 0", name="reserved_not_negative"),
+        CheckConstraint("reserved <= packages", name="reserved_within_packages"),
+        CheckConstraint("handed_out >= 0", name="handed_out_not_negative"),
+        CheckConstraint("handed_out <= reserved", name="handed_out_within_reserved"),
+        UniqueConstraint("market_point_id", "day", name="uq_stock_point_day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    market_point_id: Mapped[int] = mapped_column(ForeignKey("market_point.id"))
+    # The market point's local date (its timezone) of the slots this stock serves.
+    day: Mapped[date]
+    packages: Mapped[int]
+    per_booking: Mapped[int] = mapped_column(default=1, server_default=text("1"))
+    reserved: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    handed_out: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    market_point: Mapped[MarketPoint] = relationship()
+
+    @property
+    def left(self) -> int:
+        """Packages not reserved yet (count): ``packages - reserved``."""
+        return self.packages - self.reserved
+
+    def __repr__(self) -> str:
+        return f"<Stock {self.market_point_id} {self.day} {self.reserved}/{self.packages}>"
 
 
 # Waiting-list entry statuses: waiting -> promoted (got a booking), left (resident
