@@ -43,6 +43,8 @@ def _scan_json(result: checkin_scanning.ScanResult, point: MarketPoint) -> dict[
             if result.inside is not None
             else checkin_occupancy.inside_now([point.id])[point.id]
         ),
+        # The packages to hand over (issue 15): {packages} on an admission, else null.
+        "handout": result.handout,
     }
 
 

@@ -97,9 +97,27 @@ class WaitingOut(BaseModel):
     booking: BookingOut | None
 
 
+class HandoutOut(BaseModel):
+    """The packages the gate hands over on an admission (issue 15; a count)."""
+
+    packages: int
+
+
+class StockOut(BaseModel):
+    """A point-day's stock (issue 15), counts of packages: on hand, ``reserved`` by
+    active bookings (handed out ones included), ``handed_out`` at the gate, ``left``
+    (packages - reserved)."""
+
+    packages: int
+    reserved: int
+    handed_out: int
+    left: int
+
+
 class ScanOut(BaseModel):
     """What the gate shows: ``result`` admitted|wait|refused|checked_out|undone, the
-    ``reason`` code of a refusal, facts behind it, and people inside now."""
+    ``reason`` code of a refusal, facts behind it, people inside now, and ``handout``:
+    the packages to hand over on an admission (null when none; issue 15)."""
 
     result: str
     reason: str | None
@@ -108,6 +126,7 @@ class ScanOut(BaseModel):
     replayed: bool
     booking: BookingOut | None
     inside_now: int
+    handout: HandoutOut | None = None
 
 
 class SyncedScan(BaseModel):
@@ -155,7 +174,8 @@ class GatePoint(BaseModel):
 
 
 class GateBooking(BaseModel):
-    """A booking as an offline gate knows it; instants ISO 8601 UTC."""
+    """A booking as an offline gate knows it; instants ISO 8601 UTC; ``packages`` to
+    hand over on its admission (issue 15; 0 when none)."""
 
     id: int
     code: str
@@ -163,6 +183,7 @@ class GateBooking(BaseModel):
     starts_at: str
     ends_at: str
     checked_in_at: str | None
+    packages: int = 0
 
 
 class GateSnapshotOut(BaseModel):
@@ -180,13 +201,15 @@ class GateSnapshotOut(BaseModel):
 
 
 class OccupancyOut(BaseModel):
-    """A point's counts now and today (people and bookings)."""
+    """A point's counts now and today (people and bookings), and today's ``stock``
+    (null when none is set; issue 15)."""
 
     market_point: PointRef
     inside_now: int
     safe_limit: int
     booked_today: int
     checked_in_today: int
+    stock: StockOut | None
 
 
 class OverviewPoint(BaseModel):
@@ -215,7 +238,8 @@ class OverviewSlot(BaseModel):
 
 class OverviewOut(BaseModel):
     """The supervisor's row of a point: inside now, gauge ``level`` ok|warn|full,
-    today's counts, ``alerts`` and today's slots."""
+    today's counts, ``alerts`` (``nearly_sold_out`` from 90% of today's stock
+    reserved), today's ``stock`` (null when none is set; issue 15) and today's slots."""
 
     market_point: OverviewPoint
     inside_now: int
@@ -228,6 +252,7 @@ class OverviewOut(BaseModel):
     refused_recent: int
     gate_conflicts: int
     alerts: list[str]
+    stock: StockOut | None
     slots: list[OverviewSlot]
 
 

@@ -8,6 +8,13 @@ phone: reconciling a day does not need them, and the gate screen shows the name 
 staff check a person against their KTP. Files leave the system and get mailed around,
 so they carry the least personal data that does the job.
 
+Stock (issue 15), after the older columns so existing sheets keep working: the
+packages each booking reserved (``packages``, 0 where the day has no stock) and when
+the gate handed them over (``handed_out_at``, empty when not), then the point-day's
+totals repeated on each of its rows (``stock_packages``, ``stock_reserved``,
+``stock_handed_out``; empty where the day has no stock setting), since a CSV of
+bookings has no row of its own to hold them.
+
 Spreadsheet safety: a cell starting with ``= + - @``, a tab or a carriage return gets a
 leading apostrophe so Excel, LibreOffice and Sheets show it as text instead of running
 it as a formula (CSV injection); the file is UTF-8 with a byte-order mark so Excel
@@ -28,6 +35,7 @@ from common.text import safe_cell
 from common.timeutil import local_day_bounds, local_text
 from extensions import db
 from slots.models import Booking, MarketPoint, Slot
+from slots.stock import stock_levels
 
 COLUMNS = (
     "booking_code",
@@ -40,6 +48,11 @@ COLUMNS = (
     "booked_at",
     "checked_in_at",
     "checked_out_at",
+    "packages",
+    "handed_out_at",
+    "stock_packages",
+    "stock_reserved",
+    "stock_handed_out",
 )
 
 
@@ -58,7 +71,9 @@ def mask_nik(last4: str) -> str:
 def booking_rows(points: list[MarketPoint], day: date) -> list[ExportRow]:
     """Return the export rows of every booking in ``points``' slots on local ``day``,
     by point code, slot start and booking code. Times are local to each point
-    (``YYYY-MM-DD HH:MM``, slot times ``HH:MM``); empty when not happened."""
+    (``YYYY-MM-DD HH:MM``, slot times ``HH:MM``); empty when not happened. The
+    stock columns: counts of packages (issue 15), see the module's docstring."""
+    levels = stock_levels([p.id for p in points], day)
     rows: list[ExportRow] = []
     for point in sorted(points, key=lambda p: p.code):
         start, end = local_day_bounds(day, point.timezone)
@@ -75,6 +90,12 @@ def booking_rows(points: list[MarketPoint], day: date) -> list[ExportRow]:
             .where(Slot.market_point_id == point.id, Slot.starts_at >= start, Slot.starts_at < end)
             .order_by(Slot.starts_at, Booking.code)
         )
+        level = levels.get(point.id)
+        totals = (
+            (str(level.packages), str(level.reserved), str(level.handed_out))
+            if level is not None
+            else ("", "", "")
+        )
         for booking in bookings:
             slot = booking.slot
             rows.append(
@@ -90,6 +111,9 @@ def booking_rows(points: list[MarketPoint], day: date) -> list[ExportRow]:
                         clock(booking.created_at),
                         clock(booking.checked_in_at),
                         clock(booking.checked_out_at),
+                        str(booking.packages),
+                        clock(booking.handed_out_at),
+                        *totals,
                     )
                 )
             )

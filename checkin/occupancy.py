@@ -31,6 +31,7 @@ from slots.models import (
     Slot,
     WaitingListEntry,
 )
+from slots.stock import StockLevel, stock_levels
 
 # The rules: who counts as inside, and when a point is full ------------------------
 
@@ -183,12 +184,25 @@ def slot_stats(
     return stats
 
 
+def stock_today(points: list[MarketPoint], now: datetime) -> dict[int, StockLevel]:
+    """Return each point's stock on its local today (issue 15), keyed by market point
+    id; points without a stock setting that day are absent. One query per time zone."""
+    by_day: dict[date, list[int]] = defaultdict(list)
+    for p in points:
+        by_day[local_date(now, p.timezone)].append(p.id)
+    levels: dict[int, StockLevel] = {}
+    for day, ids in by_day.items():
+        levels.update(stock_levels(ids, day))
+    return levels
+
+
 def occupancy(now: datetime | None = None) -> list[dict]:
     """Return one dict per active market point, ordered by city and name.
 
     Shape: {market_point: {code, name}, inside_now, safe_limit, booked_today,
-    checked_in_today} (counts of people and bookings). ``GET /api/v1/occupancy``
-    answers exactly this; ``overview`` has more.
+    checked_in_today, stock: {packages, reserved, handed_out, left} or None (no stock
+    set for today; issue 15)} (counts of people, bookings and packages).
+    ``GET /api/v1/occupancy`` answers exactly this; ``overview`` has more.
     """
     return [
         {
@@ -199,6 +213,7 @@ def occupancy(now: datetime | None = None) -> list[dict]:
             **{key: row[key] for key in ("inside_now", "safe_limit")},
             "booked_today": row["booked_today"],
             "checked_in_today": row["checked_in_today"],
+            "stock": row["stock"],
         }
         for row in overview(now)
     ]
@@ -251,10 +266,12 @@ def overview(now: datetime | None = None, points: list[MarketPoint] | None = Non
     Shape per point: {market_point: {id, code, name, city, kecamatan}, inside_now,
     safe_limit, level (ok|warn|full), booked_today, checked_in_today, no_show_today,
     waiting_today, refused_recent, gate_conflicts, alerts: [at_limit | refused_scans |
-    gate_conflicts], slots: [{id, starts_at, ends_at (ISO 8601 UTC), capacity, booked,
-    checked_in, no_show, waiting, remaining}] (today's slots, by start)}; counts of
+    gate_conflicts | nearly_sold_out], stock: {packages, reserved, handed_out, left}
+    or None (today's stock; ``nearly_sold_out`` from 90% reserved, issue 15), slots:
+    [{id, starts_at, ends_at (ISO 8601 UTC), capacity, booked, checked_in, no_show,
+    waiting, remaining}] (today's slots, by start)}; counts of
     people and bookings, "today" in the point's zone; ``gate_conflicts`` counts
-    unresolved conflicts. Six queries in all.
+    unresolved conflicts. Seven queries in all (one more per extra time zone).
     """
     now = now or utcnow()
     points = active_points() if points is None else points
@@ -263,6 +280,7 @@ def overview(now: datetime | None = None, points: list[MarketPoint] | None = Non
     stats = slot_stats(points, now)
     refused = recent_refusals(ids, now)
     unresolved = open_conflicts(ids)
+    stock = stock_today(points, now)
     rows = []
     for p in points:
         alerts = []
@@ -272,6 +290,9 @@ def overview(now: datetime | None = None, points: list[MarketPoint] | None = Non
             alerts.append("refused_scans")
         if unresolved[p.id]:
             alerts.append("gate_conflicts")
+        level_today = stock.get(p.id)
+        if level_today is not None and level_today.nearly_sold_out:
+            alerts.append("nearly_sold_out")
         day = stats[p.id]
         rows.append(
             {
@@ -292,6 +313,7 @@ def overview(now: datetime | None = None, points: list[MarketPoint] | None = Non
                 "refused_recent": refused[p.id],
                 "gate_conflicts": unresolved[p.id],
                 "alerts": alerts,
+                "stock": level_today.as_json() if level_today is not None else None,
                 "slots": [
                     {
                         "id": s.slot.id,

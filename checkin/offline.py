@@ -166,7 +166,8 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
     Returns: {server_time, market_point: {id, code, name, timezone, safe_limit},
       checkin_early_minutes, checkin_late_minutes, dwell_minutes, inside_now,
       keys: [as GET /api/v1/keys], bookings: [{id, code, status, starts_at, ends_at,
-      checked_in_at}], cancelled: [booking ids]}; instants ISO 8601 UTC. Names, phones
+      checked_in_at, packages (count to hand over on admission, issue 15)}],
+      cancelled: [booking ids]}; instants ISO 8601 UTC. Names, phones
       and NIKs are left out: the gate shows them when online.
     """
     now = now or utcnow()
@@ -177,6 +178,7 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
             Booking.code,
             Booking.status,
             Booking.checked_in_at,
+            Booking.packages,
             Slot.starts_at,
             Slot.ends_at,
         )
@@ -216,6 +218,8 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
                 "starts_at": row.starts_at.isoformat(),
                 "ends_at": row.ends_at.isoformat(),
                 "checked_in_at": row.checked_in_at.isoformat() if row.checked_in_at else None,
+                # What to hand over on an offline admission (issue 15); 0: nothing.
+                "packages": row.packages,
             }
             for row in rows
         ],

@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from accounts.models import ADMIN, SUPERVISOR, User
 from checkin.conflicts import open_visit
 from checkin.errors import REFUSALS, NonceReused, NotCheckedIn
+from checkin.handout import give_back, hand_out, replayed_handout
 from checkin.models import ADMITTED, REFUSED, UNDONE, WAIT, Scan
 from checkin.occupancy import at_safe_limit, dwell, inside_now
 from common import audit, events
@@ -54,7 +55,8 @@ class ScanResult:
     scan row; ``replayed`` when this answers a resent nonce from the log instead of
     acting again; ``details`` JSON-safe facts behind the reason (``already_checked_in``:
     ``checked_in_at`` ISO UTC and ``checked_in_by`` e-mail; ``point_full``: ``inside``
-    and ``limit`` counts)."""
+    and ``limit`` counts); ``handout`` ``{packages: K}`` on an admission that handed
+    over K > 0 packages of its point-day's stock (issue 15), else None."""
 
     result: str
     reason: str
@@ -65,6 +67,8 @@ class ScanResult:
     details: dict = field(default_factory=dict)
     # People inside after this scan, when the scan counted them (None: not known).
     inside: int | None = None
+    # The packages to hand over on this admission (issue 15): {"packages": K} or None.
+    handout: dict | None = None
 
 
 # How refusal messages show an instant: the point's wall clock.
@@ -258,8 +262,17 @@ def replay(scan: Scan, now: datetime | None = None) -> ScanResult:
     if scan.direction == "out" and result == ADMITTED:
         result = CHECKED_OUT
     args, details = _reason_args(scan.reason, booking, point, now) if scan.reason else ({}, {})
+    # The first answer's handout again, handed over once (issue 15).
+    handout = replayed_handout(booking) if scan.direction == "in" and result == ADMITTED else None
     return ScanResult(
-        result, scan.reason, _message(scan.reason, args, booking), booking, scan, True, details
+        result,
+        scan.reason,
+        _message(scan.reason, args, booking),
+        booking,
+        scan,
+        True,
+        details,
+        handout=handout,
     )
 
 
@@ -305,6 +318,7 @@ def check_in(
     if booking is not None:
         reason = _refusal_reason(booking, point, now)
     inside = 0
+    handout = None
     if booking is not None and not reason:
         lock_market_point(point)
         inside = inside_now([point.id], now)[point.id]
@@ -318,6 +332,7 @@ def check_in(
                 set_committed_value(booking, "status", CHECKED_IN)
                 set_committed_value(booking, "checked_in_at", now)
                 result = ADMITTED
+                handout = hand_out(booking, now)
             else:
                 db.session.refresh(booking)  # another gate won: read what it wrote
                 reason = _refusal_reason(booking, point, now)
@@ -331,9 +346,8 @@ def check_in(
         args = details = {"inside": inside, "limit": point.safe_limit}
     else:
         args, details = _reason_args(reason, booking, point, now)
-    return ScanResult(
-        result, reason, _message(reason, args, booking), booking, scan, False, details, count
-    )
+    message = _message(reason, args, booking)
+    return ScanResult(result, reason, message, booking, scan, False, details, count, handout)
 
 
 def _record_scan(
@@ -432,7 +446,8 @@ def undo_check_in(
 
     Args: scanned, the booking code or ticket of a checked-in booking; user, a
       supervisor or admin (the issue: staff cannot undo); now, aware UTC.
-    Returns: ScanResult with result ``undone`` and no reason.
+    Returns: ScanResult with result ``undone`` and no reason. Packages handed over at
+      the admission are given back (``checkin.handout.give_back``; issue 15).
     Raises: Forbidden (403) for staff; BookingNotFound (404) when nothing matches;
       NotCheckedIn (409) when the booking is not checked in now (never, already undone,
       or checked out: a finished visit is history, not an error to undo).
@@ -448,6 +463,7 @@ def undo_check_in(
     if not transition(Booking, booking.id, CHECKED_IN, CONFIRMED, checked_in_at=None):
         raise NotCheckedIn()
     db.session.refresh(booking)
+    handed_back = give_back(booking)  # the packages handed over go back (issue 15)
     # A check-in override: in the audit log with the admin actions (issue 8).
     audit.record(
         audit.Actor.of(user),
@@ -455,7 +471,7 @@ def undo_check_in(
         "booking",
         booking.code,
         {"status": CHECKED_IN, "checked_in_at": checked_in_at},
-        {"status": CONFIRMED},
+        {"status": CONFIRMED, **({"packages_given_back": handed_back} if handed_back else {})},
         point.id,
         now,
     )

@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import get_translations
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -22,6 +23,7 @@ from common.timeutil import local_date, parse_day, utcnow
 from extensions import db
 from slots.models import MarketPoint
 from slots.points import get_market_point
+from slots.stock import stock_level
 
 
 def _gate_point() -> MarketPoint | None:
@@ -64,6 +66,14 @@ def _gate_config(point: MarketPoint) -> dict:
             "no_camera": _("The camera is not available. Use the scanner or type the code."),
             "camera_start": _("Scan with the camera"),
             "camera_stop": _("Stop the camera"),
+            # The packages to hand over on an admission (issue 15), singular and plural.
+            # Unformatted (the script fills %(num)s), so the catalogue's own ngettext.
+            "handout_one": get_translations().ngettext(
+                "Hand over %(num)s package", "Hand over %(num)s packages", 1
+            ),
+            "handout_other": get_translations().ngettext(
+                "Hand over %(num)s package", "Hand over %(num)s packages", 2
+            ),
         },
     }
 
@@ -231,11 +241,17 @@ def point_detail(code: str):
         raise ValidationError(_("The date is not valid."), code="invalid_date", status=400)
     point_day = occupancy.point_day(point, day, now)
     row = occupancy.overview(now, [point])[0]
+    # The shown day's stock (issue 15): today's is the overview row's, kept live.
+    level = stock_level(point, day)
+    day_stock = None
+    if level is not None:
+        day_stock = {**level.as_json(), "nearly_sold_out": level.nearly_sold_out}
     return render_template(
         "checkin/point.html",
         point=point,
         day=point_day,
         row=row,
+        day_stock=day_stock,
         # Unresolved conflicts of any day, and what was resolved this past week.
         gate_conflicts=conflicts.conflicts(point, now - timedelta(days=7))
         + conflicts.unresolved_before(point, now - timedelta(days=7)),

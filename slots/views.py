@@ -31,6 +31,7 @@ from slots.codes import (
 from slots.forms import BookingForm, LeaveForm, WaitingListForm
 from slots.identity import field_faults
 from slots.points import get_market_point, search_market_points
+from slots.stock import day_levels, slot_day, stock_level
 from slots.waiting import find_waiting_entry, waiting_position
 
 bp = Blueprint("slots", __name__)
@@ -53,15 +54,38 @@ def point(code: str):
     today = local_date(now, market_point.timezone)
     days = [today + timedelta(days=i) for i in range(current_app.config["BOOKING_DAYS_AHEAD"])]
     counts = bookable_days(market_point, days, now)
-    first_open = next((d for d, count in counts.items() if count), today)
+    # Days whose stock cannot cover one more booking show every slot as Habis (issue 15).
+    sold_out = {d for d, level in day_levels(market_point, days).items() if level.sold_out}
+    first_open = next(
+        (d for d, count in counts.items() if count and d not in sold_out),
+        next((d for d, count in counts.items() if count), today),
+    )
     try:
         day = parse_day(request.args.get("date", "")) if request.args.get("date") else first_open
     except ValueError:
         day = first_open
     slots = [s for s in list_slots(market_point, day, now) if takes_bookings(s, now)]
+    if day not in sold_out and day not in days:  # a day outside the links' range
+        level = stock_level(market_point, day)
+        if level is not None and level.sold_out:
+            sold_out.add(day)
     return render_template(
-        "slots/point.html", point=market_point, day=day, days=days, counts=counts, slots=slots
+        "slots/point.html",
+        point=market_point,
+        day=day,
+        days=days,
+        counts=counts,
+        slots=slots,
+        sold_out=sold_out,
     )
+
+
+def day_sold_out(slot) -> bool:
+    """True when the stock of ``slot``'s point-day cannot cover one more booking
+    (issue 15: every slot of that day shows as sold out, Habis, and its booking link
+    leads to the waiting list). False where the day has no stock setting."""
+    level = stock_level(slot.market_point, slot_day(slot))
+    return level is not None and level.sold_out
 
 
 def _no_store(page: str, status: int):
@@ -99,9 +123,10 @@ def _refusal(exc: DomainError) -> tuple[DomainError | None, dict[str, DomainErro
     return (None, {field: exc}) if field else (exc, {})
 
 
-def _render_form(template: str, slot, form, error, faults, status: int):
+def _render_form(template: str, slot, form, error, faults, status: int, **extra):
     """Render a resident's form: what was typed is kept, except a field that was itself
-    wrong (issue 14 item 7; a NIK goes back only into its field of this no-store page)."""
+    wrong (issue 14 item 7; a NIK goes back only into its field of this no-store page);
+    ``extra``: more template values (``sold_out``, issue 15)."""
     for field in faults:
         form[field].data = ""
     start, end = slot_local_times(slot)
@@ -114,6 +139,7 @@ def _render_form(template: str, slot, form, error, faults, status: int):
         first_fault=next(iter(faults), None),
         start=start,
         end=end,
+        **extra,
     )
     return _no_store(page, status)
 
@@ -124,8 +150,13 @@ def _render_form(template: str, slot, form, error, faults, status: int):
 def book(slot_id: int):
     """The booking form; on success, the ticket page; a full slot's, its waiting list."""
     slot = get_slot(slot_id)
-    if request.method == "GET" and slot.remaining == 0 and takes_bookings(slot, utcnow()):
-        # Offer the waiting list before the resident types anything (issue 14 item 9).
+    if (
+        request.method == "GET"
+        and takes_bookings(slot, utcnow())
+        and (slot.remaining == 0 or day_sold_out(slot))
+    ):
+        # Offer the waiting list before the resident types anything (issue 14 item 9);
+        # a sold-out day's slots too (issue 15).
         return redirect(url_for("slots.join_waiting_list", slot_id=slot.id), 303)
     form = BookingForm()
     error, faults = None, {}
@@ -170,7 +201,13 @@ def join_waiting_list(slot_id: int):
     """Join a full slot's waiting list; on success, the waiting page with the position;
     a slot with room left sends the resident to its booking form."""
     slot = get_slot(slot_id)
-    if request.method == "GET" and slot.remaining > 0 and takes_bookings(slot, utcnow()):
+    sold_out = day_sold_out(slot)
+    if (
+        request.method == "GET"
+        and slot.remaining > 0
+        and not sold_out
+        and takes_bookings(slot, utcnow())
+    ):
         return redirect(url_for("slots.book", slot_id=slot.id), 303)
     form = WaitingListForm()
     error, faults = None, {}
@@ -194,7 +231,9 @@ def join_waiting_list(slot_id: int):
             return redirect(url_for("slots.waiting", code=entry.code, key=key))
     elif request.method == "POST" and not submitted:
         status = 400
-    return _render_form("slots/waiting_join.html", slot, form, error, faults, status)
+    return _render_form(
+        "slots/waiting_join.html", slot, form, error, faults, status, sold_out=sold_out
+    )
 
 
 def _entry_from_url(code: str, key: str):

@@ -41,6 +41,7 @@ from slots.locks import lock_household, lock_resident, lock_slot
 from slots.models import LEFT, PROMOTED, SKIPPED, WAITING, Booking, Resident, Slot, WaitingListEntry
 from slots.places import give_back_places, new_booking, take_place
 from slots.status import transition
+from slots.stock import slot_day, stock_level
 
 
 def free_place(slot: Slot, now: datetime) -> None:
@@ -138,7 +139,8 @@ def join_waiting_list(
     language: str = "id",
     kk: str = "",
 ) -> WaitingListEntry:
-    """Put a resident on a full slot's waiting list.
+    """Put a resident on a full slot's waiting list, or on the list of any slot of a
+    day whose stock is sold out (issue 15).
 
     Returns: the new entry (flushed); its ``code`` lets the resident check the
       position (see ``waiting_position``).
@@ -162,7 +164,10 @@ def join_waiting_list(
         raise SlotClosedByMarket()
     resident_id = lock_resident(person.nik_hash, person.nik_last4)
     if slot.booked_count < slot.capacity:
-        raise SlotNotFull()
+        # A sold-out day's slots keep their waiting lists open (issue 15).
+        level = stock_level(slot.market_point, slot_day(slot))
+        if level is None or not level.sold_out:
+            raise SlotNotFull()
     if holds_place_in(resident_id, slot.id):
         raise AlreadyBooked()
     check_limits(resident_id, person.kk_hash, slot.starts_at)

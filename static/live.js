@@ -78,6 +78,27 @@
     return changed;
   }
 
+  // The stock cell (issue 15): "—" when the day has no stock, else its four counts.
+  function setStock(tr, stock) {
+    var cell = tr.querySelector("[data-stock]");
+    if (!cell || stock === undefined) return false;
+    var changed = cell.getAttribute("data-stock") !== (stock ? "set" : "none");
+    cell.setAttribute("data-stock", stock ? "set" : "none");
+    cell.querySelector("[data-stock-none]").hidden = !!stock;
+    cell.querySelector("[data-stock-set]").hidden = !stock;
+    var fields = cell.querySelectorAll("[data-stock-field]");
+    for (var i = 0; i < fields.length; i++) {
+      var text = stock ? String(stock[fields[i].getAttribute("data-stock-field")]) : "";
+      if (fields[i].textContent !== text) { fields[i].textContent = text; changed = true; }
+    }
+    return changed;
+  }
+
+  function stockCount(tr, name) {
+    var el = tr.querySelector('[data-stock-field="' + name + '"]');
+    return el ? el.textContent : "";
+  }
+
   function flash(tr) {
     tr.classList.remove("changed");
     void tr.offsetWidth; // restart the animation
@@ -94,6 +115,7 @@
     var fullMsg = root.getAttribute("data-msg-full");
     var refusedMsg = root.getAttribute("data-msg-refused");
     var conflictsMsg = root.getAttribute("data-msg-conflicts");
+    var stockMsg = root.getAttribute("data-msg-stock");
     var items = [];
     var rows = document.querySelectorAll("#occupancy tbody tr[data-point-id]");
     for (var i = 0; i < rows.length; i++) {
@@ -109,6 +131,9 @@
       if (alerts.indexOf("refused_scans") >= 0) {
         var refused = parseInt(tr.getAttribute("data-refused"), 10) || 0;
         items.push(["warn", "refused_scans", tr, fill(refusedMsg, { name: name, count: refused })]);
+      }
+      if (alerts.indexOf("nearly_sold_out") >= 0 && stockMsg) {
+        items.push(["warn", "nearly_sold_out", tr, fill(stockMsg, { name: name, reserved: stockCount(tr, "reserved"), packages: stockCount(tr, "packages") })]);
       }
       var conflicts = parseInt(tr.getAttribute("data-conflicts"), 10) || 0;
       if (conflicts > 0 && conflictsMsg) {
@@ -145,6 +170,7 @@
     tr.setAttribute("data-refused", row.refused_recent);
     if (row.gate_conflicts !== undefined) tr.setAttribute("data-conflicts", row.gate_conflicts);
     tr.setAttribute("data-alerts", (row.alerts || []).join(" "));
+    changed = setStock(tr, row.stock) || changed;
     (row.slots || []).forEach(function (s) {
       var slotRows = document.querySelectorAll('tr[data-slot-id="' + s.id + '"]');
       for (var i = 0; i < slotRows.length; i++) {

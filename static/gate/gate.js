@@ -49,9 +49,16 @@ function normaliseCode(text) {
   return CODE_CHARS.test(code) ? code : null;
 }
 
-// The answer, full screen: a colour, one word, the reason; a beep and a buzz.
+// The packages to hand over (issue 15): "Serahkan 2 paket", or nothing.
+function handoutText(handout) {
+  if (!handout || !(handout.packages > 0)) return "";
+  return fill(handout.packages === 1 ? cfg.text.handout_one : cfg.text.handout_other, { num: handout.packages });
+}
+
+// The answer, full screen: a colour, one word, the reason, the packages to hand over;
+// a beep and a buzz.
 let hideTimer = null;
-function show(result, message, extra) {
+function show(result, message, extra, handout) {
   let box = document.getElementById("result");
   if (!box) {
     box = document.createElement("div");
@@ -69,6 +76,11 @@ function show(result, message, extra) {
   let more = box.querySelector(".extra");
   if (!more) { more = document.createElement("div"); more.className = "extra"; box.appendChild(more); }
   more.textContent = extra || "";
+  let give = box.querySelector(".handout");
+  if (!give) { give = document.createElement("div"); give.className = "handout"; box.appendChild(give); }
+  give.textContent = handoutText(handout);
+  give.hidden = !give.textContent;
+  give.setAttribute("data-handout", give.hidden ? "0" : String(handout.packages));
   box.hidden = false;
   signal(result.result);
   clearTimeout(hideTimer);
@@ -154,7 +166,7 @@ async function scan(text, direction) {
         const cached = snapshot.bookings.find((x) => x.code === b.booking.code);
         if (cached) { cached.status = b.booking.status; save("snapshot", snapshot); }
       }
-      return show(b, b.message, bookingLine(b.booking));
+      return show(b, b.message, bookingLine(b.booking), b.handout);
     }
     setOffline(true);
   }
@@ -169,7 +181,9 @@ async function scan(text, direction) {
   if (verdict.result === "admitted" || verdict.result === "checked_out") setInside(insideEstimate());
   renderState();
   const message = verdict.reason ? fill(cfg.messages[verdict.reason] || cfg.text.refused, verdict.args) : cfg.text.admitted_offline;
-  show({ result: verdict.result, reason: verdict.reason, offline: true }, message, verdict.code || "");
+  // An offline admission hands over the packages the snapshot lists (issue 15).
+  const handout = verdict.result === "admitted" && verdict.packages > 0 ? { packages: verdict.packages } : null;
+  show({ result: verdict.result, reason: verdict.reason, offline: true }, message, verdict.code || "", handout);
 }
 
 function insideEstimate() {
@@ -198,7 +212,8 @@ async function decideOffline(text, direction) {
     if (booking) { start = new Date(booking.starts_at); end = new Date(booking.ends_at); }
   }
   const shown = booking ? booking.code.slice(0, 4) + "-" + booking.code.slice(4) : "";
-  const done = (result, reason, args) => ({ result: result, reason: reason, args: args, id: id, code: shown });
+  const packages = booking ? booking.packages || 0 : 0;
+  const done = (result, reason, args) => ({ result: result, reason: reason, args: args, id: id, code: shown, packages: packages });
   const wasIn = seenIn[id] || (booking && booking.status === "checked_in" && booking.checked_in_at);
   if (direction === "out") {
     if (seenOut[id] || (booking && booking.status === "checked_out")) return done("refused", "already_checked_out");
