@@ -126,7 +126,7 @@ class ScanOut(BaseModel):
     replayed: bool
     booking: BookingOut | None
     inside_now: int
-    handout: HandoutOut | None = None
+    handout: HandoutOut | None
 
 
 class SyncedScan(BaseModel):
