@@ -86,6 +86,8 @@ class BookingSummary:
     name: str
     nik_last4: str
     slot: SlotSummary
+    # Packages of the day's stock it reserved (issue 15; 0: no stock set that day).
+    packages: int = 0
 
     @property
     def slot_id(self) -> int:
@@ -201,7 +203,9 @@ def place_booking(
         check_limits(resident_id, person.kk_hash, row.starts_at)
         booking_id, code = insert_booking(slot, resident_id, person, now, "confirmation", packages)
     forget_count(slot_id)
-    return BookingSummary(booking_id, code, CONFIRMED, person.name, person.nik_last4, slot)
+    return BookingSummary(
+        booking_id, code, CONFIRMED, person.name, person.nik_last4, slot, packages
+    )
 
 
 def _refuse_full(slot_id: int) -> NoReturn:

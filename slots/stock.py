@@ -293,7 +293,8 @@ def set_stock(
     The first setting of a point-day that already has active bookings makes each of
     them reserve ``per_booking`` (``booking.packages``; those already admitted count as
     handed out). A later setting changes the numbers only: bookings keep the packages
-    they reserved, new ones take the new ``per_booking``.
+    they reserved, new ones take the new ``per_booking``. Free places of the day's slots
+    then go to their waiting lists while the stock covers them (issue 15).
     Locks: the point's row (no slot is made meanwhile), every slot row of the day in
     id order, then the stock row: a booking racing with the first setting either
     committed before the count here or waits for these locks and then sees the row.
@@ -366,6 +367,15 @@ def set_stock(
         db.session.refresh(row)
         if changed.rowcount != 1:
             raise StockBelowReserved(StockBelowReserved.default_message, reserved=row.reserved)
+    # Places free and packages to cover them: the day's waiting lists move up now,
+    # as a raised capacity does (slot -> stock -> resident, the slots locked above).
+    # Imported here: the waiting list reserves through this module.
+    from slots.waiting import fill_from_waiting_list
+
+    promoted = 0
+    for slot_id in slot_ids:
+        promoted += fill_from_waiting_list(db.session.get(Slot, slot_id), now)
+    db.session.refresh(row)
     after = _level(row)
     record(
         actor,
@@ -373,7 +383,12 @@ def set_stock(
         "stock",
         f"{point.code}/{day.isoformat()}",
         {} if before is None else {"packages": before.packages, "per_booking": before.per_booking},
-        {"packages": packages, "per_booking": per_booking, "reserved": after.reserved},
+        {
+            "packages": packages,
+            "per_booking": per_booking,
+            "reserved": after.reserved,
+            "promoted_from_waiting_list": promoted,
+        },
         point.id,
         now,
     )
