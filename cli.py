@@ -149,7 +149,7 @@ def seed_demo(days):
 def register(app: Flask) -> None:
     """Add Antri's commands to ``app.cli``."""
     from accounts.cli import users_cli
-    from admin.cli import audit_cli, points_cli, schedules_cli, slots_cli
+    from admin.cli import audit_cli, points_cli, schedules_cli, slots_cli, stock_cli
     from qr.cli import tickets_cli
 
     for group in (
@@ -160,6 +160,7 @@ def register(app: Flask) -> None:
         points_cli,
         schedules_cli,
         audit_cli,
+        stock_cli,
     ):
         app.cli.add_command(group)
     app.cli.add_command(worker_command)

@@ -16,6 +16,7 @@ slots_cli = CommandGroup("slots", help="Create and inspect slots.")
 points_cli = CommandGroup("points", help="Market points: update, (de)activate, import, export.")
 schedules_cli = CommandGroup("schedules", help="Slot schedules with a publish time.")
 audit_cli = CommandGroup("audit", help="The audit log of admin actions.")
+stock_cli = CommandGroup("stock", help="Stock per market point and day (issue 15).")
 
 
 @points_cli.command("update")
@@ -315,3 +316,49 @@ def audit_export(action, since):
             raise click.BadParameter("use YYYY-MM-DD between 2000 and 2100") from None
         start = local_instant(day, parse_time("00:00"), current_app.config["DEFAULT_TIMEZONE"])
     sys.stdout.write(audit.to_csv(audit.search(action=action, since=start, limit=100_000)))
+
+
+def _stock_day(_ctx, _param, value: str):
+    """The ``--date`` option: a local date YYYY-MM-DD between 2000 and 2100."""
+    from common.timeutil import parse_day
+
+    try:
+        return parse_day(value)
+    except ValueError:
+        raise click.BadParameter("use YYYY-MM-DD between 2000 and 2100") from None
+
+
+@stock_cli.command("set")
+@click.argument("code")
+@click.option("--date", "day", required=True, callback=_stock_day, help="Local date YYYY-MM-DD.")
+@click.option("--packages", type=int, required=True, help="Packages on hand that day.")
+@click.option("--per-booking", type=int, default=1, show_default=True, help="Packages per booking.")
+def stock_set(code, day, packages, per_booking):
+    """Set a market point's stock on a local date (audited)."""
+    from slots.stock import set_stock
+
+    try:
+        level = set_stock(code, day, packages, per_booking, CLI)
+    except DomainError as exc:
+        fail(exc)
+    click.echo(
+        f"{code} {day}: {level.packages} packages, {level.per_booking} per booking, "
+        f"{level.reserved} reserved, {level.left} left"
+    )
+
+
+@stock_cli.command("show")
+@click.argument("code")
+@click.option("--date", "day", required=True, callback=_stock_day, help="Local date YYYY-MM-DD.")
+def stock_show(code, day):
+    """Print a market point's stock on a local date."""
+    from slots.stock import get_stock
+
+    try:
+        _, level = get_stock(code, day)
+    except DomainError as exc:
+        fail(exc)
+    click.echo(
+        f"{code} {day}: {level.packages} packages, {level.per_booking} per booking, "
+        f"{level.reserved} reserved, {level.handed_out} handed out, {level.left} left"
+    )

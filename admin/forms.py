@@ -100,6 +100,19 @@ class ScheduleForm(FlaskForm):
     )
 
 
+class StockForm(FlaskForm):
+    """A market point's stock on one local date (issue 15): packages on hand and how
+    many one booking takes. The ranges are ``slots.stock.set_stock``'s."""
+
+    day = DateField(_l("Date"), validators=[InputRequired()])
+    packages = IntegerField(
+        _l("Packages on hand"), validators=[InputRequired(), NumberRange(0, 1_000_000)]
+    )
+    per_booking = IntegerField(
+        _l("Packages per booking"), default=1, validators=[InputRequired(), NumberRange(1, 100)]
+    )
+
+
 class CapacityForm(FlaskForm):
     """A slot's new capacity."""
 

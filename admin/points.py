@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_wtf import FlaskForm
@@ -9,11 +11,13 @@ from flask_wtf import FlaskForm
 from accounts.auth import page_roles
 from accounts.models import ADMIN
 from admin import bp
-from admin.forms import ImportForm, PointForm
+from admin.forms import ImportForm, PointForm, StockForm
 from admin.pages import actor, done, failed, market_points
 from common.errors import DomainError
+from common.timeutil import local_date, utcnow
 from slots import errors as slots_errors
 from slots import points as slots_points
+from slots import stock as slots_stock
 
 
 def _fields(form: PointForm) -> slots_points.PointFields:
@@ -69,7 +73,47 @@ def point(code: str):
         else:
             done(_("Saved."))
             return redirect(url_for("admin.point", code=code))
-    return render_template("admin/point.html", point=found, form=form, toggle=FlaskForm())
+    return render_template(
+        "admin/point.html",
+        point=found,
+        form=form,
+        toggle=FlaskForm(),
+        stock_form=StockForm(formdata=None, day=_today(found)),
+        stock=_stock_ahead(found),
+    )
+
+
+def _today(point) -> date:
+    return local_date(utcnow(), point.timezone)
+
+
+def _stock_ahead(point) -> list[tuple[date, slots_stock.StockLevel]]:
+    """The point's stock settings from today, for the next STOCK_DAYS_SHOWN days."""
+    today = _today(point)
+    days = [today + timedelta(days=n) for n in range(STOCK_DAYS_SHOWN)]
+    return sorted(slots_stock.day_levels(point, days).items())
+
+
+STOCK_DAYS_SHOWN = 14
+
+
+@bp.post("/points/<code>/stock")
+@page_roles(ADMIN)
+def point_stock(code: str):
+    """Set the point's stock on a local date (issue 15): packages and per booking."""
+    form = StockForm()
+    if form.validate_on_submit():
+        try:
+            slots_stock.set_stock(
+                code, form.day.data, form.packages.data, form.per_booking.data, actor()
+            )
+        except DomainError as exc:
+            failed(exc)
+        else:
+            done(_("Stock saved."))
+    else:
+        flash(_("Give a date, the packages (0 to 1000000) and per booking (1 to 100)."), "error")
+    return redirect(url_for("admin.point", code=code))
 
 
 @bp.post("/points/<code>/active")

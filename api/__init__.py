@@ -19,5 +19,6 @@ from api import (  # noqa: E402,F401  (routes register on import)
     keys,
     market_points,
     occupancy,
+    stock,
     waiting_list,
 )

@@ -14,6 +14,7 @@ from api.spec import validate
 from common.audit import Actor
 from common.db import run_with_retry
 from slots import staff as slots_staff
+from slots import stock as slots_stock
 
 
 def _actor() -> Actor:
@@ -29,7 +30,8 @@ def update_slot(slot_id: int, json: NewCapacity):
 
     def change():
         slot = slots_staff.set_capacity(slot_id, json.capacity, _actor())
-        answer = {**slot_json(slot), "booked": slot.booked_count}
+        sold_out = slots_stock.slot_sold_out(slot)
+        answer = {**slot_json(slot, sold_out), "booked": slot.booked_count}
         return answer
 
     return jsonify(run_with_retry(change))
@@ -62,7 +64,8 @@ def close_slot(slot_id: int):
 @validate(404, 409, 413, 422, ok=BookingOut, auth=True, tags=("admin",))
 def move_booking(code: str, json: BookingMove):
     """Move a confirmed booking: ``{slot_id}`` -> 200 with the booking; 409
-    ``slot_full``, ``booking_not_movable`` or ``already_booked``."""
+    ``slot_full``, ``booking_not_movable``, ``already_booked``, or ``sold_out`` when a
+    move to another day finds that day's stock sold out (issue 15)."""
 
     def move():
         booking = slots_staff.move_booking(code, json.slot_id, _actor())

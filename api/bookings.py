@@ -31,6 +31,9 @@ def create_booking(json: NewBooking):
 
     With an ``Idempotency-Key`` header, a repeat of the same request returns the
     first booking (header ``Idempotent-Replayed: true``) instead of booking again.
+    Where the point-day has stock, the booking reserves ``packages`` of it; 409
+    ``sold_out`` when the stock cannot cover one more booking (issue 15), ``slot_full``
+    when the slot has no place left.
     """
     fields = (json.name, json.nik, json.phone)
     kk = json.kk or ""

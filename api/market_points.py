@@ -11,6 +11,7 @@ from api.spec import validate
 from common.timeutil import local_date, utcnow
 from slots import availability as slots_availability
 from slots import points as slots_points
+from slots import stock as slots_stock
 
 
 @bp.get("/market-points")
@@ -26,8 +27,13 @@ def market_points(query: PointSearch):
 def market_point_slots(code: str, query: DayQuery):
     """List a point's published slots on ``?date=YYYY-MM-DD`` (local date; default today).
 
+    Each slot's ``sold_out`` is true when the day's stock cannot cover one more booking
+    (a booking answers 409 ``sold_out``; its waiting list stays open).
     422 ``invalid_date`` for another format or a year outside 2000-2100.
     """
     point = slots_points.get_market_point(code)
     day = query.date or local_date(utcnow(), point.timezone)
-    return jsonify([slot_json(s) for s in slots_availability.list_slots(point, day)])
+    slots = slots_availability.list_slots(point, day)
+    sold_out = slots_stock.sold_out_days(point, [day])
+    # A slot's stock day is its own local date (the list is the point's local day).
+    return jsonify([slot_json(s, slots_stock.slot_day(s) in sold_out) for s in slots])

@@ -42,6 +42,8 @@ class SlotOut(BaseModel):
     ends_at: str
     capacity: int
     remaining: int
+    # True when the slot's point-day stock cannot cover one more booking (issue 15).
+    sold_out: bool = False
     booked: int | None = None
 
 
@@ -68,6 +70,8 @@ class BookingOut(BaseModel):
     status: str
     name: str
     nik_last4: str
+    # Packages of its point-day's stock the booking reserved (issue 15; 0: no stock set).
+    packages: int = 0
     slot: SlotRef
     market_point: PointRef
     ticket: str | None = None
@@ -256,6 +260,20 @@ class OverviewOut(BaseModel):
     slots: list[OverviewSlot]
 
 
+class StockOut(BaseModel):
+    """A market point's stock on one local date (counts of packages): ``reserved`` by
+    active bookings (handed-out ones included), ``handed_out`` at the gate, ``left`` =
+    ``packages - reserved``."""
+
+    market_point: str
+    date: str
+    packages: int
+    per_booking: int
+    reserved: int
+    handed_out: int
+    left: int
+
+
 class ClosedOut(BaseModel):
     """A closed slot: bookings cancelled and waiting places cleared (counts)."""
 
@@ -287,8 +305,9 @@ def market_point_json(point: MarketPoint) -> dict[str, Any]:
     }
 
 
-def slot_json(slot: Slot) -> dict[str, Any]:
-    """A slot with its capacity and places left (counts)."""
+def slot_json(slot: Slot, sold_out: bool = False) -> dict[str, Any]:
+    """A slot with its capacity and places left (counts), and ``sold_out``: its
+    point-day's stock cannot cover one more booking (``slots.stock.sold_out_days``)."""
     point = slot.market_point
     return {
         "id": slot.id,
@@ -296,6 +315,7 @@ def slot_json(slot: Slot) -> dict[str, Any]:
         "ends_at": local_iso(slot.ends_at, point),
         "capacity": slot.capacity,
         "remaining": slot.remaining,
+        "sold_out": sold_out,
     }
 
 
@@ -308,6 +328,7 @@ def booking_json(booking: Booking | BookingSummary, with_ticket: bool = True) ->
         "status": booking.status,
         "name": booking.name,
         "nik_last4": booking.nik_last4,
+        "packages": booking.packages,
         "slot": {
             "id": slot.id,
             "starts_at": local_iso(slot.starts_at, slot.market_point),

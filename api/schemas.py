@@ -251,6 +251,15 @@ class NewCapacity(Request):
     capacity: StrictInt
 
 
+class StockBody(Request):
+    """``PUT /market-points/{code}/stock/{date}``: ``packages`` on hand (0-1000000) and
+    ``per_booking``, the packages one booking takes (1-100, default 1)."""
+
+    error_codes: ClassVar[dict[str, str]] = {"*": "invalid_stock"}
+    packages: StrictInt
+    per_booking: StrictInt = 1
+
+
 class BookingMove(Request):
     """``POST /bookings/{code}/move``: the slot to move to."""
 

@@ -27,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from common.locking import locking_connection
-from common.timeutil import UTCDateTime, utcnow
+from common.timeutil import UTCDateTime, local_date, utcnow
 from extensions import db
 from notify.outbox import queue_notice, void_reminder
 from slots.availability import PointSummary, SlotSummary, bookable, check_bookable, valid_id
@@ -40,6 +40,7 @@ from slots.errors import (
     SlotClosedByMarket,
     SlotFull,
     SlotNotFound,
+    SoldOut,
 )
 from slots.feed import record_booking_event
 from slots.identity import ResidentInput, resident_input
@@ -69,6 +70,7 @@ from slots.places import (
     take_place,
 )
 from slots.status import transition
+from slots.stock import COVERS_ONE_MORE, give_back_booking, note_packages, reserve_packages
 from slots.waiting import free_place
 
 
@@ -84,6 +86,8 @@ class BookingSummary:
     name: str
     nik_last4: str
     slot: SlotSummary
+    # Packages of the day's stock it reserved (issue 15; 0: no stock set that day).
+    packages: int = 0
 
     @property
     def slot_id(self) -> int:
@@ -135,9 +139,13 @@ def place_booking(
       with a pending ``confirmation`` notice (its reminder is written when it falls
       due: ``notify.outbox.write_due_reminders``).
     Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage, InvalidKK (422);
-      SlotNotFound (404); SlotClosed, LimitReached, HouseholdLimitReached, SlotFull (409).
+      SlotNotFound (404); SlotClosed, LimitReached, HouseholdLimitReached, SlotFull,
+      SoldOut (409).
     Rules (DESIGN.md): capacity is a hard cap, enforced by a conditional update of
-      ``slot.booked_count`` under a CHECK constraint; one NIK holds at most
+      ``slot.booked_count`` under a CHECK constraint; so is stock (issue 15): where
+      the slot's point-day has a stock setting the booking reserves its
+      ``per_booking`` packages with one conditional update of the stock row, after
+      the place (the lock order slot -> stock -> resident); one NIK holds at most
       BOOKING_LIMIT_PER_NIK active bookings whose slots start within
       BOOKING_LIMIT_WINDOW_DAYS of this one, serialised per NIK by ``lock_resident``.
     On PostgreSQL, at points without a household limit, the same steps run as one
@@ -166,6 +174,18 @@ def place_booking(
         resident_id = None
     if not taken:  # refused before any resident's lock: a full slot writes nothing
         _refuse_full(slot_id)
+    if postgresql and row.stocked:  # the one statement reserved, or found it sold out
+        if row.packages is None:
+            raise SoldOut()  # the place taken is rolled back with the transaction
+        packages = row.packages
+    else:
+        # SQLite, or a snapshot that saw no stock row: a statement of its own, now that
+        # the slot's lock is held, so a setting committed while the one statement
+        # waited for that lock is seen (the setter locks the day's slots to count).
+        day = local_date(row.starts_at, row.timezone)
+        packages = reserve_packages(row.market_point_id, day)
+        if postgresql and packages and row.booking_id is not None:
+            note_packages(row.booking_id, packages)
     person = replace(person, kk_hash=household_hash(row, kk))
     point = PointSummary(row.market_point_id, row.code, row.name, row.address, row.timezone)
     slot = SlotSummary(row.id, row.starts_at, row.ends_at, row.market_point_id, point)
@@ -181,9 +201,11 @@ def place_booking(
         if resident_id is None:
             resident_id = lock_resident(person.nik_hash, person.nik_last4)
         check_limits(resident_id, person.kk_hash, row.starts_at)
-        booking_id, code = insert_booking(slot, resident_id, person, now, "confirmation")
+        booking_id, code = insert_booking(slot, resident_id, person, now, "confirmation", packages)
     forget_count(slot_id)
-    return BookingSummary(booking_id, code, CONFIRMED, person.name, person.nik_last4, slot)
+    return BookingSummary(
+        booking_id, code, CONFIRMED, person.name, person.nik_last4, slot, packages
+    )
 
 
 def _refuse_full(slot_id: int) -> NoReturn:
@@ -219,10 +241,15 @@ _HELD_WHERE = _sql(
     ),
     inline=True,
 )
+# The stock cap (``slots.stock.COVERS_ONE_MORE``) on the stock row the statement updates.
+_COVERS_WHERE = _sql(COVERS_ONE_MORE)
 
-# PostgreSQL: the whole booking in one statement. The resident's upsert reads the
-# place's update, so the locks come in the rule's order, and runs only when a place was
-# taken (a refusal writes nothing). The limit is counted in the statement's snapshot,
+# PostgreSQL: the whole booking in one statement. The stock row's update reads the
+# place's update and the resident's upsert reads both, so the locks come in the rule's
+# order (slot -> stock -> resident), and the upsert runs only when a place was taken
+# and the day's stock covered it, or the day has no stock row in the statement's
+# snapshot (a refusal writes nothing; ``place_booking`` confirms "no stock row" in a
+# statement of its own, see there). The limit is counted in the statement's snapshot,
 # taken before any wait for the resident's lock; that count is good only if no
 # booking of this NIK committed in between. Every change that gives a resident a
 # booking (booking, promotion, move) first bumps the resident row's lock_version, so
@@ -241,9 +268,21 @@ _BOOK_ON_POSTGRESQL = text(
         UPDATE slot SET booked_count = booked_count + 1
         WHERE id = :slot_id AND {_TAKEN_WHERE}
         RETURNING id, starts_at, market_point_id
+    ), stocked AS (
+        SELECT stock.id FROM stock, slot JOIN market_point ON market_point.id = slot.market_point_id
+        WHERE slot.id = :slot_id AND stock.market_point_id = slot.market_point_id
+          AND stock.day = CAST(timezone(market_point.timezone, slot.starts_at) AS date)
+    ), packed AS (
+        UPDATE stock SET reserved = stock.reserved + stock.per_booking
+        FROM taken JOIN market_point ON market_point.id = taken.market_point_id
+        WHERE stock.market_point_id = taken.market_point_id
+          AND stock.day = CAST(timezone(market_point.timezone, taken.starts_at) AS date)
+          AND {_COVERS_WHERE}
+        RETURNING stock.per_booking
     ), resident AS (
         INSERT INTO resident (nik_hash, nik_last4, lock_version, created_at)
         SELECT :nik_hash, :nik_last4, 0, :now FROM taken
+        WHERE EXISTS (SELECT FROM packed) OR NOT EXISTS (SELECT FROM stocked)
         ON CONFLICT (nik_hash) DO UPDATE SET lock_version = resident.lock_version + 1
         RETURNING id, lock_version
     ), held AS (
@@ -262,9 +301,9 @@ _BOOK_ON_POSTGRESQL = text(
         FROM resident, held, taken JOIN market_point ON market_point.id = taken.market_point_id
     ), new_booking AS (
         INSERT INTO booking (code, slot_id, resident_id, name, nik_last4, phone, language,
-                             status, created_at)
+                             status, created_at, packages)
         SELECT :code, :slot_id, verdict.resident_id, :name, :nik_last4, :phone, :language,
-               :status, :now
+               :status, :now, COALESCE((SELECT per_booking FROM packed), 0)
         FROM verdict WHERE verdict.fresh AND verdict.plain AND verdict.held < :limit
         RETURNING id
     ), new_notice AS (
@@ -280,7 +319,9 @@ _BOOK_ON_POSTGRESQL = text(
            COALESCE((SELECT fresh FROM verdict), false) AS fresh,
            (SELECT id FROM new_booking) AS booking_id,
            (SELECT id FROM new_notice) AS notice_id,
-           (SELECT due_at FROM new_notice) AS due_at
+           (SELECT due_at FROM new_notice) AS due_at,
+           EXISTS (SELECT FROM stocked) AS stocked,
+           (SELECT per_booking FROM packed) AS packages
     FROM slot JOIN market_point ON market_point.id = slot.market_point_id
     WHERE slot.id = :slot_id
     """  # noqa: S608
@@ -302,6 +343,8 @@ _BOOK_ON_POSTGRESQL = text(
     booking_id=Integer(),
     notice_id=Integer(),
     due_at=UTCDateTime(),
+    stocked=Boolean(),
+    packages=Integer(),
 )
 
 
@@ -426,6 +469,7 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
     who is still within the per-NIK limit (see ``promote``); only when nobody can
     take it does the slot's count go down.
     Args: booking; now, aware UTC (default now).
+    The packages it reserved go back to its point-day's stock (issue 15).
     Returns: the booking, now ``cancelled``, with a pending ``cancellation`` notice.
     Raises: CancelNotAllowed when it is not confirmed any more, or the slot starts
       within CANCEL_CUTOFF_MINUTES (DESIGN.md: status moves only forward).
@@ -447,6 +491,7 @@ def cancel_booking(booking: Booking, now: datetime | None = None) -> Booking:
     void_reminder(booking.id)
     record_booking_event("cancellation", booking, booking.slot, now)
     lock_slot(booking.slot)
+    give_back_booking(booking, booking.slot)  # after the slot's lock: the lock order
     free_place(booking.slot, now)
     db.session.refresh(booking)
     return booking

@@ -222,3 +222,38 @@ class InvalidMarketPoint(ValidationError):
 
     code = "invalid_market_point"
     default_message = _l("The market point is not valid.")
+
+
+class SoldOut(DomainError):
+    """The point-day's stock cannot cover one more booking (issue 15): every package is
+    reserved. The waiting list stays open."""
+
+    code = "sold_out"
+    status = 409
+    default_message = _l("The goods for this day are sold out. You may join the waiting list.")
+
+
+class StockBelowReserved(DomainError):
+    """A point-day's packages may not go below those already reserved by its bookings
+    (issue 15); ``reserved`` says how many are."""
+
+    code = "stock_below_reserved"
+    status = 409
+    default_message = _l("The packages cannot be fewer than those already reserved.")
+
+
+class StockNotSet(NotFound):
+    """The market point has no stock setting on this date (no stock limit that day)."""
+
+    code = "stock_not_set"
+    default_message = _l("No stock is set for this market point on this date.")
+
+
+class InvalidStock(ValidationError):
+    """Stock numbers out of range: packages a whole number from 0 to 1000000, packages
+    per booking from 1 to 100 (``fields`` names the faulty one)."""
+
+    code = "invalid_stock"
+    default_message = _l(
+        "Packages must be a whole number from 0 to 1000000, and packages per booking from 1 to 100."
+    )

@@ -37,14 +37,16 @@ from slots.models import (
 )
 from slots.places import give_back_places
 from slots.status import transition
+from slots.stock import give_back_packages, slot_day
 from slots.waiting import free_place, someone_may_take
 from slots.window import closed_for_ends_by
 
 
 def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
     """Close what the clock has ended: confirmed bookings never checked in by the end
-    of their slot plus CHECKIN_LATE_MINUTES become ``no_show`` (freeing the place),
-    and waiting-list entries of ended slots become ``expired``.
+    of their slot plus CHECKIN_LATE_MINUTES become ``no_show`` (freeing the place and
+    giving their packages back to the day's stock, issue 15), and waiting-list entries
+    of ended slots become ``expired``.
 
     Args: now, aware UTC. Returns: (no-shows marked, entries expired). Safe to repeat.
     """
@@ -64,9 +66,12 @@ def expire_past_slots(now: datetime | None = None) -> tuple[int, int]:
             changed[db.session.get(Booking, booking_id).slot_id] = "no_show"
             void_reminder(booking_id)
             # Where the booking is in the database (not the session's copy of it).
-            give_back_places(
-                db.session.scalar(select(Booking.slot_id).where(Booking.id == booking_id))
-            )
+            slot_id, packages = db.session.execute(
+                select(Booking.slot_id, Booking.packages).where(Booking.id == booking_id)
+            ).one()
+            give_back_places(slot_id)
+            slot = db.session.get(Slot, slot_id)
+            give_back_packages(slot.market_point_id, slot_day(slot), packages)
     ending = (
         WaitingListEntry.status == WAITING,
         WaitingListEntry.slot_id.in_(select(Slot.id).where(Slot.ends_at <= now)),
@@ -107,7 +112,7 @@ def release_late_arrivals(now: datetime | None = None) -> int:
         .exists()
     )
     late = db.session.execute(
-        select(Booking.id, Booking.slot_id)
+        select(Booking.id, Booking.slot_id, Booking.packages)
         .join(Slot, Booking.slot_id == Slot.id)
         .where(
             Booking.status == CONFIRMED,
@@ -119,14 +124,16 @@ def release_late_arrivals(now: datetime | None = None) -> int:
         .order_by(Booking.slot_id, Booking.id)
     ).all()
     released = 0
-    for booking_id, slot_id in late:
+    for booking_id, slot_id, packages in late:
         slot = db.session.get(Slot, slot_id)
         lock_slot(slot)
-        # Under the slot's lock: release only while somebody waiting may take it.
-        if not someone_may_take(slot):
+        # Under the slot's lock: release only while somebody waiting may take it (the
+        # day's stock covering their promotion once this booking's packages are back).
+        if not someone_may_take(slot, packages):
             continue
         if transition(Booking, booking_id, CONFIRMED, NO_SHOW):
             void_reminder(booking_id)
+            give_back_packages(slot.market_point_id, slot_day(slot), packages)
             free_place(slot, now)
             released += 1
             record_slot_change("no_show", slot, now, booking_id=booking_id)

@@ -104,10 +104,16 @@ _INSERT_BOOKING = insert(Booking).returning(Booking.id)
 
 
 def insert_booking(
-    slot: Slot | SlotSummary, resident_id: int, person: ResidentInput, now: datetime, notice: str
+    slot: Slot | SlotSummary,
+    resident_id: int,
+    person: ResidentInput,
+    now: datetime,
+    notice: str,
+    packages: int = 0,
 ) -> tuple[int, str]:
     """Write a confirmed booking whose place is already counted and its ``notice``;
-    tell the live feed. Returns (booking id, booking code)."""
+    tell the live feed. ``packages``: the stock it reserved (count, issue 15).
+    Returns (booking id, booking code)."""
     conn = db.session.connection()
     code = new_booking_code()
     booking_id = conn.execute(
@@ -123,6 +129,7 @@ def insert_booking(
             "kk_hash": person.kk_hash,
             "status": CONFIRMED,
             "created_at": now,
+            "packages": packages,
         },
     ).scalar_one()
     note_new_booking(slot, booking_id, insert_notice(booking_id, notice, now), now)
@@ -151,8 +158,13 @@ def note_new_booking(
 
 
 def new_booking(
-    slot: Slot, resident_id: int, person: ResidentInput, now: datetime, notice: str
+    slot: Slot,
+    resident_id: int,
+    person: ResidentInput,
+    now: datetime,
+    notice: str,
+    packages: int = 0,
 ) -> Booking:
     """``insert_booking``, returning the Booking model."""
-    booking_id, _ = insert_booking(slot, resident_id, person, now, notice)
+    booking_id, _ = insert_booking(slot, resident_id, person, now, notice, packages)
     return db.session.get(Booking, booking_id)

@@ -45,6 +45,7 @@ from slots.models import CANCELLED, CONFIRMED, EXPIRED, WAITING, Booking, Slot, 
 from slots.places import MAX_CAPACITY, give_back_places, resize, take_place
 from slots.points import get_point
 from slots.status import transition
+from slots.stock import give_back_packages, move_packages, slot_day
 from slots.waiting import fill_from_waiting_list, free_place
 
 
@@ -132,14 +133,20 @@ def close_slot(slot_id: int, actor: Actor, now: datetime | None = None) -> Close
         )
     )
     cancelled = 0
+    cancelled_ids: set[int] = set()
     for booking in bookings:
         if transition(Booking, booking.id, CONFIRMED, CANCELLED, cancelled_at=now):
             cancelled += 1
+            cancelled_ids.add(booking.id)
             queue_notice(booking, "slot_closed", now)
             void_reminder(booking.id)
             record_booking_event("cancellation", booking, slot, now)
     if cancelled:
         give_back_places(slot.id, cancelled)
+        # Their packages back to the day's stock (issue 15); only confirmed bookings
+        # are cancelled, so nothing handed out comes back.
+        freed = sum(b.packages for b in bookings if b.id in cancelled_ids)
+        give_back_packages(slot.market_point_id, slot_day(slot), freed)
     cleared = db.session.execute(
         update(WaitingListEntry)
         .where(WaitingListEntry.slot_id == slot.id, WaitingListEntry.status == WAITING)
@@ -191,9 +198,11 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
     resident gets a ``slot_moved`` notice with the new time and ticket link, and the
     reminder follows the new start. Same point only: the ticket names its market
     point, and a resident booked at the desk has only the printed one.
+    A move to another day gives its packages back to the old day's stock and reserves
+    the new day's (issue 15).
     Returns: the booking. Raises: BookingNotFound, SlotNotFound (404);
-      BookingNotMovable, AlreadyBooked, SlotFull, LimitReached, HouseholdLimitReached
-      (409). Rule: issue 8.
+      BookingNotMovable, AlreadyBooked, SoldOut, SlotFull, LimitReached,
+      HouseholdLimitReached (409). Rule: issue 8, issue 15.
     """
     now = now or utcnow()
     booking = find_booking(code)
@@ -215,9 +224,12 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
         or target.ends_at <= now
     ):
         raise BookingNotMovable()
+    if booking.resident_id is not None and holds_place_in(booking.resident_id, target.id):
+        raise AlreadyBooked()
+    # The packages follow the booking to another day (after the slots' locks, before
+    # the resident's: the lock order); a same-day move changes nothing.
+    move_packages(booking, old, target)
     if booking.resident_id is not None:
-        if holds_place_in(booking.resident_id, target.id):
-            raise AlreadyBooked()
         check_limits_for_move(booking, target)
     if not take_place(target.id):
         raise SlotFull()

@@ -27,6 +27,7 @@ from slots.errors import (
     SlotClosedByMarket,
     SlotNotFound,
     SlotNotFull,
+    SoldOut,
     WaitingEntryNotFound,
 )
 from slots.feed import record_slot_change
@@ -41,7 +42,7 @@ from slots.locks import lock_household, lock_resident, lock_slot
 from slots.models import LEFT, PROMOTED, SKIPPED, WAITING, Booking, Resident, Slot, WaitingListEntry
 from slots.places import give_back_places, new_booking, take_place
 from slots.status import transition
-from slots.stock import slot_day, stock_level
+from slots.stock import covers_one_more, give_back_packages, reserve_packages, slot_day
 
 
 def free_place(slot: Slot, now: datetime) -> None:
@@ -57,11 +58,18 @@ def promote(slot: Slot, now: datetime) -> Booking | None:
     waiting resident who is within the per-NIK limit; return their new booking.
 
     Entries over the limit when their turn comes are marked ``skipped``. Nobody is
-    promoted into a slot that has ended. Returns None when nobody could take it.
-    Rule (issue 3): a freed place goes to the first in line still within the limit.
+    promoted into a slot that has ended, nor while the slot's point-day stock cannot
+    cover the promotion (the entry keeps waiting); a promoted booking reserves its
+    packages (after the slot's lock, before the resident's: the lock order).
+    Returns None when nobody could take it.
+    Rules: issue 3 (a freed place goes to the first in line still within the limit);
+      issue 15 (the waiting list promotes only while stock covers the promotion).
     """
     if slot.ends_at <= now or slot.closed_at is not None:
         return None
+    if not covers_one_more(slot):
+        return None
+    day = slot_day(slot)
     while True:
         entry = db.session.scalar(
             select(WaitingListEntry)
@@ -76,7 +84,12 @@ def promote(slot: Slot, now: datetime) -> Booking | None:
         # never locked (holding their locks across slots could deadlock); lock only
         # the one to promote, and check again under the lock.
         within = may_take(entry, slot)
+        packages = 0
         if within:
+            try:
+                packages = reserve_packages(slot.market_point_id, day)
+            except SoldOut:
+                return None
             lock_resident(resident.nik_hash, resident.nik_last4)
             if entry.kk_hash is not None:
                 lock_household(entry.kk_hash, now)
@@ -85,6 +98,7 @@ def promote(slot: Slot, now: datetime) -> Booking | None:
             WaitingListEntry, entry.id, WAITING, PROMOTED if within else SKIPPED, resolved_at=now
         )
         if not claimed or not within:
+            give_back_packages(slot.market_point_id, day, packages)
             continue  # another transaction took this entry, or it may not book
         person = ResidentInput(
             entry.name,
@@ -94,7 +108,7 @@ def promote(slot: Slot, now: datetime) -> Booking | None:
             entry.language,
             entry.kk_hash,
         )
-        booking = new_booking(slot, entry.resident_id, person, now, "promotion")
+        booking = new_booking(slot, entry.resident_id, person, now, "promotion", packages)
         db.session.execute(
             update(WaitingListEntry)
             .where(WaitingListEntry.id == entry.id)
@@ -163,11 +177,10 @@ def join_waiting_list(
     if slot.closed_at is not None:
         raise SlotClosedByMarket()
     resident_id = lock_resident(person.nik_hash, person.nik_last4)
-    if slot.booked_count < slot.capacity:
-        # A sold-out day's slots keep their waiting lists open (issue 15).
-        level = stock_level(slot.market_point, slot_day(slot))
-        if level is None or not level.sold_out:
-            raise SlotNotFull()
+    # A sold-out day keeps its waiting list open (issue 15): stock given back later
+    # goes to those waiting.
+    if slot.booked_count < slot.capacity and covers_one_more(slot):
+        raise SlotNotFull()
     if holds_place_in(resident_id, slot.id):
         raise AlreadyBooked()
     check_limits(resident_id, person.kk_hash, slot.starts_at)
@@ -242,8 +255,12 @@ def leave_waiting_list(entry: WaitingListEntry, now: datetime | None = None) -> 
     return entry
 
 
-def someone_may_take(slot: Slot) -> bool:
-    """True when a resident waiting for ``slot`` is within the per-NIK limit for it."""
+def someone_may_take(slot: Slot, freed: int = 0) -> bool:
+    """True when a resident waiting for ``slot`` is within the per-NIK limit for it and
+    the slot's point-day stock covers a promotion once ``freed`` packages (count: those
+    of the booking about to be released) are given back (issue 15)."""
+    if not covers_one_more(slot, freed):
+        return False
     entries = db.session.scalars(
         select(WaitingListEntry)
         .where(WaitingListEntry.slot_id == slot.id, WaitingListEntry.status == WAITING)

@@ -419,6 +419,7 @@ ADMIN_POSTS = [
     "/admin/slots/1/capacity",
     "/admin/slots/1/close",
     "/admin/points/JKT-900/close-day",
+    "/admin/points/JKT-900/stock",
     "/admin/bookings/move",
     "/admin/accounts",
     "/admin/accounts/1/active",

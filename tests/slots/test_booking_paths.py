@@ -5,7 +5,8 @@
 ``ONE_STATEMENT`` is off). Both are built from the same pieces (the capacity cap,
 "bookable", the bookings a limit counts), and this test runs both on PostgreSQL on the
 same cases, each from the same committed state, and compares every outcome: the status
-or error code, the slot's booked_count, the rows written and what they hold.
+or error code, the slot's booked_count, the rows written and what they hold, and the
+packages reserved of the day's stock (issue 15).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from common.timeutil import utcnow
 from extensions import db
 from slots import booking as slots_booking
 from slots.booking import book_slot, place_booking
-from slots.models import Booking, Household, Notice, Resident, Slot
+from slots.models import Booking, Household, Notice, Resident, Slot, Stock
+from slots.stock import set_stock, slot_day
 
 KK = "3171041234560001"
 OTHER_KK = "3171041234560002"
@@ -46,6 +48,7 @@ def _outcome(slot_id: int, nik: str, kk: str = "") -> dict:
             written.phone,
             written.language,
             written.kk_hash,
+            written.packages,
         )
         notices = sorted(
             (n.kind, n.status)
@@ -57,12 +60,14 @@ def _outcome(slot_id: int, nik: str, kk: str = "") -> dict:
         model.__tablename__: db.session.scalar(select(func.count(model.id))) for model in tables
     }
     booked = db.session.scalar(select(Slot.booked_count).where(Slot.id == slot_id))
+    reserved = db.session.scalar(select(func.coalesce(func.sum(Stock.reserved), 0)))
     db.session.rollback()
     db.session.info.clear()  # the events and notices noted for a commit that never came
     rows = {name: after[name] - before[name] for name in before}
     return {
         "answer": answer,
         "booked_count": booked,
+        "reserved": reserved,
         "rows": rows,
         "booking": booking,
         "notices": notices,
@@ -95,7 +100,32 @@ def _cases(make_point, make_slot, nik) -> list[tuple[str, int, str, str]]:
     far = make_slot(capacity=3, starts_in=60 * 24 * 10, point=plain)  # past the 7-day window
     family_slot = make_slot(capacity=3, starts_in=120, point=family)
     family_full = make_slot(capacity=3, starts_in=240, point=family)
+    # Stock (issue 15): a sold-out day, a day with enough left, two packages per
+    # booking with enough and with too few left, a household point with stock.
+    stocked = {
+        name: make_slot(capacity=3, starts_in=120, point=make_point(code))
+        for name, code in (
+            ("sold out", "JKT-963"),
+            ("enough", "JKT-964"),
+            ("two each", "JKT-965"),
+            ("two each, one left", "JKT-966"),
+        )
+    }
+    family_stocked = make_slot(
+        capacity=3, starts_in=120, point=make_point("JKT-967", household_limit=True)
+    )
     db.session.commit()
+    for name, packages, per_booking in (
+        ("sold out", 1, 1),
+        ("enough", 10, 1),
+        ("two each", 10, 2),
+        ("two each, one left", 3, 2),
+    ):
+        set_stock(stocked[name].market_point.code, slot_day(stocked[name]), packages, per_booking)
+    set_stock("JKT-967", slot_day(family_stocked), 5, 1)
+    db.session.commit()
+    book_slot(stocked["sold out"].id, "Rina", nik(), PHONE)
+    book_slot(stocked["two each, one left"].id, "Dewi", nik(), PHONE)
     holder = nik()  # holds a booking: a second one in the window is over the limit
     book_slot(free.id, "Budi", holder, PHONE)
     book_slot(family_full.id, "Ani", nik(), PHONE, kk=KK)
@@ -119,6 +149,12 @@ def _cases(make_point, make_slot, nik) -> list[tuple[str, int, str, str]]:
         ("household point, no family card", family_slot.id, nik(), ""),
         ("household point, over the NIK limit", family_slot.id, holder, THIRD_KK),
         ("invalid NIK", free.id, "12345", ""),
+        ("stock sold out", stocked["sold out"].id, nik(), ""),
+        ("stock enough left", stocked["enough"].id, nik(), ""),
+        ("stock two per booking", stocked["two each"].id, nik(), ""),
+        ("stock two per booking, one left", stocked["two each, one left"].id, nik(), ""),
+        ("stock at a household point", family_stocked.id, nik(), OTHER_KK),
+        ("stock sold out, over the NIK limit", stocked["sold out"].id, holder, ""),
     ]
 
 
@@ -161,4 +197,10 @@ def test_one_statement_and_separate_statements_agree(
         "household point, no family card": "invalid_kk (InvalidKK)",
         "household point, over the NIK limit": "limit_reached (LimitReached)",
         "invalid NIK": "invalid_nik (InvalidNIK)",
+        "stock sold out": "sold_out (SoldOut)",
+        "stock enough left": "confirmed",
+        "stock two per booking": "confirmed",
+        "stock two per booking, one left": "sold_out (SoldOut)",
+        "stock at a household point": "confirmed",
+        "stock sold out, over the NIK limit": "sold_out (SoldOut)",
     }
