@@ -107,7 +107,7 @@ class HandoutOut(BaseModel):
     packages: int
 
 
-class StockOut(BaseModel):
+class StockLevelOut(BaseModel):
     """A point-day's stock (issue 15), counts of packages: on hand, ``reserved`` by
     active bookings (handed out ones included), ``handed_out`` at the gate, ``left``
     (packages - reserved)."""
@@ -213,7 +213,7 @@ class OccupancyOut(BaseModel):
     safe_limit: int
     booked_today: int
     checked_in_today: int
-    stock: StockOut | None
+    stock: StockLevelOut | None
 
 
 class OverviewPoint(BaseModel):
@@ -256,7 +256,7 @@ class OverviewOut(BaseModel):
     refused_recent: int
     gate_conflicts: int
     alerts: list[str]
-    stock: StockOut | None
+    stock: StockLevelOut | None
     slots: list[OverviewSlot]
 
 
