@@ -14,7 +14,13 @@ saturation and prints that latency.
 The last line reads ``ratio=<booking throughput / trivial throughput> oversold=<n>``,
 the ratio being the median of the rounds'.
 
+With ``--stock`` every point-day the clients book on has a stock setting (issue 15),
+with packages enough that none sells out: each booking also reserves its package in
+the same transaction. Compare its figures with a run without (issue 15's target: within
+10%); the stock books are checked after the run (``stock mismatches``).
+
     .venv/bin/python bench/booking_rush.py --quick          # < 1 minute
+    .venv/bin/python bench/booking_rush.py --quick --stock  # the same with stock set
     .venv/bin/python bench/booking_rush.py --sqlite --seconds 30
 """
 
@@ -79,8 +85,12 @@ def prepare_database(sqlite: bool, instance: Path, redis_url: str) -> dict[str, 
         import psycopg
 
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS antri_bench WITH (FORCE)")
-            conn.execute("CREATE DATABASE antri_bench")
+            # The database BENCH_PG_URL names (several runs at once each use their own).
+            name = PG_URL.rsplit("/", 1)[1]
+            if not name.replace("_", "").isalnum():
+                raise SystemExit(f"BENCH_PG_URL names an odd database: {name!r}")
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
         env["DATABASE_URL"] = PG_URL
     full_env = {**os.environ, **env}
     for args in (["db", "upgrade"], ["seed-demo", "--days", "7"]):
@@ -97,6 +107,43 @@ def prepare_database(sqlite: bool, instance: Path, redis_url: str) -> dict[str, 
             conn.execute("VACUUM ANALYZE")
             conn.execute("CHECKPOINT")
     return env
+
+
+def set_stock_everywhere(env: dict[str, str]) -> int:
+    """Set stock on every market point for the local dates from yesterday to 8 days on
+    (the days the clients book on), with STOCK_PACKAGES each, one per booking; return
+    how many point-days got one. Through ``slots.stock.set_stock``, as an admin would."""
+    os.environ.update(env)
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from app import create_app
+    from common.audit import CLI
+    from common.timeutil import local_date, utcnow
+    from extensions import db
+    from slots.models import MarketPoint
+    from slots.stock import set_stock
+
+    app = create_app()
+    made = 0
+    with app.app_context():
+        for point in db.session.scalars(select(MarketPoint)).all():
+            today = local_date(utcnow(), point.timezone)
+            for offset in range(-1, 9):
+                set_stock(point.code, today + timedelta(days=offset), STOCK_PACKAGES, 1, CLI)
+                made += 1
+        db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            # Planner statistics for the new rows, as prepare_database gives the rest.
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("ANALYZE stock")
+        db.engine.dispose()
+    return made
+
+
+# Packages per point-day with ``--stock``: more than the clients can book in a run.
+STOCK_PACKAGES = 1_000_000
 
 
 def slot_ids(base: str) -> tuple[list[int], int]:
@@ -232,15 +279,18 @@ def summarise(name: str, results, seconds) -> float:
     return rate
 
 
-def oversold(env: dict[str, str]) -> tuple[int, int, int]:
-    """Count places sold beyond capacity, slots whose counter disagrees with rows, and
-    confirmations written (the outbox: one per booking, sent by the workers)."""
+def oversold(env: dict[str, str]) -> tuple[int, int, int, int]:
+    """Count places sold beyond capacity, slots whose counter disagrees with rows,
+    confirmations written (the outbox: one per booking, sent by the workers), and
+    stock rows whose ``reserved`` is not the sum of their day's active bookings'
+    packages (issue 15; 0 without ``--stock``)."""
     os.environ.update(env)
     from sqlalchemy import func, select
 
     from app import create_app
     from extensions import db
-    from slots.models import ACTIVE_STATUSES, Booking, Notice, Slot
+    from slots.models import ACTIVE_STATUSES, Booking, Notice, Slot, Stock
+    from slots.stock import slot_day
 
     app = create_app()
     with app.app_context():
@@ -252,10 +302,21 @@ def oversold(env: dict[str, str]) -> tuple[int, int, int]:
         confirmations = db.session.scalar(
             select(func.count(Notice.id)).where(Notice.kind == "confirmation")
         )
+        held: dict[tuple[int, object], int] = {}
+        for booking in db.session.scalars(
+            select(Booking).where(Booking.status.in_(ACTIVE_STATUSES), Booking.packages > 0)
+        ):
+            key = (booking.slot.market_point_id, slot_day(booking.slot))
+            held[key] = held.get(key, 0) + booking.packages
+        stock_off = sum(
+            1
+            for row in db.session.scalars(select(Stock))
+            if row.reserved != held.get((row.market_point_id, row.day), 0)
+        )
         db.engine.dispose()
     over = sum(max(0, active - capacity) for capacity, _, active in rows)
     mismatched = sum(1 for _, counter, active in rows if counter != active)
-    return over, mismatched, confirmations
+    return over, mismatched, confirmations, stock_off
 
 
 def main() -> None:
@@ -271,6 +332,10 @@ def main() -> None:
     parser.add_argument("--hot", type=float, default=0.2, help="share of requests to one slot")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds first")
     parser.add_argument(
+        "--stock", action="store_true",
+        help="set stock (enough packages) on every point-day booked on (issue 15)",
+    )  # fmt: skip
+    parser.add_argument(
         "--rate", type=float, default=250.0,
         help="bookings per second the clients offer in the paced phase (0: no such phase)",
     )  # fmt: skip
@@ -284,10 +349,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="antri-bench-") as tmp:
         instance = Path(tmp)
         env = prepare_database(args.sqlite, instance, args.redis_url)
+        stocked = set_stock_everywhere(env) if args.stock else 0
         db_name = "SQLite" if args.sqlite else "PostgreSQL"
         print(
             f"database {db_name}; gunicorn {args.workers} workers x {args.threads} threads; "
-            f"{args.clients} clients in {args.processes} processes; {os.cpu_count()} cores"
+            f"{args.clients} clients in {args.processes} processes; {os.cpu_count()} cores; "
+            f"stock {'set on ' + str(stocked) + ' point-days' if args.stock else 'not set'}"
         )
         with gunicorn(env, workers=args.workers, threads=args.threads) as base:
             slots, hot = slot_ids(base)
@@ -328,7 +395,7 @@ def main() -> None:
                     slots, hot, args.hot, seed=40_000_000, rate=args.rate,
                 )  # fmt: skip
                 summarise(f"bookings paced at {args.rate:.0f}/s offered", paced, elapsed)
-        over, mismatched, confirmations = oversold(env)
+        over, mismatched, confirmations, stock_off = oversold(env)
         kicks = "none (no Redis: sent inline)"
         if args.redis_url:
             import redis
@@ -338,7 +405,8 @@ def main() -> None:
             connection.flushdb()
         print(
             f"confirmed {confirmed}, refused (slot_full/limit) {refused}, errors {errors}, "
-            f"counter mismatches {mismatched}, slots {len(slots) + 1}"
+            f"counter mismatches {mismatched}, stock mismatches {stock_off}, "
+            f"slots {len(slots) + 1}"
         )
         print(
             f"confirmations in the outbox {confirmations} (warm-up included), "
