@@ -69,6 +69,9 @@ class BookingOut(BaseModel):
     name: str
     nik_last4: str
     slot: SlotRef
+    # When the resident is told to come: the start of its arrival wave, ISO UTC
+    # (issue 15); the slot's start with waves off.
+    arrive_at: datetime
     market_point: PointRef
     ticket: str | None = None
     qr_png_url: str | None = None
@@ -99,7 +102,8 @@ class WaitingOut(BaseModel):
 
 class ScanOut(BaseModel):
     """What the gate shows: ``result`` admitted|wait|refused|checked_out|undone, the
-    ``reason`` code of a refusal, facts behind it, and people inside now."""
+    ``reason`` code of a refusal, facts behind it (``too_early``: ``arrive_at``, the
+    booking's arrival time, and ``opens_at``, ISO UTC), and people inside now."""
 
     result: str
     reason: str | None
@@ -288,6 +292,8 @@ def booking_json(booking: Booking | BookingSummary, with_ticket: bool = True) ->
             "starts_at": local_iso(slot.starts_at, slot.market_point),
             "ends_at": local_iso(slot.ends_at, slot.market_point),
         },
+        # When the resident is told to come: its arrival wave's start (issue 15).
+        "arrive_at": booking.arrive_at.isoformat(),
         "market_point": {
             "code": slot.market_point.code,
             "name": slot.market_point.name,

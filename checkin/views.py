@@ -221,7 +221,8 @@ def resolve_conflict(conflict_id: int):
 @page_roles(SUPERVISOR, ADMIN)
 def point_detail(code: str):
     """One point's day (``?date=YYYY-MM-DD``, default today): slots with counts,
-    arrivals per 10 minutes against bookings, people inside over the day."""
+    arrivals per arrival wave against bookings told to come then (issue 15), people
+    inside over the day."""
     point = get_market_point(code)
     now = utcnow()
     raw = request.args.get("date")

@@ -28,6 +28,7 @@ from slots.availability import NOT_CLOSED
 from slots.codes import new_booking_code
 from slots.identity import ResidentInput
 from slots.models import CONFIRMED, Booking, Slot
+from slots.waves import place_in_wave
 
 if TYPE_CHECKING:  # for annotations only: booking imports this module
     from slots.availability import SlotSummary
@@ -105,9 +106,10 @@ _INSERT_BOOKING = insert(Booking).returning(Booking.id)
 
 def insert_booking(
     slot: Slot | SlotSummary, resident_id: int, person: ResidentInput, now: datetime, notice: str
-) -> tuple[int, str]:
-    """Write a confirmed booking whose place is already counted and its ``notice``;
-    tell the live feed. Returns (booking id, booking code)."""
+) -> tuple[int, str, datetime]:
+    """Write a confirmed booking whose place is already counted (the slot's row lock
+    held), give it its arrival wave (``slots.waves.place_in_wave``) and its ``notice``;
+    tell the live feed. Returns (booking id, booking code, arrive_at aware UTC)."""
     conn = db.session.connection()
     code = new_booking_code()
     booking_id = conn.execute(
@@ -123,10 +125,13 @@ def insert_booking(
             "kk_hash": person.kk_hash,
             "status": CONFIRMED,
             "created_at": now,
+            "arrive_at": slot.starts_at,
         },
     ).scalar_one()
+    # Before the notice: its message tells the arrival time.
+    arrive_at = place_in_wave(booking_id, slot, now)
     note_new_booking(slot, booking_id, insert_notice(booking_id, notice, now), now)
-    return booking_id, code
+    return booking_id, code, arrive_at
 
 
 def note_new_booking(
@@ -154,5 +159,5 @@ def new_booking(
     slot: Slot, resident_id: int, person: ResidentInput, now: datetime, notice: str
 ) -> Booking:
     """``insert_booking``, returning the Booking model."""
-    booking_id, _ = insert_booking(slot, resident_id, person, now, notice)
+    booking_id, _, _ = insert_booking(slot, resident_id, person, now, notice)
     return db.session.get(Booking, booking_id)

@@ -46,6 +46,7 @@ from slots.places import MAX_CAPACITY, give_back_places, resize, take_place
 from slots.points import get_point
 from slots.status import transition
 from slots.waiting import fill_from_waiting_list, free_place
+from slots.waves import place_in_wave
 
 
 def _slot_for_update(slot_id: int) -> Slot:
@@ -227,6 +228,7 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
         .values(slot_id=target.id)
         .execution_options(synchronize_session=False)
     )
+    place_in_wave(booking.id, target, now, written=False)
     free_place(old, now)
     db.session.refresh(booking)
     rearm_notice(booking, "slot_moved", now, now)
