@@ -69,7 +69,7 @@ def _gate_config(point: MarketPoint) -> dict:
 
 
 # The gate service worker's cache; a new name when the cached files change shape.
-GATE_CACHE = "antri-gate-v1"
+GATE_CACHE = "antri-gate-v2"
 
 
 @bp.get("/gate-sw.js")
@@ -80,6 +80,7 @@ def gate_worker():
         for name in (
             "gate/gate.js",
             "gate/ticket.js",
+            "gate/window.js",
             "vendor/noble-ed25519.js",
             "vendor/zxing-reader.js",
             "vendor/zxing_reader.wasm",

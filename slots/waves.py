@@ -29,10 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 from flask import current_app
-from sqlalchemy import Integer, func, literal, select, union_all, update
+from sqlalchemy import Integer, bindparam, func, literal, select, union_all, update
 from sqlalchemy.orm import aliased
 
 from common.timeutil import UTCDateTime
@@ -100,38 +101,42 @@ def place_in_wave(booking_id: int, slot: _Timed, now: datetime, written: bool = 
     waves = open_waves(slot, now, wave_minutes())
     if written and waves == [slot.starts_at]:
         return slot.starts_at  # waves off: no round trip
-    if len(waves) == 1:
-        chosen = literal(waves[0], UTCDateTime())
+    params = {"wave_booking": booking_id, "wave_slot": slot.id}
+    params.update({f"wave_{i}": at for i, at in enumerate(waves)})
+    return db.session.connection().execute(_choose_wave(len(waves)), params).scalar_one()
+
+
+@lru_cache(maxsize=64)
+def _choose_wave(count: int):
+    """The UPDATE of ``place_in_wave`` for ``count`` open waves (bound ``wave_0`` ...,
+    ``wave_booking``, ``wave_slot``), built once per count: on a rush, building the
+    statement anew for every booking costs more than the database's work."""
+    at = [bindparam(f"wave_{i}", type_=UTCDateTime()) for i in range(count)]
+    if count == 1:
+        chosen = at[0]
     else:
         wave = union_all(
-            *(
-                select(literal(i, Integer()).label("i"), literal(at, UTCDateTime()).label("at"))
-                for i, at in enumerate(waves)
-            )
+            *(select(literal(i, Integer()).label("i"), at[i].label("at")) for i in range(count))
         ).subquery("wave")
         other = aliased(Booking)
         booked = (
             select(func.count(other.id))
             .where(
-                other.slot_id == slot.id,
+                other.slot_id == bindparam("wave_slot"),
                 other.arrive_at == wave.c.at,
                 other.status.in_(ACTIVE_STATUSES),
-                other.id != booking_id,
+                other.id != bindparam("wave_booking"),
             )
             .correlate(wave)
             .scalar_subquery()
         )
         chosen = select(wave.c.at).order_by(booked, wave.c.i).limit(1).scalar_subquery()
     return (
-        db.session.connection()
-        .execute(
-            update(Booking)
-            .where(Booking.id == booking_id)
-            .values(arrive_at=chosen)
-            .returning(Booking.arrive_at)
-            .execution_options(synchronize_session=False)
-        )
-        .scalar_one()
+        update(Booking)
+        .where(Booking.id == bindparam("wave_booking"))
+        .values(arrive_at=chosen)
+        .returning(Booking.arrive_at)
+        .execution_options(synchronize_session=False)
     )
 
 

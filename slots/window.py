@@ -72,7 +72,7 @@ def window_refusal(
       midnight included: the resident missed it, and that is the truth to tell;
       issue 14 item 6a); ``not_today`` before the window opens on an earlier local
       day (the booking is for another day); ``too_early`` before it opens on the
-      slot's own day. The offline gate (``static/gate/gate.js``) applies the same order.
+      slot's own day. The offline gate (``static/gate/window.js``) applies the same order.
     """
     opens, closes = checkin_window(slot, settings, arrive_at)
     if opens <= now <= closes:

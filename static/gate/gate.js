@@ -2,6 +2,7 @@
 // tickets itself, queues its scans and syncs them when the network returns.
 // Without JavaScript the page's form still posts to /gate (keyboard scanners, typed codes).
 import { verifyTicket } from "./ticket.js";
+import { arrivalOf, windowRefusal } from "./window.js";
 
 const cfg = JSON.parse(document.getElementById("gate-config").textContent);
 const form = document.getElementById("scan-form");
@@ -181,27 +182,21 @@ function insideEstimate() {
 async function decideOffline(text, direction) {
   if (!snapshot) return { result: "refused", reason: "offline" };
   const now = new Date();
-  let booking = null, start, end, arrive, id;
+  let booking = null, start, end, id;
   const code = normaliseCode(text);
   if (code) {
     booking = snapshot.bookings.find((b) => b.code === code);
     if (!booking) return { result: "refused", reason: "unknown_ticket" };
     id = booking.id; start = new Date(booking.starts_at); end = new Date(booking.ends_at);
-    arrive = new Date(booking.arrive_at || booking.starts_at);
   } else {
     const claims = await verifyTicket(text, snapshot.keys);
     if (claims.error) return { result: "refused", reason: claims.error };
     if (claims.pointId !== snapshot.market_point.id) return { result: "refused", reason: "wrong_point", args: { point: "#" + claims.pointId } };
-    id = claims.bookingId; start = claims.start; end = claims.end; arrive = claims.start;
+    id = claims.bookingId; start = claims.start; end = claims.end;
     // A booking made after the last sync is not in the list: its signature vouches for it.
     booking = snapshot.bookings.find((b) => b.id === id) || null;
     // A booking the market moved since the ticket was shown: its slot now is the synced one.
-    // Its arrival wave (issue 15) is known from the snapshot only: the ticket states
-    // the slot, so a booking made after the sync is let in from the slot's start.
-    if (booking) {
-      start = new Date(booking.starts_at); end = new Date(booking.ends_at);
-      arrive = new Date(booking.arrive_at || booking.starts_at);
-    }
+    if (booking) { start = new Date(booking.starts_at); end = new Date(booking.ends_at); }
   }
   const shown = booking ? booking.code.slice(0, 4) + "-" + booking.code.slice(4) : "";
   const done = (result, reason, args) => ({ result: result, reason: reason, args: args, id: id, code: shown });
@@ -216,16 +211,12 @@ async function decideOffline(text, direction) {
   if (booking && (booking.status === "checked_in" || booking.status === "checked_out")) {
     return done("refused", "already_checked_in", { time: booking.checked_in_at ? clock(new Date(booking.checked_in_at), true) : "?", by: "?" });
   }
-  // As slots.window.checkin_window: from the arrival time less the early minutes.
-  const opens = new Date(arrive.getTime() - snapshot.checkin_early_minutes * 60000);
-  const closes = new Date(end.getTime() + snapshot.checkin_late_minutes * 60000);
-  if (now < opens || now > closes) {
-    // As slots.window.window_refusal: after the window is too_late on any later day
-    // (issue 14 item 6a); before it, not_today on an earlier day, else too_early.
-    if (now > closes) return done("refused", "too_late", { time: clock(end, localDay(end) !== localDay(now)) });
-    if (localDay(start) !== localDay(now)) return done("refused", "not_today", { when: clock(start, true) });
-    return done("refused", "too_early", { arrive: clock(arrive), time: clock(opens) });
-  }
+  // Its arrival wave (issue 15) comes from the snapshot (window.js).
+  const arrive = arrivalOf(booking, start);
+  const w = windowRefusal(start, end, arrive, now, snapshot.checkin_early_minutes, snapshot.checkin_late_minutes, localDay);
+  if (w.reason === "too_late") return done("refused", "too_late", { time: clock(end, localDay(end) !== localDay(now)) });
+  if (w.reason === "not_today") return done("refused", "not_today", { when: clock(start, true) });
+  if (w.reason === "too_early") return done("refused", "too_early", { arrive: clock(arrive), time: clock(w.opens) });
   const inside = insideEstimate();
   if (inside >= snapshot.market_point.safe_limit) return done("wait", "point_full", { inside: inside, limit: snapshot.market_point.safe_limit });
   return done("admitted", "");

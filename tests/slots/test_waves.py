@@ -73,6 +73,20 @@ def test_wave_of_an_instant():
     ]
 
 
+@pytest.mark.parametrize(
+    ("raw", "value"), [(None, 10), ("0", 0), (" 15 ", 15), ("-1", None), ("ten", None)]
+)
+def test_the_wave_length_setting(tmp_path, raw, value):
+    from config import ConfigError, load_config
+
+    env = {} if raw is None else {"ARRIVAL_WAVE_MINUTES": raw}
+    if value is None:
+        with pytest.raises(ConfigError, match="ARRIVAL_WAVE_MINUTES"):
+            load_config(tmp_path, env)
+    else:
+        assert load_config(tmp_path, env)["ARRIVAL_WAVE_MINUTES"] == value
+
+
 # Booking paths --------------------------------------------------------------------
 
 
