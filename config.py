@@ -252,6 +252,10 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "CHECKIN_LATE_MINUTES": parse_int(
             "CHECKIN_LATE_MINUTES", get("CHECKIN_LATE_MINUTES", "30"), 0
         ),
+        # Arrival waves inside a slot (issue 15): minutes per wave; 0 turns waves off.
+        "ARRIVAL_WAVE_MINUTES": parse_int(
+            "ARRIVAL_WAVE_MINUTES", get("ARRIVAL_WAVE_MINUTES", "10"), 0
+        ),
         "DWELL_MINUTES": parse_int("DWELL_MINUTES", get("DWELL_MINUTES", "60"), 1),
         "BOOKING_DAYS_AHEAD": parse_int("BOOKING_DAYS_AHEAD", get("BOOKING_DAYS_AHEAD", "7"), 1),
         "SESSION_COOKIE_SECURE": parse_bool(

@@ -73,6 +73,9 @@ class BookingOut(BaseModel):
     # Packages of its point-day's stock the booking reserved (issue 15; 0: no stock set).
     packages: int = 0
     slot: SlotRef
+    # When the resident is told to come: the start of its arrival wave, ISO UTC
+    # (issue 15); the slot's start with waves off.
+    arrive_at: datetime
     market_point: PointRef
     ticket: str | None = None
     qr_png_url: str | None = None
@@ -120,8 +123,9 @@ class StockLevelOut(BaseModel):
 
 class ScanOut(BaseModel):
     """What the gate shows: ``result`` admitted|wait|refused|checked_out|undone, the
-    ``reason`` code of a refusal, facts behind it, people inside now, and ``handout``:
-    the packages to hand over on an admission (null when none; issue 15)."""
+    ``reason`` code of a refusal, facts behind it (``too_early``: ``arrive_at``, the
+    booking's arrival time, and ``opens_at``, ISO UTC), people inside now, and
+    ``handout``: the packages to hand over on an admission (null when none; issue 15)."""
 
     result: str
     reason: str | None
@@ -334,6 +338,8 @@ def booking_json(booking: Booking | BookingSummary, with_ticket: bool = True) ->
             "starts_at": local_iso(slot.starts_at, slot.market_point),
             "ends_at": local_iso(slot.ends_at, slot.market_point),
         },
+        # When the resident is told to come: its arrival wave's start (issue 15).
+        "arrive_at": booking.arrive_at.isoformat(),
         "market_point": {
             "code": slot.market_point.code,
             "name": slot.market_point.name,

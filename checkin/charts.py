@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from checkin.occupancy import BUCKET_MINUTES, PointDay
+from checkin.occupancy import PointDay
 from common.timeutil import zone
 
 WIDTH, HEIGHT = 720, 220
@@ -19,7 +19,7 @@ LEFT, RIGHT, TOP, BOTTOM = 36, 22, 10, 24
 
 @dataclass(frozen=True)
 class Bar:
-    """One 10-minute bucket: bar box, the expected (booked) level's y, label texts."""
+    """One arrival wave's bucket: bar box, the expected (booked) level's y, label texts."""
 
     x: float
     y: float
@@ -93,10 +93,11 @@ def _ticks(day: PointDay, top: int):
 
 
 def arrivals_chart(day: PointDay) -> Chart:
-    """Bars of check-ins per BUCKET_MINUTES against the bookings expected then."""
+    """Bars of check-ins per arrival wave (``day.bucket_minutes``) against the
+    bookings told to arrive in it (their ``arrive_at``; issue 15)."""
     top = _nice_max(max([*day.arrivals, *day.expected, 1]))
     x, y = _x_scale(day), _y_scale(top)
-    bucket = timedelta(minutes=BUCKET_MINUTES)
+    bucket = timedelta(minutes=day.bucket_minutes)
     tz = zone(day.point.timezone)
     bars = []
     for index, (arrived, expected) in enumerate(zip(day.arrivals, day.expected, strict=True)):

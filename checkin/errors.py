@@ -17,7 +17,7 @@ REFUSALS = {
     "no_show": _l("This booking was marked as a no-show."),
     "already_checked_in": _l("Already checked in at %(time)s by %(by)s."),
     "not_today": _l("This booking is for another day: %(when)s."),
-    "too_early": _l("Too early. Check-in opens at %(time)s."),
+    "too_early": _l("Too early: arrive at %(arrive)s. Check-in opens at %(time)s."),
     "too_late": _l("Too late. The slot ended at %(time)s."),
     "point_full": _l(
         "Valid ticket, but the point is full (%(inside)d of %(limit)d inside). "

@@ -343,9 +343,11 @@ class PointDay:
     """One market point's day for the detail page.
 
     ``start``/``end``: the charted window (aware UTC, whole hours local);
-    ``slots``: [SlotStats]; ``arrivals``: check-ins per BUCKET_MINUTES bucket from
-    ``start``; ``expected``: bookings per bucket (each active booking spread evenly
-    over its slot); ``inside``: [(aware UTC instant, people inside from then)], a
+    ``slots``: [SlotStats]; ``arrivals``: check-ins per bucket of ``bucket_minutes``
+    from ``start`` (the arrival wave's length, ARRIVAL_WAVE_MINUTES, or BUCKET_MINUTES
+    with waves off); ``expected``: bookings told to arrive in each bucket (their
+    ``arrive_at``, issue 15: expected arrivals per wave; cancelled ones left out);
+    ``inside``: [(aware UTC instant, people inside from then)], a
     step function starting at ``start``; ``inside_now``: people inside at ``now``;
     ``now``: the instant it was computed at (aware UTC; the charts stop there).
     """
@@ -360,6 +362,7 @@ class PointDay:
     inside: list[tuple[datetime, int]]
     inside_now: int
     now: datetime | None = None
+    bucket_minutes: int = BUCKET_MINUTES
 
 
 def point_day(point: MarketPoint, day: date, now: datetime | None = None) -> PointDay:
@@ -405,7 +408,10 @@ def point_day(point: MarketPoint, day: date, now: datetime | None = None) -> Poi
         start = day_start + timedelta(hours=7)
         end = day_start + timedelta(hours=12)
     start, end = start.astimezone(UTC), end.astimezone(UTC)
-    bucket = timedelta(minutes=BUCKET_MINUTES)
+    # A bucket per arrival wave (waves run from each slot's start; slots start on the
+    # hour or half hour, so waves of 10 minutes line up with the buckets).
+    minutes = current_app.config["ARRIVAL_WAVE_MINUTES"] or BUCKET_MINUTES
+    bucket = timedelta(minutes=minutes)
     count = max(1, -(-(end - start) // bucket))
     arrivals = [0] * count
     for arrived, _ in visits:
@@ -413,13 +419,16 @@ def point_day(point: MarketPoint, day: date, now: datetime | None = None) -> Poi
         if 0 <= index < count:
             arrivals[index] += 1
     expected = [0.0] * count
-    for s in slots:
-        length = (s.slot.ends_at - s.slot.starts_at).total_seconds()
-        for index in range(count):
-            b_start = start + index * bucket
-            overlap = min(b_start + bucket, s.slot.ends_at) - max(b_start, s.slot.starts_at)
-            if overlap.total_seconds() > 0:
-                expected[index] += s.booked * overlap.total_seconds() / length
+    told = db.session.scalars(
+        select(Booking.arrive_at).where(
+            Booking.slot_id.in_([s.slot.id for s in slots]),
+            Booking.status.in_((*ACTIVE_STATUSES, NO_SHOW)),
+        )
+    )
+    for arrive_at in told:
+        index = (arrive_at - start) // bucket
+        if 0 <= index < count:
+            expected[index] += 1
     changes: dict[datetime, int] = defaultdict(int)
     for arrived, left in visits:
         changes[arrived] += 1
@@ -441,4 +450,5 @@ def point_day(point: MarketPoint, day: date, now: datetime | None = None) -> Poi
         inside=inside_series,
         inside_now=inside_now([point.id], now)[point.id],
         now=now,
+        bucket_minutes=minutes,
     )

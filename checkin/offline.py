@@ -166,9 +166,14 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
     Returns: {server_time, market_point: {id, code, name, timezone, safe_limit},
       checkin_early_minutes, checkin_late_minutes, dwell_minutes, inside_now,
       keys: [as GET /api/v1/keys], bookings: [{id, code, status, starts_at, ends_at,
-      checked_in_at, packages (count to hand over on admission, issue 15)}],
-      cancelled: [booking ids]}; instants ISO 8601 UTC. Names, phones
-      and NIKs are left out: the gate shows them when online.
+      arrive_at, checked_in_at, packages (count to hand over on admission, issue 15)}],
+      cancelled: [booking ids]}; instants ISO 8601 UTC.
+      Names, phones and NIKs are left out: the gate shows them when online. The gate
+      opens for a booking from its ``arrive_at`` (issue 15) less the early minutes, as
+      ``slots.window.checkin_window``; a booking made after the last sync is known
+      only by its ticket, which states the slot, not the wave: the gate opens for it
+      from the slot's start, and the merge records a too-early admission as a
+      conflict.
     """
     now = now or utcnow()
     start, _end = local_day_bounds(local_date(now, point.timezone), point.timezone)
@@ -179,6 +184,7 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
             Booking.status,
             Booking.checked_in_at,
             Booking.packages,
+            Booking.arrive_at,
             Slot.starts_at,
             Slot.ends_at,
         )
@@ -203,7 +209,8 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
             "timezone": point.timezone,
             "safe_limit": point.safe_limit,
         },
-        # The gate widens each slot by these itself, as ``slots.window.checkin_window``.
+        # The gate widens each booking's window (arrival to slot end) by these itself,
+        # as ``slots.window.checkin_window``.
         "checkin_early_minutes": early,
         "checkin_late_minutes": late,
         # The gate counts inside as ``checkin.occupancy.visit_end`` does, with these.
@@ -217,6 +224,7 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
                 "status": row.status,
                 "starts_at": row.starts_at.isoformat(),
                 "ends_at": row.ends_at.isoformat(),
+                "arrive_at": row.arrive_at.isoformat(),
                 "checked_in_at": row.checked_in_at.isoformat() if row.checked_in_at else None,
                 # What to hand over on an offline admission (issue 15); 0: nothing.
                 "packages": row.packages,

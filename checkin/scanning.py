@@ -55,8 +55,10 @@ class ScanResult:
     scan row; ``replayed`` when this answers a resent nonce from the log instead of
     acting again; ``details`` JSON-safe facts behind the reason (``already_checked_in``:
     ``checked_in_at`` ISO UTC and ``checked_in_by`` e-mail; ``point_full``: ``inside``
-    and ``limit`` counts); ``handout`` ``{packages: K}`` on an admission that handed
-    over K > 0 packages of its point-day's stock (issue 15), else None."""
+    and ``limit`` counts; ``too_early``: ``arrive_at`` and ``opens_at`` ISO UTC, the
+    booking's arrival time and when the gate opens for it); ``handout``
+    ``{packages: K}`` on an admission that handed over K > 0 packages of its point-day's
+    stock (issue 15), else None."""
 
     result: str
     reason: str
@@ -144,8 +146,13 @@ def _reason_args(
     if reason == "not_today":
         return {"when": local_text(slot.starts_at, point.timezone, _DAY)}, {}
     if reason == "too_early":
-        opens, _closes = checkin_window(slot, current_app.config)
-        return {"time": local_text(opens, point.timezone, _CLOCK)}, {}
+        # The resident's arrival time (issue 15): "datang pukul HH:MM", and when the
+        # gate opens for them.
+        opens, _closes = checkin_window(slot, current_app.config, booking.arrive_at)
+        return {
+            "arrive": local_text(booking.arrive_at, point.timezone, _CLOCK),
+            "time": local_text(opens, point.timezone, _CLOCK),
+        }, {"arrive_at": booking.arrive_at.isoformat(), "opens_at": opens.isoformat()}
     if reason == "too_late":
         # An end on an earlier local day (a late scan after midnight) shows its date.
         same_day = local_date(slot.ends_at, point.timezone) == local_date(now, point.timezone)
@@ -168,7 +175,7 @@ def _refusal_reason(booking: Booking, point: MarketPoint, now: datetime) -> str:
         return "no_show"
     if booking.status in (CHECKED_IN, CHECKED_OUT):
         return "already_checked_in"
-    return window_refusal(slot, now, point.timezone, current_app.config)
+    return window_refusal(slot, now, point.timezone, current_app.config, booking.arrive_at)
 
 
 def log_scan(

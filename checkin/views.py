@@ -79,7 +79,7 @@ def _gate_config(point: MarketPoint) -> dict:
 
 
 # The gate service worker's cache; a new name when the cached files change shape.
-GATE_CACHE = "antri-gate-v1"
+GATE_CACHE = "antri-gate-v2"
 
 
 @bp.get("/gate-sw.js")
@@ -90,6 +90,7 @@ def gate_worker():
         for name in (
             "gate/gate.js",
             "gate/ticket.js",
+            "gate/window.js",
             "vendor/noble-ed25519.js",
             "vendor/zxing-reader.js",
             "vendor/zxing_reader.wasm",
@@ -231,7 +232,8 @@ def resolve_conflict(conflict_id: int):
 @page_roles(SUPERVISOR, ADMIN)
 def point_detail(code: str):
     """One point's day (``?date=YYYY-MM-DD``, default today): slots with counts,
-    arrivals per 10 minutes against bookings, people inside over the day."""
+    arrivals per arrival wave against bookings told to come then (issue 15), people
+    inside over the day."""
     point = get_market_point(code)
     now = utcnow()
     raw = request.args.get("date")

@@ -22,24 +22,29 @@ def render_notice(notice: Notice) -> str:
     """Return the text of ``notice`` in the booking's language ("id" or "en").
 
     Every kind carries the ticket link (a cancelled ticket's page says so); times are
-    the market point's local time with its zone abbreviation (e.g. WIB).
+    the market point's local time with its zone abbreviation (e.g. WIB). Every kind
+    that asks the resident to come tells the arrival time, the start of the booking's
+    arrival wave (``booking.arrive_at``; issue 15): "datang pukul 07:10".
     """
     booking = notice.booking
     point = booking.slot.market_point
     start = booking.slot.starts_at.astimezone(zone(point.timezone))
+    arrive = booking.arrive_at.astimezone(zone(point.timezone))
     values = {
         "code": booking.code,
         "point": point.name,
         "when": f"{start:%d-%m-%Y %H:%M} {start:%Z}",
+        "arrive": f"{arrive:%H:%M}",
         "link": _ticket_link(booking),
     }
     with force_locale(booking.language or "id"):
         texts = {
             "confirmation": _(
-                "Antri: booking %(code)s at %(point)s on %(when)s is confirmed. Ticket: %(link)s"
+                "Antri: booking %(code)s at %(point)s on %(when)s is confirmed; "
+                "arrive at %(arrive)s. Ticket: %(link)s"
             ),
             "reminder": _(
-                "Antri: reminder, your slot at %(point)s starts %(when)s. "
+                "Antri: reminder, your slot at %(point)s starts %(when)s; arrive at %(arrive)s. "
                 "Show your ticket at the gate: %(link)s"
             ),
             "cancellation": _(
@@ -47,15 +52,15 @@ def render_notice(notice: Notice) -> str:
             ),
             "promotion": _(
                 "Antri: a place freed up. You have a booking %(code)s at %(point)s "
-                "on %(when)s. Ticket: %(link)s"
+                "on %(when)s; arrive at %(arrive)s. Ticket: %(link)s"
             ),
             "slot_closed": _(
                 "Antri: the market closed the slot of %(when)s at %(point)s. "
                 "Booking %(code)s is cancelled; please book another slot. Details: %(link)s"
             ),
             "slot_moved": _(
-                "Antri: the market moved booking %(code)s at %(point)s to %(when)s. "
-                "Ticket: %(link)s"
+                "Antri: the market moved booking %(code)s at %(point)s to %(when)s; "
+                "arrive at %(arrive)s. Ticket: %(link)s"
             ),
         }
         return texts[notice.kind] % values

@@ -41,6 +41,14 @@ class TicketFacts:
     starts_at: datetime
     ends_at: datetime
     ticket_url: str
+    # When the resident is told to come: the start of the booking's arrival wave
+    # (issue 15), aware, in the point's zone; None for the slot's start.
+    arrive_at: datetime | None = None
+
+    @property
+    def arrival(self) -> datetime:
+        """The arrival time: ``arrive_at``, else the slot's start."""
+        return self.arrive_at or self.starts_at
 
 
 @cache
@@ -68,8 +76,9 @@ def ticket_pdf(facts: TicketFacts, labels: dict[str, str]) -> bytes:
     """Return an A5 PDF with the QR code, the booking code, place, time and holder.
 
     Args: facts; labels, the translated captions (keys: title, code, when, name,
-      show, keep). Rendering parses three fonts (about a second of CPU here), so the
-      result is kept per process for the same facts and labels.
+      show, keep; arrive, with ``%(time)s`` for the arrival time, HH:MM). Rendering
+      parses three fonts (about a second of CPU here), so the result is kept per
+      process for the same facts and labels.
     """
     return _ticket_pdf(facts, tuple(sorted(labels.items())))
 
@@ -114,6 +123,8 @@ def _ticket_pdf(facts: TicketFacts, label_items: tuple) -> bytes:
         line(facts.point_address, 10, "", 5)
     when = f"{facts.starts_at:%d-%m-%Y  %H:%M}-{facts.ends_at:%H:%M} {facts.starts_at:%Z}"
     line(f"{labels['when']}: {when}", 12, "B")
+    if "arrive" in labels:
+        line(labels["arrive"] % {"time": f"{facts.arrival:%H:%M}"}, 14, "B", 8)
     line(f"{labels['name']}: {facts.name}  ·  NIK ****{facts.nik_last4}", 11)
     pdf.ln(2)
     line(labels["show"], 9, "", 5)
@@ -122,14 +133,15 @@ def _ticket_pdf(facts: TicketFacts, label_items: tuple) -> bytes:
 
 
 def ticket_ics(facts: TicketFacts, summary: str, description: str) -> bytes:
-    """Return an iCalendar file with one event for the slot, its times in UTC."""
+    """Return an iCalendar file with one event, its times in UTC: from the arrival
+    time (the booking's arrival wave, issue 15) to the slot's end."""
     calendar = Calendar()
     calendar.add("prodid", "-//Antri//Ticket//ID")
     calendar.add("version", "2.0")
     event = Event()
     event.add("uid", f"{facts.code}@antri")
     event.add("summary", summary)
-    event.add("dtstart", facts.starts_at.astimezone(UTC))
+    event.add("dtstart", facts.arrival.astimezone(UTC))
     event.add("dtend", facts.ends_at.astimezone(UTC))
     event.add("dtstamp", utcnow())  # when this file was made
     event.add("location", ", ".join(filter(None, (facts.point_name, facts.point_address))))

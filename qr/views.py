@@ -75,6 +75,7 @@ def _facts(booking: Booking, key: str) -> TicketFacts:
         starts_at=start,
         ends_at=end,
         ticket_url=public_url("qr.ticket", code=booking.code, key=key),
+        arrive_at=booking.arrive_at.astimezone(start.tzinfo),
     )
 
 
@@ -95,6 +96,7 @@ def ticket_pdf(code: str, key: str):
         "title": _("Antri ticket"),
         "code": _("Booking code"),
         "when": _("Time"),
+        "arrive": _("Arrive at %(time)s", time="%(time)s"),
         "name": _("Name"),
         "show": _("Show the QR code at the gate. If it cannot be scanned, say the booking code."),
         "keep": _("One ticket admits one person, once."),

@@ -72,6 +72,7 @@ from slots.places import (
 from slots.status import transition
 from slots.stock import COVERS_ONE_MORE, give_back_booking, note_packages, reserve_packages
 from slots.waiting import free_place
+from slots.waves import place_in_wave
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class BookingSummary:
     name: str
     nik_last4: str
     slot: SlotSummary
+    arrive_at: datetime  # the start of its arrival wave, aware UTC (slots.waves)
     # Packages of the day's stock it reserved (issue 15; 0: no stock set that day).
     packages: int = 0
 
@@ -192,6 +194,8 @@ def place_booking(
     if postgresql and row.booking_id is not None:  # the one statement did it all
         booking_id = row.booking_id
         note_new_booking(slot, booking_id, [(row.notice_id, row.due_at)], now)
+        # A statement of its own, after the place's lock (slots.waves: why it is exact).
+        arrive_at = place_in_wave(booking_id, slot, now)
     elif postgresql and person.kk_hash is None and row.fresh:
         raise limit_reached()  # counted in a snapshot that no booking of this NIK passed
     else:
@@ -201,10 +205,12 @@ def place_booking(
         if resident_id is None:
             resident_id = lock_resident(person.nik_hash, person.nik_last4)
         check_limits(resident_id, person.kk_hash, row.starts_at)
-        booking_id, code = insert_booking(slot, resident_id, person, now, "confirmation", packages)
+        booking_id, code, arrive_at = insert_booking(
+            slot, resident_id, person, now, "confirmation", packages
+        )
     forget_count(slot_id)
     return BookingSummary(
-        booking_id, code, CONFIRMED, person.name, person.nik_last4, slot, packages
+        booking_id, code, CONFIRMED, person.name, person.nik_last4, slot, arrive_at, packages
     )
 
 
@@ -258,7 +264,10 @@ _COVERS_WHERE = _sql(COVERS_ONE_MORE)
 # version it saw plus its own bump, or made the row itself; otherwise nothing is
 # written and ``place_booking`` counts again with ``check_limits``, a statement of its
 # own with a new snapshot. Points with a household limit write nothing here either:
-# their rules continue in separate statements.
+# their rules continue in separate statements. The booking is written arriving at the
+# slot's start; its arrival wave is chosen after, by a statement of its own
+# (``slots.waves.place_in_wave``): a CTE here would count in this statement's
+# snapshot, taken before the wait for the slot's lock.
 # The f-string inserts only the compiled constants above, never input (so S608 is off).
 _BOOK_ON_POSTGRESQL = text(
     f"""
@@ -297,13 +306,14 @@ _BOOK_ON_POSTGRESQL = text(
                          AND resident.lock_version = (SELECT lock_version FROM seen) + 1
                END AS fresh,
                held.n AS held,
-               NOT market_point.household_limit AS plain
+               NOT market_point.household_limit AS plain,
+               taken.starts_at
         FROM resident, held, taken JOIN market_point ON market_point.id = taken.market_point_id
     ), new_booking AS (
         INSERT INTO booking (code, slot_id, resident_id, name, nik_last4, phone, language,
-                             status, created_at, packages)
+                             status, created_at, packages, arrive_at)
         SELECT :code, :slot_id, verdict.resident_id, :name, :nik_last4, :phone, :language,
-               :status, :now, COALESCE((SELECT per_booking FROM packed), 0)
+               :status, :now, COALESCE((SELECT per_booking FROM packed), 0), verdict.starts_at
         FROM verdict WHERE verdict.fresh AND verdict.plain AND verdict.held < :limit
         RETURNING id
     ), new_notice AS (

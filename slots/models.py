@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     String,
     UniqueConstraint,
+    select,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -170,6 +171,12 @@ class Household(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+def _slot_start(context) -> datetime:
+    """The default ``booking.arrive_at``: the start of the booking's slot (no wave)."""
+    slot_id = context.get_current_parameters()["slot_id"]
+    return context.connection.execute(select(Slot.starts_at).where(Slot.id == slot_id)).scalar()
+
+
 class Booking(db.Model):
     """One resident's reservation of one slot; ``code`` is the random booking code."""
 
@@ -214,6 +221,10 @@ class Booking(db.Model):
     packages: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     # When the gate handed the packages over (the admission); NULL again after an undo.
     handed_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the resident is told to come (issue 15): the start of the booking's arrival
+    # wave (``slots.waves``); the slot's start with waves off. The default serves rows
+    # written without one (fixtures, tools): the slot's start.
+    arrive_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_slot_start)
 
     slot: Mapped[Slot] = relationship()
     resident: Mapped[Resident] = relationship()

@@ -28,6 +28,7 @@ from slots.availability import NOT_CLOSED
 from slots.codes import new_booking_code
 from slots.identity import ResidentInput
 from slots.models import CONFIRMED, Booking, Slot
+from slots.waves import place_in_wave
 
 if TYPE_CHECKING:  # for annotations only: booking imports this module
     from slots.availability import SlotSummary
@@ -110,10 +111,11 @@ def insert_booking(
     now: datetime,
     notice: str,
     packages: int = 0,
-) -> tuple[int, str]:
-    """Write a confirmed booking whose place is already counted and its ``notice``;
+) -> tuple[int, str, datetime]:
+    """Write a confirmed booking whose place is already counted (the slot's row lock
+    held), give it its arrival wave (``slots.waves.place_in_wave``) and its ``notice``;
     tell the live feed. ``packages``: the stock it reserved (count, issue 15).
-    Returns (booking id, booking code)."""
+    Returns (booking id, booking code, arrive_at aware UTC)."""
     conn = db.session.connection()
     code = new_booking_code()
     booking_id = conn.execute(
@@ -130,10 +132,13 @@ def insert_booking(
             "status": CONFIRMED,
             "created_at": now,
             "packages": packages,
+            "arrive_at": slot.starts_at,
         },
     ).scalar_one()
+    # Before the notice: its message tells the arrival time.
+    arrive_at = place_in_wave(booking_id, slot, now)
     note_new_booking(slot, booking_id, insert_notice(booking_id, notice, now), now)
-    return booking_id, code
+    return booking_id, code, arrive_at
 
 
 def note_new_booking(
@@ -166,5 +171,5 @@ def new_booking(
     packages: int = 0,
 ) -> Booking:
     """``insert_booking``, returning the Booking model."""
-    booking_id, _ = insert_booking(slot, resident_id, person, now, notice, packages)
+    booking_id, _, _ = insert_booking(slot, resident_id, person, now, notice, packages)
     return db.session.get(Booking, booking_id)

@@ -47,6 +47,7 @@ from slots.points import get_point
 from slots.status import transition
 from slots.stock import give_back_packages, move_packages, slot_day
 from slots.waiting import fill_from_waiting_list, free_place
+from slots.waves import place_in_wave
 
 
 def _slot_for_update(slot_id: int) -> Slot:
@@ -239,6 +240,7 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
         .values(slot_id=target.id)
         .execution_options(synchronize_session=False)
     )
+    place_in_wave(booking.id, target, now, written=False)
     free_place(old, now)
     db.session.refresh(booking)
     rearm_notice(booking, "slot_moved", now, now)

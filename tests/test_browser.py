@@ -95,6 +95,7 @@ APP_SETTINGS = (
     "BOOKING_LIMIT_PER_NIK",
     "BOOKING_LIMIT_WINDOW_DAYS",
     "CANCEL_CUTOFF_MINUTES",
+    "ARRIVAL_WAVE_MINUTES",
 )
 HEALTH_TIMEOUT = 20.0  # seconds for gunicorn to answer /healthz
 EXPECT_TIMEOUT = 10_000  # milliseconds for any one browser expectation

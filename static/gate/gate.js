@@ -2,6 +2,7 @@
 // tickets itself, queues its scans and syncs them when the network returns.
 // Without JavaScript the page's form still posts to /gate (keyboard scanners, typed codes).
 import { verifyTicket } from "./ticket.js";
+import { arrivalOf, windowRefusal } from "./window.js";
 
 const cfg = JSON.parse(document.getElementById("gate-config").textContent);
 const form = document.getElementById("scan-form");
@@ -225,15 +226,12 @@ async function decideOffline(text, direction) {
   if (booking && (booking.status === "checked_in" || booking.status === "checked_out")) {
     return done("refused", "already_checked_in", { time: booking.checked_in_at ? clock(new Date(booking.checked_in_at), true) : "?", by: "?" });
   }
-  const opens = new Date(start.getTime() - snapshot.checkin_early_minutes * 60000);
-  const closes = new Date(end.getTime() + snapshot.checkin_late_minutes * 60000);
-  if (now < opens || now > closes) {
-    // As slots.window.window_refusal: after the window is too_late on any later day
-    // (issue 14 item 6a); before it, not_today on an earlier day, else too_early.
-    if (now > closes) return done("refused", "too_late", { time: clock(end, localDay(end) !== localDay(now)) });
-    if (localDay(start) !== localDay(now)) return done("refused", "not_today", { when: clock(start, true) });
-    return done("refused", "too_early", { time: clock(opens) });
-  }
+  // Its arrival wave (issue 15) comes from the snapshot (window.js).
+  const arrive = arrivalOf(booking, start);
+  const w = windowRefusal(start, end, arrive, now, snapshot.checkin_early_minutes, snapshot.checkin_late_minutes, localDay);
+  if (w.reason === "too_late") return done("refused", "too_late", { time: clock(end, localDay(end) !== localDay(now)) });
+  if (w.reason === "not_today") return done("refused", "not_today", { when: clock(start, true) });
+  if (w.reason === "too_early") return done("refused", "too_early", { arrive: clock(arrive), time: clock(w.opens) });
   const inside = insideEstimate();
   if (inside >= snapshot.market_point.safe_limit) return done("wait", "point_full", { inside: inside, limit: snapshot.market_point.safe_limit });
   return done("admitted", "");

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from checkin.models import GateConflict, Scan
 from common.timeutil import utcnow
 from extensions import db
-from slots.models import Booking
+from slots.models import Booking, Slot
 from tests.clock import tomorrow_at
 from tests.servers import gunicorn, post_json
 
@@ -56,6 +56,21 @@ def _cancel(code: str) -> None:
         update(Booking)
         .where(Booking.code == code)
         .values(status="cancelled", cancelled_at=utcnow())
+    )
+    db.session.commit()
+
+
+def _told_to_come_at_start(*bookings: dict) -> None:
+    """Give ``bookings`` (booking answers) the slot's first arrival wave, as if booked
+    before the slot began: a booking made while its slot runs gets a wave that has not
+    begun (issue 15), and the offline scans of these tests are stamped minutes before
+    the bookings were made."""
+    db.session.execute(
+        update(Booking)
+        .where(Booking.code.in_([b["code"] for b in bookings]))
+        .values(
+            arrive_at=select(Slot.starts_at).where(Slot.id == Booking.slot_id).scalar_subquery()
+        )
     )
     db.session.commit()
 
@@ -279,6 +294,7 @@ def _offline(nonce, scanned, minutes_ago=1, **extra):
 
 def test_offline_scans_merge_first_scan_wins_and_flag_conflicts(gate, client, make_user):
     kept, cancelled, twice, walked_out = gate.book(), gate.book(), gate.book(), gate.book()
+    _told_to_come_at_start(kept, cancelled, twice, walked_out)
     # After the device's last sync: one booking is cancelled, another admitted online.
     _cancel(cancelled["code"])
     assert gate.scan(code=twice["code"], device="gate-online").json["result"] == "admitted"
@@ -367,6 +383,7 @@ def test_offline_admission_ignores_a_full_point(gate, client):
     gate.point.safe_limit = 1
     db.session.commit()
     first, second = gate.book(), gate.book()
+    _told_to_come_at_start(first, second)
     gate.scan(code=first["code"])
     body = {"device": "g", "scans": [_offline("x-1", second["ticket"], 1)]}
     result = client.post("/api/v1/checkin/sync", json=body, headers=gate.headers).json

@@ -212,7 +212,7 @@ def test_offline_gate_queues_and_syncs(browser, gate_server):
     page.wait_for_function(f"() => localStorage.getItem('{STORE}snapshot') !== null")
     page.wait_for_function("() => navigator.serviceWorker.controller !== null")
     page.wait_for_function(
-        "async () => !!(await (await caches.open('antri-gate-v1')).match(location.href))"
+        "async () => !!(await (await caches.open('antri-gate-v2')).match(location.href))"
     )
 
     # After the gate's last sync, the market cancels a booking.

@@ -81,3 +81,68 @@ def test_js_verifier_matches_python():
         {"error": "invalid_format"},
         {"error": "invalid_format"},
     ]
+
+
+WINDOW_SCRIPT = """
+import { arrivalOf, windowRefusal } from "%s";
+const c = JSON.parse(process.argv[1]);
+const dayOf = (d) => new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Jakarta" }).format(d);
+const start = new Date(c.start), end = new Date(c.end);
+const out = c.cases.map(([booking, now]) => {
+  const arrive = arrivalOf(booking, start);
+  const w = windowRefusal(start, end, arrive, new Date(now), 15, 30, dayOf);
+  return [w.reason, w.opens.toISOString()];
+});
+console.log(JSON.stringify(out));
+"""
+
+
+def test_offline_window_opens_from_the_arrival_wave():
+    """static/gate/window.js, the offline gate's window, agrees with slots.window (issue
+    15): from the snapshot's ``arrive_at`` less 15 minutes to the slot's end plus 30; a
+    booking the snapshot does not hold (only its ticket) from the slot's start."""
+    if NODE is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("node is required under CI")
+        pytest.skip("node missing")
+    from types import SimpleNamespace
+
+    from slots.window import window_refusal
+
+    start = datetime(2026, 12, 4, 0, 0, tzinfo=UTC)  # 07:00 WIB
+    end = start + timedelta(minutes=30)
+    third = {"arrive_at": (start + timedelta(minutes=20)).isoformat()}
+    at = [start + timedelta(minutes=m) for m in (-16, -15, 4, 5, 60, 61)]
+    at.append(start - timedelta(days=1))
+    cases = [(third, t.isoformat()) for t in at] + [
+        (None, at[0].isoformat()),
+        (None, at[1].isoformat()),
+    ]
+    script = WINDOW_SCRIPT % (REPO / "static" / "gate" / "window.js").as_uri()
+    done = subprocess.run(
+        [NODE, "--input-type=module", "-e", script,
+         json.dumps({"start": start.isoformat(), "end": end.isoformat(), "cases": cases})],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    opens_third = "2026-12-04T00:05:00.000Z"
+    opens_slot = "2026-12-03T23:45:00.000Z"
+    assert got == [
+        ["too_early", opens_third],
+        ["too_early", opens_third],
+        ["too_early", opens_third],
+        ["", opens_third],
+        ["", opens_third],
+        ["too_late", opens_third],
+        ["not_today", opens_third],
+        ["too_early", opens_slot],
+        ["", opens_slot],
+    ]
+    # The server's rule gives the same answers.
+    settings = {"CHECKIN_EARLY_MINUTES": 15, "CHECKIN_LATE_MINUTES": 30}
+    slot = SimpleNamespace(starts_at=start, ends_at=end)
+    arrive = start + timedelta(minutes=20)
+    server = [window_refusal(slot, t, "Asia/Jakarta", settings, arrive) for t in at]
+    server += [window_refusal(slot, t, "Asia/Jakarta", settings) for t in at[:2]]
+    assert server == [reason for reason, _ in got]

@@ -220,7 +220,12 @@ def test_the_openapi_document_describes_handout_and_stock(client):
     text = str(document)
     schemas = document["components"]["schemas"]
     assert "handout" in schemas["ScanOut"]["properties"]
-    assert set(schemas["StockLevelOut"]["properties"]) == {"packages", "reserved", "handed_out", "left"}
+    assert set(schemas["StockLevelOut"]["properties"]) == {
+        "packages",
+        "reserved",
+        "handed_out",
+        "left",
+    }
     assert "stock" in schemas["OccupancyOut"]["properties"]
     assert "stock" in schemas["OverviewOut"]["properties"]
     assert "packages" in schemas["GateBooking"]["properties"]

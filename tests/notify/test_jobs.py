@@ -124,9 +124,13 @@ def test_messages_follow_the_residents_language(client, make_slot, nik, log_file
     indonesian = book(client, slot.id, nik(), phone="081211112222").json["code"]
     by_code = {line["booking"]: line for line in lines(log_file)}
     assert by_code[english]["language"] == "en"
-    assert " is confirmed. Ticket: " in by_code[english]["text"]
+    # The first booking gets the first arrival wave (the slot's start), the second the
+    # next, 10 minutes later (issue 15).
+    first = slot.starts_at.astimezone(JAKARTA)
+    second = first + timedelta(minutes=10)
+    assert f" is confirmed; arrive at {first:%H:%M}. Ticket: " in by_code[english]["text"]
     assert by_code[indonesian]["language"] == "id"
-    assert " berhasil. Tiket: " in by_code[indonesian]["text"]
+    assert f" berhasil; datang pukul {second:%H:%M}. Tiket: " in by_code[indonesian]["text"]
     bad = book(client, slot.id, nik(), language="fr")
     assert bad.status_code == 422 and bad.json["error"] == "invalid_language"
 

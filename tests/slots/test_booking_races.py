@@ -170,8 +170,9 @@ def test_a_booking_of_the_same_nik_committed_while_one_waits_is_counted(
     other.execute(
         sa.text(
             "INSERT INTO booking (code, slot_id, resident_id, name, nik_last4, phone,"
-            " language, status, created_at) VALUES ('RACECODE', :s, :r, 'Ani', :last4,"
-            " '+6281234567890', 'id', 'confirmed', now())"
+            " language, status, created_at, arrive_at) VALUES ('RACECODE', :s, :r, 'Ani',"
+            " :last4, '+6281234567890', 'id', 'confirmed', now(),"
+            " (SELECT starts_at FROM slot WHERE id = :s))"
         ),
         {"s": ids[1], "r": resident_id, "last4": person[-4:]},
     )
