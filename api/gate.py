@@ -43,6 +43,7 @@ def _scan_json(result: checkin_scanning.ScanResult, point: MarketPoint) -> dict[
             if result.inside is not None
             else checkin_occupancy.inside_now([point.id])[point.id]
         ),
+        "proxy": result.proxy,
     }
 
 

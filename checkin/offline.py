@@ -33,7 +33,7 @@ from common.errors import Forbidden, ValidationError
 from common.timeutil import local_date, local_day_bounds, utcnow
 from extensions import db
 from qr.service import public_keys_json
-from slots.models import CANCELLED, CHECKED_OUT, Booking, MarketPoint, Slot
+from slots.models import CANCELLED, CHECKED_OUT, Booking, BookingProxy, MarketPoint, Slot
 from slots.window import grace_minutes
 
 # A gate that was offline sends at most this many scans per request (a day at a busy
@@ -166,8 +166,11 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
     Returns: {server_time, market_point: {id, code, name, timezone, safe_limit},
       checkin_early_minutes, checkin_late_minutes, dwell_minutes, inside_now,
       keys: [as GET /api/v1/keys], bookings: [{id, code, status, starts_at, ends_at,
-      checked_in_at}], cancelled: [booking ids]}; instants ISO 8601 UTC. Names, phones
-      and NIKs are left out: the gate shows them when online.
+      checked_in_at, proxy}], cancelled: [booking ids]}; instants ISO 8601 UTC.
+      Residents' names, phones and NIKs are left out: the gate shows them when online.
+      ``proxy`` is ``{name, nik_last4}`` of the person named to collect (or null): the
+      gate must check their KTP offline too, or a forwarded ticket would pass there
+      (issue 15 part 3). The QR payload stays as it is.
     """
     now = now or utcnow()
     start, _end = local_day_bounds(local_date(now, point.timezone), point.timezone)
@@ -179,8 +182,14 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
             Booking.checked_in_at,
             Slot.starts_at,
             Slot.ends_at,
+            BookingProxy.name.label("proxy_name"),
+            BookingProxy.nik_last4.label("proxy_nik_last4"),
         )
         .join(Slot, Booking.slot_id == Slot.id)
+        .outerjoin(
+            BookingProxy,
+            (BookingProxy.booking_id == Booking.id) & BookingProxy.removed_at.is_(None),
+        )
         .where(
             Slot.market_point_id == point.id,
             Slot.starts_at >= start,
@@ -216,6 +225,11 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
                 "starts_at": row.starts_at.isoformat(),
                 "ends_at": row.ends_at.isoformat(),
                 "checked_in_at": row.checked_in_at.isoformat() if row.checked_in_at else None,
+                "proxy": (
+                    {"name": row.proxy_name, "nik_last4": row.proxy_nik_last4}
+                    if row.proxy_name is not None
+                    else None
+                ),
             }
             for row in rows
         ],

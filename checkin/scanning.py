@@ -43,6 +43,7 @@ from slots.models import (
     MarketPoint,
     Slot,
 )
+from slots.proxy import proxy_summary
 from slots.status import transition
 from slots.window import checkin_window, window_refusal
 
@@ -65,6 +66,9 @@ class ScanResult:
     details: dict = field(default_factory=dict)
     # People inside after this scan, when the scan counted them (None: not known).
     inside: int | None = None
+    # On an admission of a booking with a proxy: ``{name, nik_last4}`` of the person
+    # collecting, whose KTP the gate checks (issue 15 part 3); None otherwise.
+    proxy: dict | None = None
 
 
 # How refusal messages show an instant: the point's wall clock.
@@ -179,13 +183,15 @@ def log_scan(
     device: str,
     nonce: str,
     synced_at: datetime | None = None,
+    by_proxy: bool = False,
 ) -> Scan:
     """Append one row to the scan log and flush it (the refused ones too).
 
     Args: point, booking (None when the ticket was not found), user and device (as
       stored), now (aware UTC, when scanned), direction ``in``|``out``, kind
       ``code``|``ticket``, result and reason ("" when accepted), nonce, synced_at
-      (aware UTC, when an offline scan reached the server; else None).
+      (aware UTC, when an offline scan reached the server; else None), by_proxy (an
+      admission of a booking whose proxy collects: issue 15 part 3).
     Returns: the flushed Scan. Raises IntegrityError on a repeated (user, device, nonce).
     """
     scan = Scan(
@@ -200,6 +206,7 @@ def log_scan(
         reason=reason,
         nonce=nonce,
         synced_at=synced_at,
+        by_proxy=by_proxy,
     )
     db.session.add(scan)
     db.session.flush()
@@ -258,8 +265,16 @@ def replay(scan: Scan, now: datetime | None = None) -> ScanResult:
     if scan.direction == "out" and result == ADMITTED:
         result = CHECKED_OUT
     args, details = _reason_args(scan.reason, booking, point, now) if scan.reason else ({}, {})
+    proxy = proxy_summary(scan.booking_id) if scan.by_proxy else None
     return ScanResult(
-        result, scan.reason, _message(scan.reason, args, booking), booking, scan, True, details
+        result,
+        scan.reason,
+        _message(scan.reason, args, booking),
+        booking,
+        scan,
+        True,
+        details,
+        proxy=proxy,
     )
 
 
@@ -305,6 +320,7 @@ def check_in(
     if booking is not None:
         reason = _refusal_reason(booking, point, now)
     inside = 0
+    proxy = None
     if booking is not None and not reason:
         lock_market_point(point)
         inside = inside_now([point.id], now)[point.id]
@@ -318,12 +334,15 @@ def check_in(
                 set_committed_value(booking, "status", CHECKED_IN)
                 set_committed_value(booking, "checked_in_at", now)
                 result = ADMITTED
+                # Read under the booking's lock: a proxy named or removed is decided.
+                proxy = proxy_summary(booking.id)
             else:
                 db.session.refresh(booking)  # another gate won: read what it wrote
                 reason = _refusal_reason(booking, point, now)
     scan = log_scan(
-        point, user, booking, now, "in", kind, result, reason, device, _nonce(nonce), synced_at
-    )
+        point, user, booking, now, "in", kind, result, reason, device, _nonce(nonce), synced_at,
+        by_proxy=proxy is not None,
+    )  # fmt: skip
     # Inside now is known under the point's lock: no extra query for the live feed.
     count = None if booking is None or result == REFUSED else inside + (result == ADMITTED)
     _record_scan("check_in" if result == ADMITTED else result, point, scan, booking, count)
@@ -332,7 +351,7 @@ def check_in(
     else:
         args, details = _reason_args(reason, booking, point, now)
     return ScanResult(
-        result, reason, _message(reason, args, booking), booking, scan, False, details, count
+        result, reason, _message(reason, args, booking), booking, scan, False, details, count, proxy
     )
 
 

@@ -64,6 +64,9 @@ def _gate_config(point: MarketPoint) -> dict:
             "no_camera": _("The camera is not available. Use the scanner or type the code."),
             "camera_start": _("Scan with the camera"),
             "camera_stop": _("Stop the camera"),
+            # An admission collected by a proxy (issue 15 part 3).
+            "proxy_check": _("check ID card"),
+            "proxy_label": _("Collected by a proxy"),
         },
     }
 

@@ -51,7 +51,7 @@ function normaliseCode(text) {
 
 // The answer, full screen: a colour, one word, the reason; a beep and a buzz.
 let hideTimer = null;
-function show(result, message, extra) {
+function show(result, message, extra, proxy) {
   let box = document.getElementById("result");
   if (!box) {
     box = document.createElement("div");
@@ -69,6 +69,7 @@ function show(result, message, extra) {
   let more = box.querySelector(".extra");
   if (!more) { more = document.createElement("div"); more.className = "extra"; box.appendChild(more); }
   more.textContent = extra || "";
+  showProxy(box, proxy);
   box.hidden = false;
   signal(result.result);
   clearTimeout(hideTimer);
@@ -84,6 +85,17 @@ function showWhy(why, message) {
   const who = document.createElement("div"); who.className = "who"; who.textContent = person[1];
   const nik = document.createElement("div"); nik.className = "nik"; nik.textContent = person[2];
   why.replaceChildren(who, nik);
+}
+// A booking collected by its proxy (issue 15 part 3): whose KTP to check, set apart
+// so the gate cannot miss it.
+function showProxy(box, proxy) {
+  let card = box.querySelector(".proxy");
+  if (!proxy) { if (card) card.remove(); return; }
+  if (!card) { card = document.createElement("div"); card.className = "proxy"; box.appendChild(card); }
+  card.setAttribute("data-proxy-nik", proxy.nik_last4);
+  const line = (cls, text) => { const d = document.createElement("div"); d.className = cls; d.textContent = text; return d; };
+  card.replaceChildren(line("check", cfg.text.proxy_check), line("label", cfg.text.proxy_label),
+                       line("who", proxy.name), line("nik", "NIK ****" + proxy.nik_last4));
 }
 let audio = null;
 function signal(result) {
@@ -154,7 +166,7 @@ async function scan(text, direction) {
         const cached = snapshot.bookings.find((x) => x.code === b.booking.code);
         if (cached) { cached.status = b.booking.status; save("snapshot", snapshot); }
       }
-      return show(b, b.message, bookingLine(b.booking));
+      return show(b, b.message, bookingLine(b.booking), b.result === "admitted" ? b.proxy : null);
     }
     setOffline(true);
   }
@@ -169,7 +181,8 @@ async function scan(text, direction) {
   if (verdict.result === "admitted" || verdict.result === "checked_out") setInside(insideEstimate());
   renderState();
   const message = verdict.reason ? fill(cfg.messages[verdict.reason] || cfg.text.refused, verdict.args) : cfg.text.admitted_offline;
-  show({ result: verdict.result, reason: verdict.reason, offline: true }, message, verdict.code || "");
+  show({ result: verdict.result, reason: verdict.reason, offline: true }, message, verdict.code || "",
+       verdict.result === "admitted" && verdict.booking ? verdict.booking.proxy : null);
 }
 
 function insideEstimate() {
@@ -198,7 +211,7 @@ async function decideOffline(text, direction) {
     if (booking) { start = new Date(booking.starts_at); end = new Date(booking.ends_at); }
   }
   const shown = booking ? booking.code.slice(0, 4) + "-" + booking.code.slice(4) : "";
-  const done = (result, reason, args) => ({ result: result, reason: reason, args: args, id: id, code: shown });
+  const done = (result, reason, args) => ({ result: result, reason: reason, args: args, id: id, code: shown, booking: booking });
   const wasIn = seenIn[id] || (booking && booking.status === "checked_in" && booking.checked_in_at);
   if (direction === "out") {
     if (seenOut[id] || (booking && booking.status === "checked_out")) return done("refused", "already_checked_out");
