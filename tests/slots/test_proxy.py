@@ -324,3 +324,96 @@ def test_the_proxy_is_purged_with_the_booking(app, client, make_slot, nik):
     assert run_timed_work((ends + timedelta(days=days)).isoformat())["bookings_purged"] == 1
     left = db.session.scalars(select(BookingProxy)).all()
     assert [p.booking.code for p in left] == [kept.json["code"]]
+
+
+def _ticket_url(code: str) -> str:
+    from slots.codes import booking_access_key
+
+    return f"/tickets/{code}/{booking_access_key(code)}"
+
+
+def test_the_ticket_page_names_and_removes_a_proxy(client, book):
+    code = book()["code"]
+    url = _ticket_url(code)
+    page = client.get(url).get_data(as_text=True)
+    assert "Diambil oleh orang lain" in page and 'id="proxy-form"' in page
+    assert 'id="proxy-now"' not in page
+
+    form = {"proxy_name": "Siti Aminah", "proxy_nik": PROXY_NIK, "phone": "0812-3456-7890"}
+    named = client.post(f"{url}/proxy", data=form)
+    assert named.status_code == 303 and named.location.endswith(f"{url}#proxy")
+    page = client.get(url).get_data(as_text=True)
+    assert 'id="proxy-now" data-proxy-nik="0011"' in page and "Siti Aminah" in page
+    assert PROXY_NIK not in page
+    assert "Ganti dengan orang ini" in page  # naming again replaces
+    assert _notice(code, "proxy_set") is not None
+
+    wrong = client.post(f"{url}/proxy/remove", data={"remove-phone": "081298765432"})
+    assert wrong.status_code == 404
+    assert 'data-error="booking_not_found"' in wrong.get_data(as_text=True)
+    removed = client.post(f"{url}/proxy/remove", data={"remove-phone": PHONE})
+    assert removed.status_code == 303
+    page = client.get(url).get_data(as_text=True)
+    assert 'id="proxy-now"' not in page
+    assert client.get(f"/api/v1/bookings/{code}?phone={PHONE}").json["proxy"] is None
+
+
+def test_the_ticket_page_shows_faults_beside_the_fields(client, book):
+    code = book(resident_nik="3171041205900777")["code"]
+    url = _ticket_url(code)
+    form = {"proxy_name": "Siti Aminah", "proxy_nik": "1234", "phone": "081298765432"}
+    answer = client.post(f"{url}/proxy", data=form)
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422
+    assert 'id="proxy_nik-error" data-error="invalid_nik"' in page
+    assert 'id="phone-error" data-error="booking_not_found"' in page
+    assert 'value="Siti Aminah"' in page  # what was right is kept
+    assert 'value="1234"' not in page  # the wrong NIK goes back empty
+    own = client.post(
+        f"{url}/proxy", data={**form, "proxy_nik": "3171041205900777", "phone": PHONE}
+    )
+    page = own.get_data(as_text=True)
+    assert own.status_code == 422 and 'data-error="proxy_is_resident"' in page
+    assert "3171041205900777" not in page  # a wrong NIK is not echoed
+    assert db.session.scalar(select(func.count(BookingProxy.id))) == 0
+
+
+def test_the_ticket_page_says_when_the_limit_is_reached(client, book, make_slot):
+    first, second, third = (
+        book(make_slot(capacity=2, starts_in=60 * i))["code"] for i in (2, 3, 4)
+    )
+    form = {"proxy_name": "Siti Aminah", "proxy_nik": PROXY_NIK, "phone": PHONE}
+    for code in (first, second):
+        assert client.post(f"{_ticket_url(code)}/proxy", data=form).status_code == 303
+    refused = client.post(f"{_ticket_url(third)}/proxy", data=form)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 409 and 'data-error="proxy_limit_reached"' in page
+    assert 'value="Siti Aminah"' in page and f'value="{PROXY_NIK}"' in page  # kept to fix
+
+
+def test_the_assisted_booking_desk_names_a_proxy(client, make_slot, make_user, nik):
+    slot = make_slot(capacity=3, starts_in=60)
+    make_user("staff@antri.test", "staff", slot.market_point)
+    client.post("/login", data={"email": "staff@antri.test", "password": "correct-horse-1"})
+    assert 'id="proxy-fields"' in client.get("/admin/assist").get_data(as_text=True)
+    base = {"slot": str(slot.id), "name": "Mbah Sastro", "nik": nik(), "phone": ""}
+    bad = client.post(
+        "/admin/assist",
+        data={**base, "proxy_name": "Siti", "proxy_nik": "12", "request_id": "p1"},
+    )
+    assert bad.status_code == 422 and "Pengambil:" in bad.get_data(as_text=True)
+    assert db.session.scalar(select(func.count(Booking.id))) == 0  # nothing half-written
+    made = client.post(
+        "/admin/assist",
+        data={**base, "proxy_name": "Siti Aminah", "proxy_nik": PROXY_NIK, "request_id": "p2"},
+    )
+    assert made.status_code == 302
+    proxy = db.session.scalar(select(BookingProxy))
+    assert (proxy.name, proxy.nik_last4, proxy.booking.name) == (
+        "Siti Aminah",
+        "0011",
+        "Mbah Sastro",
+    )
+    plain = client.post("/admin/assist", data={**base, "nik": nik(), "request_id": "p3"})
+    assert plain.status_code == 302
+    assert db.session.scalar(select(func.count(BookingProxy.id))) == 1
