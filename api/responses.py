@@ -80,7 +80,7 @@ class BookingOut(BaseModel):
     nik_last4: str
     slot: SlotRef
     market_point: PointRef
-    proxy: ProxyOut | None = None
+    proxy: ProxyOut | None
     ticket: str | None = None
     qr_png_url: str | None = None
     ticket_url: str | None = None
@@ -120,7 +120,7 @@ class ScanOut(BaseModel):
     booking: BookingOut | None
     inside_now: int
     # On an admission of a booking with a proxy: who collects (check their KTP).
-    proxy: ProxyOut | None = None
+    proxy: ProxyOut | None
 
 
 class SyncedScan(BaseModel):
@@ -177,7 +177,7 @@ class GateBooking(BaseModel):
     starts_at: str
     ends_at: str
     checked_in_at: str | None
-    proxy: ProxyOut | None = None
+    proxy: ProxyOut | None
 
 
 class GateSnapshotOut(BaseModel):

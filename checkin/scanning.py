@@ -302,7 +302,9 @@ def check_in(
     Returns: ScanResult with result ``admitted``, ``refused`` (with a reason), or
       ``wait`` (reason ``point_full``: the ticket is valid but the point holds its
       safe limit; the ticket is not used up and admits once someone leaves).
-      A refusal is a result, not an exception, so it is logged.
+      A refusal is a result, not an exception, so it is logged. An admission of a
+      booking with a proxy carries ``proxy`` ``{name, nik_last4}`` and is logged
+      ``by_proxy`` (issue 15 part 3).
     Raises: Forbidden (403) when ``user`` may not scan at ``point``. Two concurrent
       requests with one nonce: the second's flush raises IntegrityError (the unique
       constraint); the caller rolls back and answers ``replay`` of the first.
