@@ -72,7 +72,7 @@ def _gate_config(point: MarketPoint) -> dict:
 
 
 # The gate service worker's cache; a new name when the cached files change shape.
-GATE_CACHE = "antri-gate-v1"
+GATE_CACHE = "antri-gate-v2"  # v2: gate.js shows a proxy (issue 15 part 3)
 
 
 @bp.get("/gate-sw.js")
