@@ -236,6 +236,9 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "BOOKING_LIMIT_PER_KK": parse_int(
             "BOOKING_LIMIT_PER_KK", get("BOOKING_LIMIT_PER_KK", "1"), 1
         ),
+        # Bookings one person may collect for as a proxy per local date, over every
+        # point (issue 15 part 3); unrelated to PROXY_HOPS (reverse-proxy hops).
+        "PROXY_LIMIT_PER_DAY": parse_int("PROXY_LIMIT_PER_DAY", get("PROXY_LIMIT_PER_DAY", "2"), 1),
         # How long a statement waits for another transaction's lock before it gives up
         # and the request is answered 503 "busy": milliseconds (PostgreSQL: each
         # connection's lock_timeout, set by common.locking.init_app).

@@ -26,6 +26,7 @@ from slots.availability import open_slots
 from slots.codes import booking_access_key
 from slots.errors import SlotNotFound
 from slots.models import MarketPoint, Slot
+from slots.proxy import check_proxy, set_proxy
 from slots.staff import book_for_resident
 
 
@@ -37,6 +38,9 @@ class AssistForm(FlaskForm):
     nik = StringField(_l("NIK (16 digits)"))
     phone = TelField(_l("Mobile phone number (if they have one)"))
     kk = StringField(_l("Family card (KK) number, 16 digits"))
+    # Optional: the person who collects for the resident (issue 15 part 3).
+    proxy_name = StringField(_l("Collected by (name as on KTP), optional"))
+    proxy_nik = StringField(_l("Their NIK (16 digits), optional"))
     request_id = HiddenField()
 
 
@@ -88,9 +92,12 @@ def assist():
     status = 200
     if form.validate_on_submit():
         fields = (form.name.data or "", form.nik.data or "", form.phone.data or "")
+        proxy = (form.proxy_name.data or "", form.proxy_nik.data or "")
         try:
             if form.slot.data not in {s.id for s in slots}:
                 raise SlotNotFound()
+            if any(part.strip() for part in proxy):  # both asked for, before booking
+                check_proxy(*proxy)
             booking = book_for_resident(
                 form.slot.data,
                 fields,
@@ -98,11 +105,17 @@ def assist():
                 form.request_id.data or secrets.token_urlsafe(16),
                 audit.Actor.of(current_user, request.remote_addr),
             )
+            if any(part.strip() for part in proxy):
+                set_proxy(booking, *proxy)  # refused: the booking is rolled back with it
         except DomainError as exc:
             db.session.rollback()
-            flash(str(exc.message), "error")
+            message = str(exc.message)
+            if any(field.startswith("proxy_") for field in exc.fields):  # whose NIK it is
+                message = str(_l("Collected by: %(message)s", message=message))
+            flash(message, "error")
             status = exc.status
             form.nik.data = ""  # never echo a full NIK back into the page
+            form.proxy_nik.data = ""
         else:  # the request's one commit follows (common.transactions.run_view)
             key = booking_access_key(booking.code)
             return redirect(url_for("qr.ticket", code=booking.code, key=key, new=1))

@@ -1,4 +1,5 @@
-"""``/api/v1/bookings``: a resident books a slot, looks the booking up, cancels it."""
+"""``/api/v1/bookings``: a resident books a slot, looks the booking up, cancels it,
+names or removes the proxy who collects it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from flask import jsonify, request
 
 from api import bp
 from api.responses import BookingOut, StatusOut, booking_json
-from api.schemas import NewBooking, PhoneBody, ResidentLookup
+from api.schemas import NewBooking, PhoneBody, ProxyBody, ProxyRemoval, ResidentLookup
 from api.spec import validate
 from common.db import run_with_retry
 from common.limits import (
@@ -20,6 +21,7 @@ from common.limits import (
 from extensions import limiter
 from slots import booking as slots_booking
 from slots import codes as slots_codes
+from slots import proxy as slots_proxy
 
 
 @bp.post("/bookings")
@@ -82,3 +84,32 @@ def cancel_booking(code: str, json: PhoneBody):
     # Promotions lock several residents; a crossed pair may deadlock and retry.
     booking = run_with_retry(cancel)
     return jsonify({"code": booking.code, "status": booking.status})
+
+
+@bp.post("/bookings/<code>/proxy")
+@limiter.limit(lookup_ip_limit)
+@code_budget()
+@validate(404, 409, 413, 422, 429, ok=BookingOut, tags=("bookings",))
+def set_booking_proxy(code: str, json: ProxyBody):
+    """Name the person who collects the booking (issue 15 part 3): ``{phone,
+    proxy_name, proxy_nik}`` -> the booking with ``proxy: {name, nik_last4}``; naming
+    again replaces the proxy. 404 ``booking_not_found`` (code and phone do not match);
+    409 ``proxy_not_allowed`` (not confirmed) or ``proxy_limit_reached`` (the person
+    already collects for PROXY_LIMIT_PER_DAY bookings that day, at any point); 422
+    ``invalid_name``, ``invalid_nik``, ``proxy_is_resident`` (the resident's own NIK)."""
+    booking = slots_booking.get_booking_for_resident(code, json.phone or "")
+    slots_proxy.set_proxy(booking, json.proxy_name, json.proxy_nik)
+    return jsonify(booking_json(booking))
+
+
+@bp.delete("/bookings/<code>/proxy")
+@limiter.limit(lookup_ip_limit)
+@code_budget()
+@validate(404, 409, 413, 422, 429, ok=BookingOut, tags=("bookings",))
+def remove_booking_proxy(code: str, json: ProxyRemoval, query: ResidentLookup):
+    """Remove the booking's proxy: ``{phone}`` (or ``?phone=``) -> the booking with
+    ``proxy: null`` (also when none was named). 404 ``booking_not_found``; 409
+    ``proxy_not_allowed`` when the booking is not confirmed."""
+    booking = slots_booking.get_booking_for_resident(code, json.phone or query.phone)
+    slots_proxy.remove_proxy(booking)
+    return jsonify(booking_json(booking))

@@ -45,6 +45,7 @@ def _scan_json(result: checkin_scanning.ScanResult, point: MarketPoint) -> dict[
         ),
         # The packages to hand over (issue 15): {packages} on an admission, else null.
         "handout": result.handout,
+        "proxy": result.proxy,
     }
 
 

@@ -15,6 +15,7 @@ from qr.service import issue_ticket
 from slots.booking import BookingSummary
 from slots.codes import booking_access_key
 from slots.models import Booking, MarketPoint, Slot, WaitingListEntry
+from slots.proxy import proxy_summary
 from slots.waiting import waiting_position
 
 # Schemas ------------------------------------------------------------------------------
@@ -63,8 +64,17 @@ class PointRef(BaseModel):
     address: str | None = None
 
 
+class ProxyOut(BaseModel):
+    """The person named to collect a booking (issue 15 part 3): their name and the last
+    four digits of their NIK, to check against their KTP at the gate."""
+
+    name: str
+    nik_last4: str
+
+
 class BookingOut(BaseModel):
-    """A booking; the resident's view adds the ticket and its links. No full NIK."""
+    """A booking; the resident's view adds the ticket and its links. No full NIK.
+    ``proxy`` is the person named to collect it, or null."""
 
     code: str
     status: str
@@ -77,6 +87,7 @@ class BookingOut(BaseModel):
     # (issue 15); the slot's start with waves off.
     arrive_at: datetime
     market_point: PointRef
+    proxy: ProxyOut | None
     ticket: str | None = None
     qr_png_url: str | None = None
     ticket_url: str | None = None
@@ -135,6 +146,8 @@ class ScanOut(BaseModel):
     booking: BookingOut | None
     inside_now: int
     handout: HandoutOut | None
+    # On an admission of a booking with a proxy: who collects (check their KTP).
+    proxy: ProxyOut | None
 
 
 class SyncedScan(BaseModel):
@@ -183,7 +196,8 @@ class GatePoint(BaseModel):
 
 class GateBooking(BaseModel):
     """A booking as an offline gate knows it; instants ISO 8601 UTC; ``packages`` to
-    hand over on its admission (issue 15; 0 when none)."""
+    hand over on its admission (issue 15; 0 when none); ``proxy`` the person named to
+    collect it (the offline gate shows them to check their KTP)."""
 
     id: int
     code: str
@@ -192,6 +206,7 @@ class GateBooking(BaseModel):
     ends_at: str
     checked_in_at: str | None
     packages: int = 0
+    proxy: ProxyOut | None
 
 
 class GateSnapshotOut(BaseModel):
@@ -345,6 +360,8 @@ def booking_json(booking: Booking | BookingSummary, with_ticket: bool = True) ->
             "name": slot.market_point.name,
             "address": slot.market_point.address,
         },
+        # A booking just made has no proxy yet: no query on the booking rush.
+        "proxy": None if isinstance(booking, BookingSummary) else proxy_summary(booking.id),
     }
     if with_ticket:
         key = booking_access_key(booking.code)

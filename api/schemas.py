@@ -260,6 +260,30 @@ class StockBody(Request):
     per_booking: StrictInt = 1
 
 
+class ProxyBody(Request):
+    """``POST /bookings/{code}/proxy``: the booking's ``phone`` (proves it is the
+    resident's, as for cancel) and the proxy's ``proxy_name`` and 16-digit
+    ``proxy_nik``; the services check their form (issue 15 part 3)."""
+
+    error_codes: ClassVar[dict[str, str]] = {
+        "phone": "invalid_phone",
+        "proxy_name": "invalid_name",
+        "proxy_nik": "invalid_nik",
+    }
+    phone: StrictStr | None = None
+    proxy_name: NonBlank
+    proxy_nik: NonBlank
+
+
+class ProxyRemoval(Request):
+    """``DELETE /bookings/{code}/proxy``: ``{phone}`` as for cancel; the body may be left
+    out when ``?phone=`` is in the query instead."""
+
+    error_codes: ClassVar[dict[str, str]] = {"phone": "invalid_phone"}
+    optional_body: ClassVar[bool] = True
+    phone: StrictStr | None = None
+
+
 class BookingMove(Request):
     """``POST /bookings/{code}/move``: the slot to move to."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from accounts.models import User
@@ -58,6 +58,9 @@ class Scan(db.Model):
     reason: Mapped[str] = mapped_column(String(32), default="")
     nonce: Mapped[str] = mapped_column(String(64))
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The booking's proxy collected, not the resident (issue 15 part 3): set on the
+    # admission of a booking that had a proxy named.
+    by_proxy: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     booking: Mapped[Booking | None] = relationship()
     user: Mapped[User] = relationship()

@@ -33,7 +33,7 @@ from common.errors import Forbidden, ValidationError
 from common.timeutil import local_date, local_day_bounds, utcnow
 from extensions import db
 from qr.service import public_keys_json
-from slots.models import CANCELLED, CHECKED_OUT, Booking, MarketPoint, Slot
+from slots.models import CANCELLED, CHECKED_OUT, Booking, BookingProxy, MarketPoint, Slot
 from slots.window import grace_minutes
 
 # A gate that was offline sends at most this many scans per request (a day at a busy
@@ -166,14 +166,16 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
     Returns: {server_time, market_point: {id, code, name, timezone, safe_limit},
       checkin_early_minutes, checkin_late_minutes, dwell_minutes, inside_now,
       keys: [as GET /api/v1/keys], bookings: [{id, code, status, starts_at, ends_at,
-      arrive_at, checked_in_at, packages (count to hand over on admission, issue 15)}],
-      cancelled: [booking ids]}; instants ISO 8601 UTC.
-      Names, phones and NIKs are left out: the gate shows them when online. The gate
-      opens for a booking from its ``arrive_at`` (issue 15) less the early minutes, as
-      ``slots.window.checkin_window``; a booking made after the last sync is known
-      only by its ticket, which states the slot, not the wave: the gate opens for it
-      from the slot's start, and the merge records a too-early admission as a
-      conflict.
+      arrive_at, checked_in_at, packages (count to hand over on admission), proxy}],
+      cancelled: [booking ids]}; instants ISO 8601 UTC. Residents' names, phones and
+      NIKs are left out: the gate shows them when online.
+      Issue 15: the gate opens for a booking from its ``arrive_at`` less the early
+      minutes, as ``slots.window.checkin_window``; a booking made after the last sync
+      is known only by its ticket, which states the slot, not the wave: the gate opens
+      for it from the slot's start, and the merge records a too-early admission as a
+      conflict. ``proxy`` is ``{name, nik_last4}`` of the person named to collect (or
+      null): the gate must check their KTP offline too, or a forwarded ticket would
+      pass there. The QR payload stays as it is.
     """
     now = now or utcnow()
     start, _end = local_day_bounds(local_date(now, point.timezone), point.timezone)
@@ -187,8 +189,14 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
             Booking.arrive_at,
             Slot.starts_at,
             Slot.ends_at,
+            BookingProxy.name.label("proxy_name"),
+            BookingProxy.nik_last4.label("proxy_nik_last4"),
         )
         .join(Slot, Booking.slot_id == Slot.id)
+        .outerjoin(
+            BookingProxy,
+            (BookingProxy.booking_id == Booking.id) & BookingProxy.removed_at.is_(None),
+        )
         .where(
             Slot.market_point_id == point.id,
             Slot.starts_at >= start,
@@ -228,6 +236,11 @@ def gate_snapshot(point: MarketPoint, now: datetime | None = None) -> dict:
                 "checked_in_at": row.checked_in_at.isoformat() if row.checked_in_at else None,
                 # What to hand over on an offline admission (issue 15); 0: nothing.
                 "packages": row.packages,
+                "proxy": (
+                    {"name": row.proxy_name, "nik_last4": row.proxy_nik_last4}
+                    if row.proxy_name is not None
+                    else None
+                ),
             }
             for row in rows
         ],

@@ -44,6 +44,7 @@ from slots.models import (
     MarketPoint,
     Slot,
 )
+from slots.proxy import proxy_summary
 from slots.status import transition
 from slots.window import checkin_window, window_refusal
 
@@ -71,6 +72,9 @@ class ScanResult:
     inside: int | None = None
     # The packages to hand over on this admission (issue 15): {"packages": K} or None.
     handout: dict | None = None
+    # On an admission of a booking with a proxy: ``{name, nik_last4}`` of the person
+    # collecting, whose KTP the gate checks (issue 15 part 3); None otherwise.
+    proxy: dict | None = None
 
 
 # How refusal messages show an instant: the point's wall clock.
@@ -190,13 +194,15 @@ def log_scan(
     device: str,
     nonce: str,
     synced_at: datetime | None = None,
+    by_proxy: bool = False,
 ) -> Scan:
     """Append one row to the scan log and flush it (the refused ones too).
 
     Args: point, booking (None when the ticket was not found), user and device (as
       stored), now (aware UTC, when scanned), direction ``in``|``out``, kind
       ``code``|``ticket``, result and reason ("" when accepted), nonce, synced_at
-      (aware UTC, when an offline scan reached the server; else None).
+      (aware UTC, when an offline scan reached the server; else None), by_proxy (an
+      admission of a booking whose proxy collects: issue 15 part 3).
     Returns: the flushed Scan. Raises IntegrityError on a repeated (user, device, nonce).
     """
     scan = Scan(
@@ -211,6 +217,7 @@ def log_scan(
         reason=reason,
         nonce=nonce,
         synced_at=synced_at,
+        by_proxy=by_proxy,
     )
     db.session.add(scan)
     db.session.flush()
@@ -271,6 +278,7 @@ def replay(scan: Scan, now: datetime | None = None) -> ScanResult:
     args, details = _reason_args(scan.reason, booking, point, now) if scan.reason else ({}, {})
     # The first answer's handout again, handed over once (issue 15).
     handout = replayed_handout(booking) if scan.direction == "in" and result == ADMITTED else None
+    proxy = proxy_summary(scan.booking_id) if scan.by_proxy else None
     return ScanResult(
         result,
         scan.reason,
@@ -280,6 +288,7 @@ def replay(scan: Scan, now: datetime | None = None) -> ScanResult:
         True,
         details,
         handout=handout,
+        proxy=proxy,
     )
 
 
@@ -307,7 +316,9 @@ def check_in(
     Returns: ScanResult with result ``admitted``, ``refused`` (with a reason), or
       ``wait`` (reason ``point_full``: the ticket is valid but the point holds its
       safe limit; the ticket is not used up and admits once someone leaves).
-      A refusal is a result, not an exception, so it is logged.
+      A refusal is a result, not an exception, so it is logged. An admission of a
+      booking with a proxy carries ``proxy`` ``{name, nik_last4}`` and is logged
+      ``by_proxy`` (issue 15 part 3).
     Raises: Forbidden (403) when ``user`` may not scan at ``point``. Two concurrent
       requests with one nonce: the second's flush raises IntegrityError (the unique
       constraint); the caller rolls back and answers ``replay`` of the first.
@@ -326,6 +337,7 @@ def check_in(
         reason = _refusal_reason(booking, point, now)
     inside = 0
     handout = None
+    proxy = None
     if booking is not None and not reason:
         lock_market_point(point)
         inside = inside_now([point.id], now)[point.id]
@@ -340,12 +352,15 @@ def check_in(
                 set_committed_value(booking, "checked_in_at", now)
                 result = ADMITTED
                 handout = hand_out(booking, now)
+                # Read under the booking's lock: a proxy named or removed is decided.
+                proxy = proxy_summary(booking.id)
             else:
                 db.session.refresh(booking)  # another gate won: read what it wrote
                 reason = _refusal_reason(booking, point, now)
     scan = log_scan(
-        point, user, booking, now, "in", kind, result, reason, device, _nonce(nonce), synced_at
-    )
+        point, user, booking, now, "in", kind, result, reason, device, _nonce(nonce), synced_at,
+        by_proxy=proxy is not None,
+    )  # fmt: skip
     # Inside now is known under the point's lock: no extra query for the live feed.
     count = None if booking is None or result == REFUSED else inside + (result == ADMITTED)
     _record_scan("check_in" if result == ADMITTED else result, point, scan, booking, count)
@@ -354,7 +369,7 @@ def check_in(
     else:
         args, details = _reason_args(reason, booking, point, now)
     message = _message(reason, args, booking)
-    return ScanResult(result, reason, message, booking, scan, False, details, count, handout)
+    return ScanResult(result, reason, message, booking, scan, False, details, count, handout, proxy)
 
 
 def _record_scan(

@@ -74,12 +74,16 @@ def _gate_config(point: MarketPoint) -> dict:
             "handout_other": get_translations().ngettext(
                 "Hand over %(num)s package", "Hand over %(num)s packages", 2
             ),
+            # An admission collected by a proxy (issue 15 part 3).
+            "proxy_check": _("check ID card"),
+            "proxy_label": _("Collected by a proxy"),
         },
     }
 
 
 # The gate service worker's cache; a new name when the cached files change shape.
-GATE_CACHE = "antri-gate-v2"
+# v3: gate.js shows the handout and the proxy (issue 15).
+GATE_CACHE = "antri-gate-v3"
 
 
 @bp.get("/gate-sw.js")

@@ -36,6 +36,8 @@ LABELS = {
     "promotion": _l("Place from the waiting list"),
     "slot_closed": _l("Slot closed"),
     "slot_moved": _l("Booking moved"),
+    "proxy_set": _l("Proxy named"),
+    "proxy_removed": _l("Proxy removed"),
     # account roles (accounts.models)
     "staff": _l("Gate staff"),
     "supervisor": _l("Supervisor"),

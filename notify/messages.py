@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from sqlalchemy import select
 
 from common.links import public_url
 from common.timeutil import zone
+from extensions import db
 from notify.channels import Message
 from slots.codes import booking_access_key
-from slots.models import Booking, Notice
+from slots.models import Booking, BookingProxy, Notice
 
 
 def _ticket_link(booking: Booking) -> str:
     """The public URL of ``booking``'s ticket page (its capability key included), on
     PUBLIC_BASE_URL whichever host name the request that caused the message used."""
     return public_url("qr.ticket", code=booking.code, key=booking_access_key(booking.code))
+
+
+def _proxy_values(booking: Booking) -> dict[str, str]:
+    """The proxy a ``proxy_set`` or ``proxy_removed`` message names: the booking's proxy
+    row as it is now (a removed one keeps its row: ``BookingProxy.removed_at``)."""
+    proxy = db.session.scalar(select(BookingProxy).where(BookingProxy.booking_id == booking.id))
+    if proxy is None:  # purged with the booking; its notices are void by then
+        return {"proxy": "?", "proxy_nik": "????"}
+    return {"proxy": proxy.name, "proxy_nik": proxy.nik_last4}
 
 
 def render_notice(notice: Notice) -> str:
@@ -37,6 +48,8 @@ def render_notice(notice: Notice) -> str:
         "arrive": f"{arrive:%H:%M}",
         "link": _ticket_link(booking),
     }
+    if notice.kind in ("proxy_set", "proxy_removed"):
+        values.update(_proxy_values(booking))
     with force_locale(booking.language or "id"):
         texts = {
             "confirmation": _(
@@ -61,6 +74,15 @@ def render_notice(notice: Notice) -> str:
             "slot_moved": _(
                 "Antri: the market moved booking %(code)s at %(point)s to %(when)s; "
                 "arrive at %(arrive)s. Ticket: %(link)s"
+            ),
+            "proxy_set": _(
+                "Antri: %(proxy)s (NIK ****%(proxy_nik)s) may now collect booking %(code)s "
+                "at %(point)s on %(when)s for you, showing their KTP at the gate. "
+                "Not you? Remove them: %(link)s"
+            ),
+            "proxy_removed": _(
+                "Antri: %(proxy)s (NIK ****%(proxy_nik)s) no longer collects booking "
+                "%(code)s at %(point)s on %(when)s. Ticket: %(link)s"
             ),
         }
         return texts[notice.kind] % values

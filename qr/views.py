@@ -11,14 +11,16 @@ from common.limits import code_budget, code_key, lookup_code_limit, lookup_ip_li
 from common.links import public_url
 from extensions import db, limiter
 from qr import bp, printable
-from qr.forms import CancelForm, LookupForm
+from qr.forms import CancelForm, LookupForm, ProxyForm, RemoveProxyForm
 from qr.printable import TicketFacts
 from qr.render import qr_png, qr_svg
 from qr.service import issue_ticket
 from slots.availability import slot_local_times
 from slots.booking import can_cancel, cancel_booking, find_booking, get_booking_for_resident
-from slots.codes import booking_access_key, check_access_key, waiting_access_key
+from slots.codes import booking_access_key, check_access_key, match_phone, waiting_access_key
+from slots.errors import BookingNotFound
 from slots.models import Booking
+from slots.proxy import proxy_faults, proxy_summary, remove_proxy, set_proxy
 from slots.waiting import get_waiting_entry_for_resident
 
 
@@ -36,8 +38,22 @@ def _booking_from_url(code: str, key: str, usable: bool = False) -> Booking:
 @bp.get("/tickets/<code>/<key>")
 def ticket(code: str, key: str):
     """The ticket: QR code, booking code, market point and local slot time."""
-    booking = _booking_from_url(code, key)
+    return _ticket_page(_booking_from_url(code, key), key)
+
+
+def _ticket_page(
+    booking: Booking,
+    key: str,
+    proxy_form: ProxyForm | None = None,
+    remove_form: RemoveProxyForm | None = None,
+    faults: dict[str, DomainError] | None = None,
+    error: DomainError | None = None,
+    status: int = 200,
+) -> Response:
+    """Render the ticket page; with a proxy form sent back, its faults beside its fields
+    (``faults``: {field name: error}) or a refusal above it (``error``)."""
     start, end = slot_local_times(booking.slot)
+    faults = faults or {}
     response = Response(
         render_template(
             "qr/ticket.html",
@@ -54,7 +70,15 @@ def ticket(code: str, key: str):
             ),
             cancel_cutoff=current_app.config["CANCEL_CUTOFF_MINUTES"],
             new=request.args.get("new") == "1",
-        )
+            proxy=proxy_summary(booking.id),
+            proxy_form=proxy_form or ProxyForm(formdata=None),
+            remove_form=remove_form or RemoveProxyForm(formdata=None, prefix="remove"),
+            proxy_limit=current_app.config["PROXY_LIMIT_PER_DAY"],
+            faults=faults,
+            first_fault=next(iter(faults), None),
+            proxy_error=error,
+        ),
+        status=status,
     )
     # The URL is the ticket's key: keep it out of shared caches and referrers.
     response.headers["Cache-Control"] = "private, no-store"
@@ -218,3 +242,78 @@ def cancel(code: str, key: str):
     else:
         flash(_("Your booking is cancelled. Your place is free for someone else."), "ok")
     return redirect(ticket_url)
+
+
+# The proxy form's field each field-level refusal is about (issue 14 item 8's way).
+PROXY_FIELD_OF_CODE = {
+    "invalid_name": "proxy_name",
+    "invalid_nik": "proxy_nik",
+    "proxy_is_resident": "proxy_nik",
+    "booking_not_found": "phone",
+}
+
+
+def _wrong_phone() -> BookingNotFound:
+    """The ticket page's words for a phone that is not the booking's."""
+    return BookingNotFound(_("This is not the phone number this booking was made with."))
+
+
+@bp.post("/tickets/<code>/<key>/proxy")
+@limiter.limit(lookup_ip_limit)
+@code_budget()
+def set_ticket_proxy(code: str, key: str):
+    """Name (or replace) the person who collects this booking: "Diambil oleh orang
+    lain" (issue 15 part 3); the booking's phone proves it is the resident's."""
+    booking = _booking_from_url(code, key)
+    form = ProxyForm()
+    if not form.validate_on_submit():
+        abort(400)
+    name, nik, phone = form.proxy_name.data or "", form.proxy_nik.data or "", form.phone.data or ""
+    faults: dict[str, DomainError] = dict(proxy_faults(name, nik))
+    try:
+        match_phone(booking, phone, BookingNotFound)
+    except DomainError:
+        faults["phone"] = _wrong_phone()
+    error = None
+    if not faults:
+        try:
+            set_proxy(booking, name, nik)
+        except DomainError as exc:
+            db.session.rollback()
+            field = PROXY_FIELD_OF_CODE.get(exc.code)
+            faults, error = ({field: exc}, None) if field else ({}, exc)
+        else:  # the request's one commit follows (common.transactions.run_view)
+            flash(
+                _("%(name)s may now collect for you, showing their KTP.", name=name.strip()), "ok"
+            )
+            return redirect(url_for("qr.ticket", code=booking.code, key=key) + "#proxy", 303)
+    for field in faults:  # what was wrong goes back empty (issue 14 item 7)
+        form[field].data = ""
+    booking = _booking_from_url(code, key)
+    status = (error or next(iter(faults.values()))).status
+    return _ticket_page(booking, key, proxy_form=form, faults=faults, error=error, status=status)
+
+
+@bp.post("/tickets/<code>/<key>/proxy/remove")
+@limiter.limit(lookup_ip_limit)
+@code_budget()
+def remove_ticket_proxy(code: str, key: str):
+    """Remove the booking's proxy: only the resident collects again."""
+    booking = _booking_from_url(code, key)
+    form = RemoveProxyForm(prefix="remove")
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        match_phone(booking, form.phone.data or "", BookingNotFound)
+    except DomainError:
+        wrong = {"remove-phone": _wrong_phone()}
+        form.phone.data = ""
+        return _ticket_page(booking, key, remove_form=form, faults=wrong, status=404)
+    try:
+        remove_proxy(booking)
+    except DomainError as exc:
+        db.session.rollback()
+        booking = _booking_from_url(code, key)
+        return _ticket_page(booking, key, error=exc, status=exc.status)
+    flash(_("The proxy is removed. Only you can collect this booking."), "ok")
+    return redirect(url_for("qr.ticket", code=booking.code, key=key) + "#proxy", 303)

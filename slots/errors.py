@@ -257,3 +257,37 @@ class InvalidStock(ValidationError):
     default_message = _l(
         "Packages must be a whole number from 0 to 1000000, and packages per booking from 1 to 100."
     )
+
+
+class ProxyNotAllowed(DomainError):
+    """Only a confirmed booking can have its proxy named or removed (issue 15 part 3):
+    a checked-in, finished, cancelled or no-show booking has nothing left to collect."""
+
+    code = "proxy_not_allowed"
+    status = 409
+    default_message = _l(
+        "A proxy can be named or removed only for a confirmed booking that has not been "
+        "collected yet."
+    )
+
+
+class ProxyIsResident(ValidationError):
+    """The proxy's NIK is the resident's own: the resident needs no proxy."""
+
+    code = "proxy_is_resident"
+    default_message = _l(
+        "This is your own NIK. A proxy is someone else who collects for you; "
+        "you do not need one to come yourself."
+    )
+
+
+class ProxyLimitReached(DomainError):
+    """The proxy already collects for PROXY_LIMIT_PER_DAY active bookings on the
+    booking's local date, over every market point (issue 15 part 3)."""
+
+    code = "proxy_limit_reached"
+    status = 409
+    default_message = _l(
+        "This person already collects for the most bookings allowed on this day. "
+        "Please name someone else."
+    )

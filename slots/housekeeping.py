@@ -28,6 +28,7 @@ from slots.models import (
     NOTICE_VOID,
     WAITING,
     Booking,
+    BookingProxy,
     Household,
     IdempotencyKey,
     Notice,
@@ -184,6 +185,14 @@ def purge_personal_data(now: datetime | None = None) -> PurgeCounts:
         .values(**erased)
         .execution_options(synchronize_session=False)
     ).rowcount
+    # A proxy's name and NIK go with the booking's personal data (issue 15 part 3).
+    db.session.execute(
+        delete(BookingProxy)
+        .where(
+            BookingProxy.booking_id.in_(select(Booking.id).where(Booking.purged_at.is_not(None)))
+        )
+        .execution_options(synchronize_session=False)
+    )
     db.session.execute(
         update(Notice)
         .where(

@@ -276,6 +276,35 @@ class Stock(db.Model):
         return f"<Stock {self.market_point_id} {self.day} {self.reserved}/{self.packages}>"
 
 
+class BookingProxy(db.Model):
+    """The one person a resident names to collect a booking for them (issue 15 part 3).
+
+    The proxy's NIK is kept as a resident's is (DESIGN.md privacy): a keyed hash for
+    the per-day limit and the last four digits to show. ``day`` is the local date of the
+    booking's slot, the date PROXY_LIMIT_PER_DAY counts on. A removed proxy keeps its
+    row with ``removed_at`` set until it is named again or the booking is purged, so the
+    resident's message can say who was removed; only rows without ``removed_at`` count
+    and show. Written only through ``slots.proxy``.
+    """
+
+    __tablename__ = "booking_proxy"
+    __table_args__ = (Index("ix_booking_proxy_nik_day", "nik_hash", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("booking.id"), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    nik_hash: Mapped[str] = mapped_column(String(64))
+    nik_last4: Mapped[str] = mapped_column(String(4))
+    day: Mapped[date]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    booking: Mapped[Booking] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<BookingProxy {self.booking_id} ****{self.nik_last4} {self.day}>"
+
+
 # Waiting-list entry statuses: waiting -> promoted (got a booking), left (resident
 # left the list), skipped (over the per-NIK limit when their turn came), expired
 # (the slot ended first).
@@ -358,6 +387,8 @@ NOTICE_KINDS = (
     "promotion",
     "slot_closed",
     "slot_moved",
+    "proxy_set",
+    "proxy_removed",
 )
 
 

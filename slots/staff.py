@@ -44,6 +44,7 @@ from slots.locks import lock_confirmed_booking, lock_slot
 from slots.models import CANCELLED, CONFIRMED, EXPIRED, WAITING, Booking, Slot, WaitingListEntry
 from slots.places import MAX_CAPACITY, give_back_places, resize, take_place
 from slots.points import get_point
+from slots.proxy import move_proxy_day
 from slots.status import transition
 from slots.stock import give_back_packages, move_packages, slot_day
 from slots.waiting import fill_from_waiting_list, free_place
@@ -243,6 +244,7 @@ def move_booking(code: str, to_slot_id: int, actor: Actor, now: datetime | None 
     place_in_wave(booking.id, target, now, written=False)
     free_place(old, now)
     db.session.refresh(booking)
+    move_proxy_day(booking)  # the proxy limit counts on the slot's local date
     rearm_notice(booking, "slot_moved", now, now)
     remind_at = target.starts_at - timedelta(minutes=current_app.config["REMINDER_MINUTES"])
     if remind_at > now:

@@ -59,7 +59,7 @@ function handoutText(handout) {
 // The answer, full screen: a colour, one word, the reason, the packages to hand over;
 // a beep and a buzz.
 let hideTimer = null;
-function show(result, message, extra, handout) {
+function show(result, message, extra, handout, proxy) {
   let box = document.getElementById("result");
   if (!box) {
     box = document.createElement("div");
@@ -82,6 +82,7 @@ function show(result, message, extra, handout) {
   give.textContent = handoutText(handout);
   give.hidden = !give.textContent;
   give.setAttribute("data-handout", give.hidden ? "0" : String(handout.packages));
+  showProxy(box, proxy);
   box.hidden = false;
   signal(result.result);
   clearTimeout(hideTimer);
@@ -97,6 +98,17 @@ function showWhy(why, message) {
   const who = document.createElement("div"); who.className = "who"; who.textContent = person[1];
   const nik = document.createElement("div"); nik.className = "nik"; nik.textContent = person[2];
   why.replaceChildren(who, nik);
+}
+// A booking collected by its proxy (issue 15 part 3): whose KTP to check, set apart
+// so the gate cannot miss it.
+function showProxy(box, proxy) {
+  let card = box.querySelector(".proxy");
+  if (!proxy) { if (card) card.remove(); return; }
+  if (!card) { card = document.createElement("div"); card.className = "proxy"; box.appendChild(card); }
+  card.setAttribute("data-proxy-nik", proxy.nik_last4);
+  const line = (cls, text) => { const d = document.createElement("div"); d.className = cls; d.textContent = text; return d; };
+  card.replaceChildren(line("check", cfg.text.proxy_check), line("label", cfg.text.proxy_label),
+                       line("who", proxy.name), line("nik", "NIK ****" + proxy.nik_last4));
 }
 let audio = null;
 function signal(result) {
@@ -167,7 +179,7 @@ async function scan(text, direction) {
         const cached = snapshot.bookings.find((x) => x.code === b.booking.code);
         if (cached) { cached.status = b.booking.status; save("snapshot", snapshot); }
       }
-      return show(b, b.message, bookingLine(b.booking), b.handout);
+      return show(b, b.message, bookingLine(b.booking), b.handout, b.result === "admitted" ? b.proxy : null);
     }
     setOffline(true);
   }
@@ -184,7 +196,8 @@ async function scan(text, direction) {
   const message = verdict.reason ? fill(cfg.messages[verdict.reason] || cfg.text.refused, verdict.args) : cfg.text.admitted_offline;
   // An offline admission hands over the packages the snapshot lists (issue 15).
   const handout = verdict.result === "admitted" && verdict.packages > 0 ? { packages: verdict.packages } : null;
-  show({ result: verdict.result, reason: verdict.reason, offline: true }, message, verdict.code || "", handout);
+  show({ result: verdict.result, reason: verdict.reason, offline: true }, message, verdict.code || "", handout,
+       verdict.result === "admitted" && verdict.booking ? verdict.booking.proxy : null);
 }
 
 function insideEstimate() {
@@ -214,7 +227,7 @@ async function decideOffline(text, direction) {
   }
   const shown = booking ? booking.code.slice(0, 4) + "-" + booking.code.slice(4) : "";
   const packages = booking ? booking.packages || 0 : 0;
-  const done = (result, reason, args) => ({ result: result, reason: reason, args: args, id: id, code: shown, packages: packages });
+  const done = (result, reason, args) => ({ result: result, reason: reason, args: args, id: id, code: shown, packages: packages, booking: booking });
   const wasIn = seenIn[id] || (booking && booking.status === "checked_in" && booking.checked_in_at);
   if (direction === "out") {
     if (seenOut[id] || (booking && booking.status === "checked_out")) return done("refused", "already_checked_out");

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from checkin.views import GATE_CACHE
 from qr.render import qr_png
 from tests.servers import post_json
 from tests.test_browser import (
@@ -212,7 +213,7 @@ def test_offline_gate_queues_and_syncs(browser, gate_server):
     page.wait_for_function(f"() => localStorage.getItem('{STORE}snapshot') !== null")
     page.wait_for_function("() => navigator.serviceWorker.controller !== null")
     page.wait_for_function(
-        "async () => !!(await (await caches.open('antri-gate-v2')).match(location.href))"
+        f"async () => !!(await (await caches.open('{GATE_CACHE}')).match(location.href))"
     )
 
     # After the gate's last sync, the market cancels a booking.
