@@ -56,6 +56,7 @@ def test_book_decode_scan_and_watch(client, make_slot, make_user, nik, backend):
         "safe_limit": point.safe_limit,
         "booked_today": 1,
         "checked_in_today": 1,
+        "stock": None,  # no stock set for the day (issue 15)
     }
 
     fetched = client.get(

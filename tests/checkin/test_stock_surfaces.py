@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from checkin.models import Scan
 from common.audit import AuditEntry
@@ -24,6 +26,7 @@ from common.timeutil import local_date, utcnow
 from extensions import db
 from slots.models import Booking, MarketPoint, Slot, Stock
 from slots.stock import slot_day
+from tests.servers import gunicorn, post_json
 
 
 def set_stock(point: MarketPoint, day, packages: int, per_booking: int = 1, reserved: int = 0):
@@ -123,6 +126,54 @@ def test_an_admission_hands_out_once_and_a_replay_or_check_out_hands_out_nothing
     assert (out["result"], out["handout"]) == ("checked_out", None)
     assert stock_row(gate.point_id).handed_out == 2
     assert booking_row(booking["code"]).handed_out_at == row.handed_out_at
+
+
+@pytest.mark.slow
+def test_racing_gates_hand_each_booking_out_once(app, gate, tmp_path):
+    """Two gates scan each of 8 tickets at the same moment, all 16 requests at once,
+    through 4 gunicorn workers: 8 admissions, each handing over its 2 packages once."""
+    env = {
+        "ANTRI_INSTANCE_PATH": str(tmp_path),
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "SECRET_KEY": app.config["SECRET_KEY"],
+        "NIK_HASH_KEY": app.config["NIK_HASH_KEY"],
+        "TICKET_KEY_DIR": app.config["TICKET_KEY_DIR"],
+        "RATELIMIT_ENABLED": "false",
+        "REDIS_URL": "",
+    }
+    db.session.execute(update(Stock).values(packages=20))
+    db.session.commit()
+    tickets = [gate.book(packages=2)["ticket"] for _ in range(8)]
+    jobs = [(t, device) for t in range(len(tickets)) for device in ("gate-a", "gate-b")]
+    barrier = threading.Barrier(len(jobs))
+
+    def scan(job: tuple[int, str]) -> tuple[int, dict]:
+        index, device = job
+        barrier.wait()
+        return post_json(
+            f"{url}/api/v1/checkin",
+            {"ticket": tickets[index], "device": device, "nonce": f"{device}-{index}"},
+            gate.headers,
+        )
+
+    log = tmp_path / "gunicorn.log"
+    with (
+        gunicorn(env, workers=4, threads=4, log=log) as url,
+        ThreadPoolExecutor(max_workers=len(jobs)) as pool,
+    ):
+        answers = list(pool.map(scan, jobs))
+    assert [status for status, _ in answers] == [200] * len(jobs), answers
+    handouts = [body["handout"] for _, body in answers if body["result"] == "admitted"]
+    assert handouts == [{"packages": 2}] * 8
+    refused = [body for _, body in answers if body["result"] != "admitted"]
+    assert [(b["reason"], b["handout"]) for b in refused] == [("already_checked_in", None)] * 8
+    row = stock_row(gate.point_id)
+    assert (row.reserved, row.handed_out) == (16, 16)
+    db.session.expire_all()
+    assert (
+        db.session.scalar(select(func.count(Booking.id)).where(Booking.handed_out_at.is_not(None)))
+        == 8
+    )
 
 
 def test_a_booking_without_packages_gets_a_null_handout(gate, client, make_slot, make_user, nik):
