@@ -109,20 +109,22 @@ _serial = iter(range(300, 999))
 
 
 def _book(server: StockServer, packages: int) -> dict:
-    """Book the running slot and give the booking ``packages`` of today's stock."""
+    """Book the running slot and make the booking hold ``packages`` of today's stock."""
     status, body = post_json(
         f"{server.url}/api/v1/bookings",
         {"slot_id": server.slot_id, "name": "Dewi Lestari",
          "nik": f"3171044505900{next(_serial):03d}", "phone": "0812 3456 7890"},
     )  # fmt: skip
     assert status == 201, body
+    # The booking reserved per_booking packages already; move the day's count to match.
     with sqlite3.connect(server.database) as conn:
-        conn.execute("UPDATE booking SET packages = ? WHERE code = ?", (packages, body["code"]))
         conn.execute(
-            "UPDATE stock SET reserved = reserved + ? WHERE day = ? AND market_point_id ="
+            "UPDATE stock SET reserved = reserved + ? - (SELECT packages FROM booking"
+            " WHERE code = ?) WHERE day = ? AND market_point_id ="
             " (SELECT id FROM market_point WHERE code = ?)",
-            (packages, server.day, POINT_CODE),
+            (packages, body["code"], server.day, POINT_CODE),
         )
+        conn.execute("UPDATE booking SET packages = ? WHERE code = ?", (packages, body["code"]))
     return body
 
 

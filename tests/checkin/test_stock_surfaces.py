@@ -3,9 +3,9 @@ replay, undo), the scan answer's ``handout``, the occupancy ``stock`` field, the
 supervisors' column and 90% alert, the CSV's stock columns, and the resident pages'
 Habis. Run on SQLite and PostgreSQL (the ``app`` fixture).
 
-The rules that reserve stock are helper A's; here a booking is given its packages
-as a reservation would leave it (``reserve``): ``booking.packages`` = K and the
-point-day's ``stock.reserved`` += K.
+Bookings go through the API, which reserves their packages (``slots.stock``); a test
+that needs another count gives the booking K packages as a reservation would leave it
+(``reserve``): ``booking.packages`` = K and the point-day's ``reserved`` moved to match.
 """
 
 from __future__ import annotations
@@ -45,16 +45,17 @@ def set_stock(point: MarketPoint, day, packages: int, per_booking: int = 1, rese
 
 
 def reserve(code: str, packages: int) -> None:
-    """Give booking ``code`` ``packages`` of its point-day's stock, as a booking that
-    reserved them leaves the rows."""
+    """Make booking ``code`` hold ``packages`` of its point-day's stock instead of what
+    its booking reserved, as a booking that reserved them leaves the rows."""
     booking = db.session.scalar(select(Booking).where(Booking.code == code))
     slot = db.session.get(Slot, booking.slot_id)
     day = slot_day(slot)
+    change = packages - booking.packages
     db.session.execute(update(Booking).where(Booking.id == booking.id).values(packages=packages))
     db.session.execute(
         update(Stock)
         .where(Stock.market_point_id == slot.market_point_id, Stock.day == day)
-        .values(reserved=Stock.reserved + packages)
+        .values(reserved=Stock.reserved + change)
     )
     db.session.commit()
 
@@ -70,9 +71,12 @@ def booking_row(code: str) -> Booking:
 
 
 @pytest.fixture
-def gate(client, make_slot, make_user, nik):
+def gate(app, client, make_slot, make_user, nik, monkeypatch):
     """A running slot at a point with 10 packages today at 2 a booking, a staff token
-    there, a supervisor token, and helpers to book (with packages) and scan."""
+    there, a supervisor token, and helpers to book (with packages) and scan. Arrival
+    waves are off: every booking may be scanned from the slot's start (the waves'
+    own window is tested in tests/slots/test_waves.py)."""
+    monkeypatch.setitem(app.config, "ARRIVAL_WAVE_MINUTES", 0)
     slot = make_slot(capacity=20, starts_in=-5, minutes=30)
     point = slot.market_point
     set_stock(point, slot_day(slot), packages=10, per_booking=2)
@@ -93,7 +97,7 @@ def gate(client, make_slot, make_user, nik):
                 json={"slot_id": slot_id, "name": "Rina", "nik": nik(), "phone": "081234567890"},
             )
             assert response.status_code == 201, response.json
-            if packages:
+            if packages != response.json["packages"]:
                 reserve(response.json["code"], packages)
             return response.json
 
