@@ -184,6 +184,10 @@ def place_booking(
         # SQLite, or a snapshot that saw no stock row: a statement of its own, now that
         # the slot's lock is held, so a setting committed while the one statement
         # waited for that lock is seen (the setter locks the day's slots to count).
+        # After the one statement the resident's lock is held already: a stock row
+        # found only here is one committed in that window, so this step takes the
+        # stock row after the resident's, against the order; a deadlock there (same
+        # NIK booking the same day's other slot at that instant) is answered busy.
         day = local_date(row.starts_at, row.timezone)
         packages = reserve_packages(row.market_point_id, day)
         if postgresql and packages and row.booking_id is not None:

@@ -103,6 +103,10 @@ COMMANDS = {
     "notices deliver": ["--limit", "--retry-now"],
     "notices status": [],
     "points": [],
+    # Issue 15: stock per market point and day.
+    "stock": [],
+    "stock set": ["code", "--date", "--packages", "--per-booking"],
+    "stock show": ["code", "--date"],
     "points activate": ["code"],
     "points deactivate": ["code"],
     "points export": [],
