@@ -138,12 +138,3 @@ def _choose_wave(count: int):
         .returning(Booking.arrive_at)
         .execution_options(synchronize_session=False)
     )
-
-
-def per_wave(slot: _Timed, arrivals: list[datetime], minutes: int) -> list[int]:
-    """Count ``arrivals`` (aware UTC instants: bookings' ``arrive_at`` or check-ins) per
-    wave of ``slot``, in wave order (``wave_of``)."""
-    counts = [0] * len(wave_starts(slot, minutes))
-    for at in arrivals:
-        counts[wave_of(at, slot, minutes)] += 1
-    return counts
