@@ -353,7 +353,15 @@ def check_in(
     else:
         args, details = _reason_args(reason, booking, point, now)
     return ScanResult(
-        result, reason, _message(reason, args, booking), booking, scan, False, details, count, proxy
+        result,
+        reason,
+        _message(reason, args, booking),
+        booking,
+        scan,
+        False,
+        details,
+        count,
+        proxy=proxy,
     )
 
 
