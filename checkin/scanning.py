@@ -369,7 +369,9 @@ def check_in(
     else:
         args, details = _reason_args(reason, booking, point, now)
     message = _message(reason, args, booking)
-    return ScanResult(result, reason, message, booking, scan, False, details, count, handout, proxy)
+    return ScanResult(
+        result, reason, message, booking, scan, False, details, count, handout=handout, proxy=proxy
+    )
 
 
 def _record_scan(
