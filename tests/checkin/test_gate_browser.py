@@ -343,7 +343,7 @@ def test_the_offline_gate_refuses_too_early_with_the_arrival_time(browser, gate_
     page.wait_for_function(f"() => localStorage.getItem('{STORE}snapshot') !== null")
     page.wait_for_function("() => navigator.serviceWorker.controller !== null")
     page.wait_for_function(
-        "async () => !!(await (await caches.open('antri-gate-v2')).match(location.href))"
+        f"async () => !!(await (await caches.open('{GATE_CACHE}')).match(location.href))"
     )
     context.set_offline(True)
     page.reload()
