@@ -153,7 +153,8 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     """Job: the clock's work, each step in its own transaction.
 
     1. release the places of residents not there NO_SHOW_GRACE_MINUTES into a slot
-       others wait for (promotions are notified);
+       others wait for (promotions are notified); then move up the waiting lists a
+       sold-out day held once packages came back from another slot (issue 15);
     2. mark no-shows once a slot's window plus CHECKIN_LATE_MINUTES has passed, and
        expire waiting lists of ended slots;
     3. purge personal data RETENTION_DAYS after the slot.
@@ -166,11 +167,14 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     now = _parse_now(now_iso) or utcnow()
     released = slots_housekeeping.release_late_arrivals(now)
     transactions.commit()  # promotions are handed on (notify.relay.hand_on_notices)
+    restocked = slots_housekeeping.fill_waiting_lists_with_stock(now)
+    transactions.commit()
     no_shows, expired = slots_housekeeping.expire_past_slots(now)
     transactions.commit()
     purged = slots_housekeeping.purge_personal_data(now)
     counts = {
         "released": released,
+        "promoted_with_stock": restocked,
         "no_shows": no_shows,
         "waiting_expired": expired,
         "bookings_purged": purged.bookings,

@@ -1,5 +1,6 @@
 """What the clock ends: no-shows, late arrivals whose place others wait for, expired
-waiting lists, and the purge of personal data. Run by ``jobs.run_timed_work``.
+waiting lists, waiting lists a sold-out day held once its stock is back, and the purge
+of personal data. Run by ``jobs.run_timed_work``.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ from slots.models import (
 )
 from slots.places import give_back_places
 from slots.status import transition
-from slots.stock import give_back_packages, slot_day
-from slots.waiting import free_place, someone_may_take
+from slots.stock import covers_one_more, give_back_packages, slot_day
+from slots.waiting import fill_from_waiting_list, free_place, someone_may_take
 from slots.window import closed_for_ends_by
 
 
@@ -139,6 +140,47 @@ def release_late_arrivals(now: datetime | None = None) -> int:
             released += 1
             record_slot_change("no_show", slot, now, booking_id=booking_id)
     return released
+
+
+def fill_waiting_lists_with_stock(now: datetime | None = None) -> int:
+    """Move up waiting lists that a sold-out day left waiting once stock is back.
+
+    On a sold-out day residents join the waiting list of a slot that still has places
+    (issue 15). Packages given back by another slot of that day (a cancellation, a
+    no-show, a close, a move) cannot promote them at once: that would take this slot's
+    lock after the stock row's, against the lock order (``common.locking``). This
+    sweep, run by ``jobs.run_timed_work`` every JOBS_TIMED_SECONDS, takes each such
+    slot's lock first and fills it from its list while the day's stock covers a
+    promotion (``slots.waiting.fill_from_waiting_list``; each promotion reserves its
+    packages and is notified).
+    Args: now, aware UTC (default now). Returns: residents promoted (count).
+    """
+    now = now or utcnow()
+    someone_waiting = (
+        select(WaitingListEntry.id)
+        .where(WaitingListEntry.slot_id == Slot.id, WaitingListEntry.status == WAITING)
+        .exists()
+    )
+    # Few rows: free places with people waiting happen on sold-out days only.
+    slot_ids = db.session.scalars(
+        select(Slot.id)
+        .where(
+            Slot.booked_count < Slot.capacity,
+            Slot.ends_at > now,
+            Slot.closed_at.is_(None),
+            someone_waiting,
+        )
+        .order_by(Slot.id)
+    ).all()
+    promoted = 0
+    for slot_id in slot_ids:
+        slot = db.session.get(Slot, slot_id)
+        if not covers_one_more(slot):  # still sold out: no lock taken
+            continue
+        lock_slot(slot)
+        db.session.refresh(slot)
+        promoted += fill_from_waiting_list(slot, now)
+    return promoted
 
 
 @dataclass(frozen=True)

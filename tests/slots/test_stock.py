@@ -24,7 +24,11 @@ from slots.errors import (
     StockBelowReserved,
     StockNotSet,
 )
-from slots.housekeeping import expire_past_slots, release_late_arrivals
+from slots.housekeeping import (
+    expire_past_slots,
+    fill_waiting_lists_with_stock,
+    release_late_arrivals,
+)
 from slots.models import ACTIVE_STATUSES, CHECKED_IN, Booking, Slot, Stock, WaitingListEntry
 from slots.staff import close_day, close_slot, move_booking
 from slots.stock import get_stock, set_stock, slot_day, sold_out_days, stock_level
@@ -298,3 +302,38 @@ def test_stock_level_reads_what_set_stock_wrote(ctx, make_slot, nik):
     _book(slot, nik)
     level = stock_level(slot.market_point, slot_day(slot))
     assert (level.packages, level.per_booking, level.reserved, level.left) == (7, 1, 1, 6)
+
+
+def test_stock_given_back_in_one_slot_reaches_another_slots_waiting_list(ctx, make_slot, nik):
+    """A sold-out day: residents wait at a slot with places free. A cancellation in
+    another slot of that day gives a package back; the timed work promotes the first
+    of them (its own lock order: that slot, then the stock row)."""
+    early = make_slot(capacity=5, starts_in=180)
+    late = make_slot(capacity=5, starts_in=210, point=early.market_point)
+    set_stock(early.market_point.code, slot_day(early), 2, 1, CLI)
+    db.session.commit()
+    _book(early, nik)
+    leaving = _book(late, nik)
+    waiting = join_waiting_list(early.id, "Rudi", nik(), "081298765432")
+    db.session.commit()
+    assert _balanced(early) == 2
+
+    cancel_booking(leaving)  # the late slot's list is empty: the package stays free
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(WaitingListEntry, waiting.id).status == "waiting"
+    assert _balanced(early) == 1
+
+    assert fill_waiting_lists_with_stock() == 1
+    db.session.commit()
+    db.session.expire_all()
+    entry = db.session.get(WaitingListEntry, waiting.id)
+    assert (entry.status, entry.booking.slot_id, entry.booking.packages) == (
+        "promoted",
+        early.id,
+        1,
+    )
+    assert _balanced(early) == 2
+    assert db.session.get(Slot, early.id).booked_count == 2
+    # Sold out again: a second sweep promotes nobody and takes no lock.
+    assert fill_waiting_lists_with_stock() == 0
