@@ -78,6 +78,8 @@ def live_redis_server(tmp_path_factory, request) -> Iterator[tuple[LiveServer, s
         # Pages left by a test keep their streams until a heartbeat finds them gone;
         # the cap per account is tested in test_live.py.
         LIVE_MAX_STREAMS_PER_USER="50",
+        # Scans at the slot's start are under test, not the arrival waves' window.
+        ARRIVAL_WAVE_MINUTES="0",
     )
     INSTANCE["path"] = instance
     _flask(env, "db", "upgrade")

@@ -68,6 +68,8 @@ def stock_server(tmp_path_factory) -> Iterator[StockServer]:
     instance = tmp_path_factory.mktemp("antri-stock-browser")
     env = _app_env(instance)
     env["RATELIMIT_ENABLED"] = "false"
+    # The handout, not the arrival wave, is under test: everyone may come at the start.
+    env["ARRIVAL_WAVE_MINUTES"] = "0"
     _flask(env, "db", "upgrade")
     _flask(env, "seed-demo", "--days", "1")
     start, end, must_generate = _slot_window()
