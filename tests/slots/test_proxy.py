@@ -378,6 +378,26 @@ def test_the_ticket_page_shows_faults_beside_the_fields(client, book):
     assert db.session.scalar(select(func.count(BookingProxy.id))) == 0
 
 
+@pytest.mark.parametrize(
+    ("lang", "words"),
+    [
+        ("id", "Tulis namanya sesuai KTP-nya (2 sampai 120 karakter)."),
+        ("en", "Enter their name as on their KTP (2 to 120 characters)."),
+    ],
+)
+def test_a_wrong_proxy_name_is_told_as_theirs_not_yours(client, book, lang, words):
+    """The resident rule's words ("Enter your name") told the resident their own name
+    was wrong when the proxy's was."""
+    code = book()["code"]
+    url = _ticket_url(code)
+    assert client.get(f"{url}?lang={lang}").status_code == 200
+    form = {"proxy_name": "X", "proxy_nik": PROXY_NIK, "phone": PHONE}
+    page = client.post(f"{url}/proxy", data=form).get_data(as_text=True)
+    assert f'id="proxy_name-error" data-error="invalid_name">{words}<' in page
+    answer = client.post(f"/api/v1/bookings/{code}/proxy?lang={lang}", json=_proxy(name="X"))
+    assert (answer.status_code, answer.json["fields"]["proxy_name"]) == (422, words)
+
+
 def test_the_ticket_page_says_when_the_limit_is_reached(client, book, make_slot):
     first, second, third = (
         book(make_slot(capacity=2, starts_in=60 * i))["code"] for i in (2, 3, 4)
