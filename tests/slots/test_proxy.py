@@ -398,6 +398,19 @@ def test_a_wrong_proxy_name_is_told_as_theirs_not_yours(client, book, lang, word
     assert (answer.status_code, answer.json["fields"]["proxy_name"]) == (422, words)
 
 
+def test_a_cancelled_tickets_page_shows_no_proxy_to_collect(client, book):
+    """The page of a cancelled booking said its proxy "collects for you, showing their
+    KTP at the gate"."""
+    code = book()["code"]
+    assert client.post(f"/api/v1/bookings/{code}/proxy", json=_proxy()).status_code == 200
+    assert 'id="proxy-now"' in client.get(_ticket_url(code)).get_data(as_text=True)
+    cancelled = client.post(f"/api/v1/bookings/{code}/cancel", json={"phone": PHONE})
+    assert cancelled.status_code == 200
+    page = client.get(_ticket_url(code)).get_data(as_text=True)
+    assert 'id="proxy-now"' not in page and "Siti Aminah" not in page
+    assert 'id="proxy-form"' not in page
+
+
 def test_the_ticket_page_says_when_the_limit_is_reached(client, book, make_slot):
     first, second, third = (
         book(make_slot(capacity=2, starts_in=60 * i))["code"] for i in (2, 3, 4)
