@@ -87,6 +87,9 @@ def test_set_read_book_until_sold_out(client, tokens, nik):
         ({"packages": "5"}, "invalid_stock"),
         ({"per_booking": 1}, "invalid_stock"),
         ({"packages": 5, "per_booking": 1000}, "invalid_stock"),
+        # A misspelt per_booking was ignored: the day was set at 1 per booking.
+        ({"packages": 5, "perBooking": 2}, "invalid_stock"),
+        ({"packages": 5, "per-booking": 2}, "invalid_stock"),
     ],
 )
 def test_bad_input_is_422(client, tokens, body, error):
