@@ -450,3 +450,20 @@ def test_the_assisted_booking_desk_names_a_proxy(client, make_slot, make_user, n
     plain = client.post("/admin/assist", data={**base, "nik": nik(), "request_id": "p3"})
     assert plain.status_code == 302
     assert db.session.scalar(select(func.count(BookingProxy.id))) == 1
+
+
+def test_a_refused_proxy_form_says_why_once_the_booking_moved_on(client, book, gate):
+    """A ticket page left open while the booking was checked in (or cancelled): the
+    form's 409 ``proxy_not_allowed`` came back as a page without its message, which
+    sat in the proxy section that a booking no longer confirmed does not show."""
+    code = book(gate.slot)["code"]
+    assert gate(code).json["result"] == "admitted"
+    form = {"proxy_name": "Siti Aminah", "proxy_nik": PROXY_NIK, "phone": PHONE}
+    named = client.post(f"{_ticket_url(code)}/proxy", data=form)
+    assert named.status_code == 409
+    assert 'data-error="proxy_not_allowed"' in named.get_data(as_text=True)
+    removed = client.post(f"{_ticket_url(code)}/proxy/remove", data={"remove-phone": PHONE})
+    assert removed.status_code == 409
+    assert 'data-error="proxy_not_allowed"' in removed.get_data(as_text=True)
+    page = client.get(_ticket_url(code)).get_data(as_text=True)
+    assert 'id="proxy"' not in page  # nothing to name, nothing refused: no section
