@@ -100,11 +100,22 @@ class ScheduleForm(FlaskForm):
     )
 
 
+def in_day_range(form: FlaskForm, field: DateField) -> None:
+    """A date field's value lies in the years 2000 to 2100, the API's and the CLI's
+    range (``common.timeutil.parse_day``: far dates overflow the zone maths).
+
+    Raises: wtforms' ValidationError, shown beside the field.
+    """
+    if field.data is not None and not 2000 <= field.data.year <= 2100:
+        raise ValidationError(_l("Give a date between the years 2000 and 2100."))
+
+
 class StockForm(FlaskForm):
     """A market point's stock on one local date (issue 15): packages on hand and how
-    many one booking takes. The ranges are ``slots.stock.set_stock``'s."""
+    many one booking takes. The ranges are ``slots.stock.set_stock``'s; the date's is
+    ``common.timeutil.parse_day``'s."""
 
-    day = DateField(_l("Date"), validators=[InputRequired()])
+    day = DateField(_l("Date"), validators=[InputRequired(), in_day_range])
     packages = IntegerField(
         _l("Packages on hand"), validators=[InputRequired(), NumberRange(0, 1_000_000)]
     )

@@ -15,6 +15,7 @@ from admin.forms import ImportForm, PointForm, StockForm
 from admin.pages import actor, done, failed, market_points
 from common.errors import DomainError
 from common.timeutil import local_date, utcnow
+from extensions import db
 from slots import errors as slots_errors
 from slots import points as slots_points
 from slots import stock as slots_stock
@@ -73,14 +74,20 @@ def point(code: str):
         else:
             done(_("Saved."))
             return redirect(url_for("admin.point", code=code))
+    return _point_page(found, form)
+
+
+def _point_page(point, form: PointForm, stock_form: StockForm | None = None, status: int = 200):
+    """Render the point's page: its edit form, the stock table and form (``stock_form``
+    sent back with its faults beside its fields), with HTTP ``status``."""
     return render_template(
         "admin/point.html",
-        point=found,
+        point=point,
         form=form,
         toggle=FlaskForm(),
-        stock_form=StockForm(formdata=None, day=_today(found)),
-        stock=_stock_ahead(found),
-    )
+        stock_form=stock_form or StockForm(formdata=None, day=_today(point)),
+        stock=_stock_ahead(point),
+    ), status
 
 
 def _today(point) -> date:
@@ -101,6 +108,10 @@ STOCK_DAYS_SHOWN = 14
 @page_roles(ADMIN)
 def point_stock(code: str):
     """Set the point's stock on a local date (issue 15): packages and per booking."""
+    try:
+        found = slots_points.get_point(code)
+    except DomainError:
+        abort(404)
     form = StockForm()
     if form.validate_on_submit():
         try:
@@ -108,12 +119,24 @@ def point_stock(code: str):
                 code, form.day.data, form.packages.data, form.per_booking.data, actor()
             )
         except DomainError as exc:
-            failed(exc)
+            db.session.rollback()
+            # Beside the field it is about (issue 14 item 8): the API's ``fields``, or
+            # the packages for ``stock_below_reserved``.
+            faults = exc.fields or {"packages": exc.message}
+            for name, message in faults.items():
+                field = form._fields.get(name, form.packages)
+                field.errors = [*field.errors, str(message)]
+            if "reserved" in exc.details:
+                form.packages.errors.append(
+                    _("Reserved now: %(reserved)d.", reserved=exc.details["reserved"])
+                )
+            status = exc.status
         else:
             done(_("Stock saved."))
+            return redirect(url_for("admin.point", code=code))
     else:
-        flash(_("Give a date, the packages (0 to 1000000) and per booking (1 to 100)."), "error")
-    return redirect(url_for("admin.point", code=code))
+        status = 422
+    return _point_page(found, PointForm(obj=found), form, status)
 
 
 @bp.post("/points/<code>/active")

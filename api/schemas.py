@@ -253,8 +253,10 @@ class NewCapacity(Request):
 
 class StockBody(Request):
     """``PUT /market-points/{code}/stock/{date}``: ``packages`` on hand (0-1000000) and
-    ``per_booking``, the packages one booking takes (1-100, default 1)."""
+    ``per_booking``, the packages one booking takes (1-100, default 1). Nothing else:
+    a misspelt ``per_booking`` (``perBooking``) is refused, not read as 1."""
 
+    model_config = ConfigDict(extra="forbid")
     error_codes: ClassVar[dict[str, str]] = {"*": "invalid_stock"}
     packages: StrictInt
     per_booking: StrictInt = 1

@@ -79,6 +79,9 @@ _SEND_WHILE = {
     "promotion": (CONFIRMED,),
     "reminder": (CONFIRMED,),
     "slot_moved": (CONFIRMED,),
+    # A proxy is named or removed only while the booking is confirmed (issue 15 part 3).
+    "proxy_set": (CONFIRMED,),
+    "proxy_removed": (CONFIRMED,),
     "cancellation": (CANCELLED,),
     "slot_closed": (CANCELLED,),
 }

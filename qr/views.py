@@ -19,7 +19,7 @@ from slots.availability import slot_local_times
 from slots.booking import can_cancel, cancel_booking, find_booking, get_booking_for_resident
 from slots.codes import booking_access_key, check_access_key, match_phone, waiting_access_key
 from slots.errors import BookingNotFound
-from slots.models import Booking
+from slots.models import ACTIVE_STATUSES, Booking
 from slots.proxy import proxy_faults, proxy_summary, remove_proxy, set_proxy
 from slots.waiting import get_waiting_entry_for_resident
 
@@ -70,7 +70,9 @@ def _ticket_page(
             ),
             cancel_cutoff=current_app.config["CANCEL_CUTOFF_MINUTES"],
             new=request.args.get("new") == "1",
-            proxy=proxy_summary(booking.id),
+            # A cancelled or no-show booking is collected by nobody: its proxy is not
+            # shown as if they still could.
+            proxy=proxy_summary(booking.id) if booking.status in ACTIVE_STATUSES else None,
             proxy_form=proxy_form or ProxyForm(formdata=None),
             remove_form=remove_form or RemoveProxyForm(formdata=None, prefix="remove"),
             proxy_limit=current_app.config["PROXY_LIMIT_PER_DAY"],

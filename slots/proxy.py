@@ -16,13 +16,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from common.errors import ValidationError
 from common.timeutil import local_date, utcnow
 from extensions import db
 from notify.outbox import rearm_notice
-from slots.errors import ProxyIsResident, ProxyLimitReached, ProxyNotAllowed
+from slots.errors import InvalidName, ProxyIsResident, ProxyLimitReached, ProxyNotAllowed
 from slots.identity import clean_name, hash_nik, validate_nik
 from slots.locks import lock_confirmed_booking, lock_resident
 from slots.models import ACTIVE_STATUSES, Booking, BookingProxy, Resident
@@ -50,15 +51,22 @@ def proxy_faults(name: str, nik: str) -> dict[str, ValidationError]:
     ``validate_nik``).
 
     Returns: ``{"proxy_name" | "proxy_nik": the error its rule raised}``, empty when both
-      pass; the messages name the fault, never the NIK typed.
+      pass; the messages name the fault, never the NIK typed, and speak of the proxy's
+      name ("their name"), not the resident's.
     """
     faults: dict[str, ValidationError] = {}
     for field, check, value in (("proxy_name", clean_name, name), ("proxy_nik", validate_nik, nik)):
         try:
             check(value)
+        except InvalidName:
+            # The resident rule's words ask for "your name": this is someone else's.
+            faults[field] = InvalidName(PROXY_NAME_MESSAGE)
         except ValidationError as exc:
             faults[field] = exc
     return faults
+
+
+PROXY_NAME_MESSAGE = _l("Enter their name as on their KTP (2 to 120 characters).")
 
 
 def check_proxy(name: str, nik: str) -> None:

@@ -4,6 +4,8 @@ page's stock form, and the ``sold_out`` / ``packages`` fields of the JSON answer
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -85,6 +87,9 @@ def test_set_read_book_until_sold_out(client, tokens, nik):
         ({"packages": "5"}, "invalid_stock"),
         ({"per_booking": 1}, "invalid_stock"),
         ({"packages": 5, "per_booking": 1000}, "invalid_stock"),
+        # A misspelt per_booking was ignored: the day was set at 1 per booking.
+        ({"packages": 5, "perBooking": 2}, "invalid_stock"),
+        ({"packages": 5, "per-booking": 2}, "invalid_stock"),
     ],
 )
 def test_bad_input_is_422(client, tokens, body, error):
@@ -171,6 +176,66 @@ def test_admin_page_sets_stock(client, make_slot, make_user):
         f"/admin/points/{slot.market_point.code}/stock",
         data={"day": day, "packages": "-3", "per_booking": "2"},
     )
-    assert bad.status_code == 302
+    assert bad.status_code == 422
     db.session.expire_all()
     assert db.session.scalar(select(Stock.packages)) == 12
+
+
+def _stock_errors(page) -> dict[str, list[str]]:
+    """The stock form's fields and the errors shown beside each (``_field.html``)."""
+    form = page.text[page.text.index("/stock") :]
+    found = {}
+    for name in ("day", "packages", "per_booking"):
+        block = re.search(
+            rf'<label for="{name}">.*?<input[^>]*>(.*?)</div>\s*(?:<div>|<button)', form, re.S
+        )
+        found[name] = re.findall(r'<div class="flash error">(.*?)</div>', block.group(1))
+    return found
+
+
+@pytest.mark.parametrize("lang", ["id", "en"])
+def test_admin_stock_form_refuses_beside_the_field_never_a_500(
+    client, make_slot, make_user, nik, lang
+):
+    """A far date was a 500 (OverflowError in the zone maths) and 1900-01-01 was saved;
+    a refusal was one flash for every field after a redirect that lost the input."""
+    from tests.admin.test_admin import login
+
+    slot = make_slot(capacity=3, starts_in=120)
+    make_user("admin@antri.test", "admin")
+    login(client, "admin@antri.test")
+    url = f"/admin/points/{slot.market_point.code}/stock"
+    assert client.get(f"/admin/points/{slot.market_point.code}?lang={lang}").status_code == 200
+    day = slot_day(slot).isoformat()
+    for far in ("9999-12-31", "1900-01-01", "2101-01-01"):
+        answer = client.post(url, data={"day": far, "packages": "5", "per_booking": "1"})
+        assert answer.status_code == 422, far
+        errors = _stock_errors(answer)
+        assert errors["day"] and not errors["packages"], (far, errors)
+        assert errors["day"] == [
+            {
+                "id": "Isi tanggal antara tahun 2000 dan 2100.",
+                "en": "Give a date between the years 2000 and 2100.",
+            }[lang]  # fmt: skip
+        ]
+    answer = client.post(url, data={"day": day, "packages": "abc", "per_booking": "0"})
+    errors = _stock_errors(answer)
+    assert answer.status_code == 422 and errors["packages"] and errors["per_booking"]
+    assert not errors["day"]
+    assert db.session.scalar(select(func.count(Stock.id))) == 0
+    # Below what is reserved: 409 beside the packages, with the count.
+    assert (
+        client.post(url, data={"day": day, "packages": "3", "per_booking": "1"}).status_code == 302
+    )
+    assert _book(client, slot, nik).status_code == 201
+    assert _book(client, slot, nik).status_code == 201
+    lower = client.post(url, data={"day": day, "packages": "1", "per_booking": "1"})
+    assert lower.status_code == 409
+    packages = _stock_errors(lower)["packages"]
+    assert packages[-1] == {"id": "Dipesan sekarang: 2.", "en": "Reserved now: 2."}[lang], packages
+    db.session.expire_all()
+    assert db.session.scalar(select(Stock.packages)) == 3
+    assert (
+        db.session.scalar(select(func.count(AuditEntry.id)).where(AuditEntry.action == "stock.set"))
+        == 1
+    )

@@ -92,6 +92,40 @@ def test_booking_writes_its_confirmation_and_the_relay_its_reminder_when_due(
     assert [line["kind"] for line in lines(log_file)] == ["confirmation"]
 
 
+def test_the_resident_is_sent_the_proxy_messages(client, make_slot, nik, log_file):
+    """Issue 15 part 3: "the resident is messaged when a proxy is set or removed". The
+    relay voided both kinds (not in its kinds to send), so no message ever left."""
+    slot = make_slot(capacity=2, starts_in=120)
+    code = book(client, slot.id, nik()).json["code"]
+    proxy = {"phone": PHONE, "proxy_name": "Siti Aminah", "proxy_nik": nik()}
+    url = f"/api/v1/bookings/{code}/proxy"
+    assert client.post(url, json=proxy, buffered=True).status_code == 200
+    assert notice(code, "proxy_set").status == "sent"
+    assert client.delete(url, json={"phone": PHONE}, buffered=True).status_code == 200
+    assert notice(code, "proxy_removed").status == "sent"
+    sent = lines(log_file)
+    assert [line["kind"] for line in sent] == ["confirmation", "proxy_set", "proxy_removed"]
+    assert all("Siti Aminah" in line["text"] for line in sent[1:]), sent
+    # The ticket page's form: the message leaves at once too (its notice is the
+    # transaction's last, unflushed write).
+    from slots.codes import booking_access_key
+
+    ticket = f"/tickets/{code}/{booking_access_key(code)}/proxy"
+    form = {"proxy_name": "Budi Santoso", "proxy_nik": proxy["proxy_nik"], "phone": PHONE}
+    assert client.post(ticket, data=form, buffered=True).status_code == 303
+    assert notice(code, "proxy_set").status == "sent"
+    assert [line["kind"] for line in lines(log_file)][-1] == "proxy_set"
+    assert "Budi Santoso" in lines(log_file)[-1]["text"]
+    # Once the booking is no longer confirmed, a late proxy message is not sent.
+    proxy_set = notice(code, "proxy_set")
+    db.session.execute(sa.update(Booking).where(Booking.code == code).values(status="cancelled"))
+    db.session.execute(
+        sa.update(Notice).where(Notice.id == proxy_set.id).values(status="pending", attempts=0)
+    )
+    db.session.commit()
+    assert deliver_notice(proxy_set.id).status == "void"
+
+
 def test_a_slot_starting_within_the_reminder_time_gets_no_reminder(client, make_slot, nik):
     slot = make_slot(capacity=2, starts_in=45)
     code = book(client, slot.id, nik()).json["code"]

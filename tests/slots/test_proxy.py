@@ -378,6 +378,39 @@ def test_the_ticket_page_shows_faults_beside_the_fields(client, book):
     assert db.session.scalar(select(func.count(BookingProxy.id))) == 0
 
 
+@pytest.mark.parametrize(
+    ("lang", "words"),
+    [
+        ("id", "Tulis namanya sesuai KTP-nya (2 sampai 120 karakter)."),
+        ("en", "Enter their name as on their KTP (2 to 120 characters)."),
+    ],
+)
+def test_a_wrong_proxy_name_is_told_as_theirs_not_yours(client, book, lang, words):
+    """The resident rule's words ("Enter your name") told the resident their own name
+    was wrong when the proxy's was."""
+    code = book()["code"]
+    url = _ticket_url(code)
+    assert client.get(f"{url}?lang={lang}").status_code == 200
+    form = {"proxy_name": "X", "proxy_nik": PROXY_NIK, "phone": PHONE}
+    page = client.post(f"{url}/proxy", data=form).get_data(as_text=True)
+    assert f'id="proxy_name-error" data-error="invalid_name">{words}<' in page
+    answer = client.post(f"/api/v1/bookings/{code}/proxy?lang={lang}", json=_proxy(name="X"))
+    assert (answer.status_code, answer.json["fields"]["proxy_name"]) == (422, words)
+
+
+def test_a_cancelled_tickets_page_shows_no_proxy_to_collect(client, book):
+    """The page of a cancelled booking said its proxy "collects for you, showing their
+    KTP at the gate"."""
+    code = book()["code"]
+    assert client.post(f"/api/v1/bookings/{code}/proxy", json=_proxy()).status_code == 200
+    assert 'id="proxy-now"' in client.get(_ticket_url(code)).get_data(as_text=True)
+    cancelled = client.post(f"/api/v1/bookings/{code}/cancel", json={"phone": PHONE})
+    assert cancelled.status_code == 200
+    page = client.get(_ticket_url(code)).get_data(as_text=True)
+    assert 'id="proxy-now"' not in page and "Siti Aminah" not in page
+    assert 'id="proxy-form"' not in page
+
+
 def test_the_ticket_page_says_when_the_limit_is_reached(client, book, make_slot):
     first, second, third = (
         book(make_slot(capacity=2, starts_in=60 * i))["code"] for i in (2, 3, 4)
@@ -417,3 +450,20 @@ def test_the_assisted_booking_desk_names_a_proxy(client, make_slot, make_user, n
     plain = client.post("/admin/assist", data={**base, "nik": nik(), "request_id": "p3"})
     assert plain.status_code == 302
     assert db.session.scalar(select(func.count(BookingProxy.id))) == 1
+
+
+def test_a_refused_proxy_form_says_why_once_the_booking_moved_on(client, book, gate):
+    """A ticket page left open while the booking was checked in (or cancelled): the
+    form's 409 ``proxy_not_allowed`` came back as a page without its message, which
+    sat in the proxy section that a booking no longer confirmed does not show."""
+    code = book(gate.slot)["code"]
+    assert gate(code).json["result"] == "admitted"
+    form = {"proxy_name": "Siti Aminah", "proxy_nik": PROXY_NIK, "phone": PHONE}
+    named = client.post(f"{_ticket_url(code)}/proxy", data=form)
+    assert named.status_code == 409
+    assert 'data-error="proxy_not_allowed"' in named.get_data(as_text=True)
+    removed = client.post(f"{_ticket_url(code)}/proxy/remove", data={"remove-phone": PHONE})
+    assert removed.status_code == 409
+    assert 'data-error="proxy_not_allowed"' in removed.get_data(as_text=True)
+    page = client.get(_ticket_url(code)).get_data(as_text=True)
+    assert 'id="proxy"' not in page  # nothing to name, nothing refused: no section
