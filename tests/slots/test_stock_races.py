@@ -22,6 +22,7 @@ from extensions import db
 from slots import booking as slots_booking
 from slots.models import ACTIVE_STATUSES, Booking, Slot, Stock
 from slots.stock import set_stock, slot_day
+from slots.waves import place_in_wave
 from tests.servers import gunicorn, post_json
 
 PHONE = "081234567890"
@@ -60,14 +61,18 @@ def test_first_setting_committed_while_a_booking_waits(
 ):
     """The setter holds the day's slot locks and writes the first stock row (1 package)
     while a booking is in flight: the booking's statement took its snapshot before the
-    row was committed and waits for the slot's lock. Unguarded (the confirmation
-    statement switched off) the booking misses the row: confirmed with 0 packages,
-    ``reserved`` 0, and the next booking also gets the "one" package. Guarded, the
-    booking reserves it and the next one is sold out."""
+    row was committed and waits for the slot's lock. Unguarded (the follow-up
+    statement's confirmation switched off) the booking misses the row: confirmed with
+    0 packages, ``reserved`` 0, and the next booking also gets the "one" package.
+    Guarded, the booking reserves it and the next one is sold out."""
     if backend != "postgresql":
         pytest.skip("the one statement and its snapshot are PostgreSQL's")
-    if not guarded:
-        monkeypatch.setattr(slots_booking, "reserve_packages", lambda *_: 0)
+    if not guarded:  # the follow-up statement gives the wave only, confirming nothing
+
+        def wave_only(booking_id, slot, now):
+            return place_in_wave(booking_id, slot, now), 0
+
+        monkeypatch.setattr(slots_booking, "_settle_on_postgresql", wave_only)
     slot = make_slot(capacity=5, starts_in=120)
     slot_id, code, day = slot.id, slot.market_point.code, slot_day(slot)
     set_done, release = threading.Event(), threading.Event()
