@@ -115,6 +115,47 @@ def test_first_setting_committed_while_a_booking_waits(
     assert _balanced([slot_id]).reserved == 1
 
 
+def test_sold_out_setting_committed_while_a_booking_waits(app, ctx, backend, make_slot, nik):
+    """The same race with a first setting of 0 packages: the booking's statement saw no
+    stock row and wrote its booking; the follow-up statement (the stock's confirmation
+    with the wave) finds the row and cannot cover the booking, so it is refused
+    ``sold_out`` and nothing of it stays: no booking, no place, nothing reserved."""
+    if backend != "postgresql":
+        pytest.skip("the one statement and its snapshot are PostgreSQL's")
+    slot = make_slot(capacity=5, starts_in=120)
+    slot_id, code, day = slot.id, slot.market_point.code, slot_day(slot)
+    set_done, release = threading.Event(), threading.Event()
+    answers = []
+
+    def setter():
+        with app.app_context():
+            set_stock(code, day, 0, 1, CLI)
+            db.session.flush()
+            set_done.set()
+            release.wait(10)
+            time.sleep(0.5)  # the booking below has begun its statement and waits
+            db.session.commit()
+
+    def booker():
+        with app.app_context():
+            set_done.wait(10)
+            release.set()
+            began = time.monotonic()
+            r = app.test_client().post("/api/v1/bookings", json=_body(slot_id, nik()))
+            answers.append((r.status_code, r.json.get("error"), time.monotonic() - began))
+
+    threads = [threading.Thread(target=setter), threading.Thread(target=booker)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    status, error, waited = answers[0]
+    assert waited >= 0.3  # it did wait for the setter's commit
+    assert (status, error) == (409, "sold_out")
+    assert db.session.scalar(select(func.count(Booking.id))) == 0
+    assert _balanced([slot_id]).reserved == 0
+
+
 # Real requests through several workers -----------------------------------------------
 
 
