@@ -10,7 +10,11 @@ everyone arrives at the slot's start. The booking's ``arrive_at`` is its wave's 
 Every path that gives a booking a place calls ``place_in_wave`` once the booking row
 holds that place: the booking (both paths of ``slots.booking.place_booking``), the
 promotion from a waiting list (``slots.places.insert_booking``) and a move
-(``slots.staff.move_booking``); assisted booking goes through ``place_booking``.
+(``slots.staff.move_booking``); assisted booking goes through ``place_booking``. The
+one-statement booking on PostgreSQL may instead set the wave in the statement that
+confirms its stock (``slots.booking._settle_statement``, one round trip for both): it
+writes the same rule, ``chosen_wave``, under the same condition (a statement of its own
+after the slot's lock).
 
 Why the count is exact under racing requests: every path has taken its slot's row
 lock (the conditional update of ``slot.booked_count``, ``slots.places.take_place`` or
