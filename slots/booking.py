@@ -154,8 +154,10 @@ def place_booking(
       BOOKING_LIMIT_WINDOW_DAYS of this one, serialised per NIK by ``lock_resident``.
     On PostgreSQL, at points without a household limit, the same steps run as one
     statement (``_BOOK_ON_POSTGRESQL``; the separate statements again when a request
-    of the same NIK committed meanwhile): on a rush each round trip costs more than
-    the work it carries.
+    of the same NIK committed meanwhile), followed by one statement at most (the
+    arrival wave, and the stock's confirmation when that statement saw no stock row:
+    ``_settle_statement``): on a rush each round trip costs more than the work it
+    carries, the more so under the slot's row lock.
     """
     now = now or utcnow()
     if not valid_id(slot_id):
@@ -380,8 +382,8 @@ _BOOK_ON_POSTGRESQL = text(
 # by a transaction that held the lock before (the waves), and a stock setting
 # committed while the one statement waited for that lock (``set_stock`` locks the
 # day's slots before it counts and writes the row, so one committed later waits for
-# this transaction). The reservation's update waits for and re-reads a stock row
-# that another day's booking holds, as ``reserve_packages`` does. Used only where the
+# this transaction). The reservation's update waits for, and re-reads, a stock row
+# that a booking of another slot of the day holds, as ``reserve_packages`` does. Used only where the
 # one statement reserved nothing (no stock row in its snapshot), so it never reserves
 # twice for one booking. Locks: the stock row, after the resident's (held since the
 # one statement), against the order, as ``reserve_packages`` there (see
