@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import NoReturn
 
 from flask import current_app
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    func,
     literal_column,
     select,
     text,
@@ -70,9 +72,9 @@ from slots.places import (
     take_place,
 )
 from slots.status import transition
-from slots.stock import COVERS_ONE_MORE, give_back_booking, note_packages, reserve_packages
+from slots.stock import COVERS_ONE_MORE, IS_SET, RESERVE, give_back_booking, reserve_packages
 from slots.waiting import free_place
-from slots.waves import place_in_wave
+from slots.waves import chosen_wave, open_waves, place_in_wave, wave_minutes, wave_params
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,10 @@ def place_booking(
       BOOKING_LIMIT_WINDOW_DAYS of this one, serialised per NIK by ``lock_resident``.
     On PostgreSQL, at points without a household limit, the same steps run as one
     statement (``_BOOK_ON_POSTGRESQL``; the separate statements again when a request
-    of the same NIK committed meanwhile): on a rush each round trip costs more than
-    the work it carries.
+    of the same NIK committed meanwhile), followed by one statement at most (the
+    arrival wave, and the stock's confirmation when that statement saw no stock row:
+    ``_settle_statement``): on a rush each round trip costs more than the work it
+    carries, the more so under the slot's row lock.
     """
     now = now or utcnow()
     if not valid_id(slot_id):
@@ -180,26 +184,27 @@ def place_booking(
         if row.packages is None:
             raise SoldOut()  # the place taken is rolled back with the transaction
         packages = row.packages
+    elif postgresql and row.booking_id is not None:
+        packages = None  # confirmed below, in one statement with the arrival wave
     else:
-        # SQLite, or a snapshot that saw no stock row: a statement of its own, now that
-        # the slot's lock is held, so a setting committed while the one statement
-        # waited for that lock is seen (the setter locks the day's slots to count).
-        # After the one statement the resident's lock is held already: a stock row
-        # found only here is one committed in that window, so this step takes the
-        # stock row after the resident's, against the order; a deadlock there (same
+        # SQLite, or a snapshot that saw no stock row and wrote no booking: a statement
+        # of its own, now that the slot's lock is held, so a setting committed while the
+        # one statement waited for that lock is seen (the setter locks the day's slots
+        # to count). After the one statement the resident's lock is held already: a
+        # stock row found only here is one committed in that window, so this step takes
+        # the stock row after the resident's, against the order; a deadlock there (same
         # NIK booking the same day's other slot at that instant) is answered busy.
-        day = local_date(row.starts_at, row.timezone)
-        packages = reserve_packages(row.market_point_id, day)
-        if postgresql and packages and row.booking_id is not None:
-            note_packages(row.booking_id, packages)
+        packages = reserve_packages(row.market_point_id, local_date(row.starts_at, row.timezone))
     person = replace(person, kk_hash=household_hash(row, kk))
     point = PointSummary(row.market_point_id, row.code, row.name, row.address, row.timezone)
     slot = SlotSummary(row.id, row.starts_at, row.ends_at, row.market_point_id, point)
     if postgresql and row.booking_id is not None:  # the one statement did it all
         booking_id = row.booking_id
+        if packages is None:  # one follow-up statement: the stock's confirmation and the wave
+            arrive_at, packages = _settle_on_postgresql(booking_id, slot, now)
+        else:  # stock settled above: the wave alone, if any (slots.waves: why it is exact)
+            arrive_at = place_in_wave(booking_id, slot, now)
         note_new_booking(slot, booking_id, [(row.notice_id, row.due_at)], now)
-        # A statement of its own, after the place's lock (slots.waves: why it is exact).
-        arrive_at = place_in_wave(booking_id, slot, now)
     elif postgresql and person.kk_hash is None and row.fresh:
         raise limit_reached()  # counted in a snapshot that no booking of this NIK passed
     else:
@@ -258,8 +263,8 @@ _COVERS_WHERE = _sql(COVERS_ONE_MORE)
 # place's update and the resident's upsert reads both, so the locks come in the rule's
 # order (slot -> stock -> resident), and the upsert runs only when a place was taken
 # and the day's stock covered it, or the day has no stock row in the statement's
-# snapshot (a refusal writes nothing; ``place_booking`` confirms "no stock row" in a
-# statement of its own, see there). The limit is counted in the statement's snapshot,
+# snapshot (a refusal writes nothing; "no stock row" is confirmed by a statement of
+# its own, ``_settle_statement``). The limit is counted in the statement's snapshot,
 # taken before any wait for the resident's lock; that count is good only if no
 # booking of this NIK committed in between. Every change that gives a resident a
 # booking (booking, promotion, move) first bumps the resident row's lock_version, so
@@ -270,8 +275,11 @@ _COVERS_WHERE = _sql(COVERS_ONE_MORE)
 # own with a new snapshot. Points with a household limit write nothing here either:
 # their rules continue in separate statements. The booking is written arriving at the
 # slot's start; its arrival wave is chosen after, by a statement of its own
-# (``slots.waves.place_in_wave``): a CTE here would count in this statement's
-# snapshot, taken before the wait for the slot's lock.
+# (``_settle_statement``, or ``slots.waves.place_in_wave`` when the stock is settled
+# here): a CTE here would count in this statement's snapshot, taken before the wait
+# for the slot's lock. So one statement follows at most: none with waves off and the
+# day's stock row seen here (reserved, or sold out), the wave alone with waves on and
+# the row seen, the confirmation of "no stock row" with the wave otherwise.
 # The f-string inserts only the compiled constants above, never input (so S608 is off).
 _BOOK_ON_POSTGRESQL = text(
     f"""
@@ -360,6 +368,64 @@ _BOOK_ON_POSTGRESQL = text(
     stocked=Boolean(),
     packages=Integer(),
 )
+
+
+# PostgreSQL: what the one statement leaves to a statement of its own when its snapshot
+# saw no stock row for the slot's point-day, in one round trip. The reservation of one
+# booking's packages if the day has a stock row now that covers it
+# (``slots.stock.RESERVE``, the cap ``COVERS_ONE_MORE`` in its WHERE), whether the day
+# has a stock row at all (``slots.stock.IS_SET``: a row not covering it means sold
+# out), and the booking's arrival wave (``slots.waves.chosen_wave``), written on the
+# booking with the packages reserved. Exact for the same reason as each step apart:
+# one statement has one snapshot, taken when it starts, after the slot's row lock was
+# had (the one statement's ``taken``), so it sees every booking of the slot committed
+# by a transaction that held the lock before (the waves), and a stock setting
+# committed while the one statement waited for that lock (``set_stock`` locks the
+# day's slots before it counts and writes the row, so one committed later waits for
+# this transaction). The reservation's update waits for, and re-reads, a stock row
+# that a booking of another slot of the day holds, as ``reserve_packages`` does. Used only where the
+# one statement reserved nothing (no stock row in its snapshot), so it never reserves
+# twice for one booking. Locks: the stock row, after the resident's (held since the
+# one statement), against the order, as ``reserve_packages`` there (see
+# ``place_booking``); the booking row is this transaction's own, not yet committed,
+# so no one else waits for it. Built once per count of open waves.
+@lru_cache(maxsize=64)
+def _settle_statement(waves: int):
+    reserved = RESERVE.cte("reserved")
+    return (
+        update(Booking)
+        .add_cte(reserved)
+        .where(Booking.id == bindparam("wave_booking"))
+        .values(
+            arrive_at=chosen_wave(waves),
+            packages=func.coalesce(select(reserved.c.per_booking).scalar_subquery(), 0),
+        )
+        .returning(Booking.arrive_at, Booking.packages, IS_SET.exists().label("is_set"))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _settle_on_postgresql(
+    booking_id: int, slot: SlotSummary, now: datetime
+) -> tuple[datetime, int]:
+    """Confirm the stock of booking ``booking_id`` (written by the one statement, its
+    snapshot having seen no stock row) and give it its arrival wave: one statement
+    (``_settle_statement``: why it is exact).
+
+    Returns: (arrive_at aware UTC, packages reserved: 0 when the day has no stock row).
+    Raises: SoldOut (409) when the day's stock row, set while the one statement waited
+      for the slot's lock, cannot cover one more booking (the booking is rolled back
+      with the transaction).
+    """
+    waves = open_waves(slot, now, wave_minutes())
+    params = wave_params(booking_id, slot, waves)
+    params.update(
+        point_id=slot.market_point_id, on_day=local_date(slot.starts_at, slot.market_point.timezone)
+    )
+    row = db.session.connection().execute(_settle_statement(len(waves)), params).one()
+    if row.is_set and not row.packages:
+        raise SoldOut()
+    return row.arrive_at, row.packages
 
 
 def _book_params(slot_id: int, person: ResidentInput, code: str, now: datetime) -> dict:

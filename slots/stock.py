@@ -138,7 +138,10 @@ _STOCK_ROW = (Stock.market_point_id == bindparam("point_id"), Stock.day == bindp
 # The hard cap, as ``slots.places.HAS_ROOM`` is for places.
 COVERS_ONE_MORE = Stock.reserved + Stock.per_booking <= Stock.packages
 
-_RESERVE = (
+# One booking's reservation, and whether the point-day has a stock row at all (bound
+# ``point_id``, ``on_day``): ``reserve_packages`` runs them, the one-statement booking's
+# follow-up (``slots.booking``) embeds them in a statement of its own.
+RESERVE = (
     update(Stock)
     .where(*_STOCK_ROW, COVERS_ONE_MORE)
     .values(reserved=Stock.reserved + Stock.per_booking)
@@ -146,7 +149,7 @@ _RESERVE = (
     .execution_options(synchronize_session=False)
 )
 
-_IS_SET = select(Stock.id).where(*_STOCK_ROW)
+IS_SET = select(Stock.id).where(*_STOCK_ROW)
 
 # PostgreSQL: the reservation and, when it reserved nothing, whether a row is there at
 # all, in one round trip (both read in the statement's snapshot, taken after the slot's
@@ -191,10 +194,10 @@ def reserve_packages(point_id: int, day: date) -> int:
         if row.is_set:
             raise SoldOut()
         return 0
-    packages = execute_locking("stock", _RESERVE, params).scalar()
+    packages = execute_locking("stock", RESERVE, params).scalar()
     if packages is not None:
         return packages
-    if conn.execute(_IS_SET, params).first() is not None:
+    if conn.execute(IS_SET, params).first() is not None:
         raise SoldOut()
     return 0
 
@@ -244,17 +247,6 @@ def move_packages(booking: Booking, old: Slot, target: Slot) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.expire(booking, ["packages"])
-
-
-def note_packages(booking_id: int, packages: int) -> None:
-    """Write ``packages`` on booking ``booking_id`` (reserved after the row was made)."""
-    if packages:
-        db.session.execute(
-            update(Booking)
-            .where(Booking.id == booking_id)
-            .values(packages=packages)
-            .execution_options(synchronize_session=False)
-        )
 
 
 def _check_numbers(packages: object, per_booking: object) -> tuple[int, int]:

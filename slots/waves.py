@@ -10,7 +10,11 @@ everyone arrives at the slot's start. The booking's ``arrive_at`` is its wave's 
 Every path that gives a booking a place calls ``place_in_wave`` once the booking row
 holds that place: the booking (both paths of ``slots.booking.place_booking``), the
 promotion from a waiting list (``slots.places.insert_booking``) and a move
-(``slots.staff.move_booking``); assisted booking goes through ``place_booking``.
+(``slots.staff.move_booking``); assisted booking goes through ``place_booking``. The
+one-statement booking on PostgreSQL may instead set the wave in the statement that
+confirms its stock (``slots.booking._settle_statement``, one round trip for both): it
+writes the same rule, ``chosen_wave``, under the same condition (a statement of its own
+after the slot's lock).
 
 Why the count is exact under racing requests: every path has taken its slot's row
 lock (the conditional update of ``slot.booked_count``, ``slots.places.take_place`` or
@@ -89,11 +93,12 @@ def place_in_wave(booking_id: int, slot: _Timed, now: datetime, written: bool = 
     arrival wave, and return ``arrive_at`` (aware UTC).
 
     One UPDATE ... RETURNING: among ``open_waves`` it picks the wave with the fewest
-    active bookings of the slot (this one left out), the earliest on a tie. Exact under
-    racing requests only when the caller holds the slot's row lock (see the module's
-    docstring); every caller does. With waves off, or a single wave to choose from, it
-    writes that wave without counting, and with nothing to change (``written``: the row
-    was just written with the slot's start, as every new booking is) it sends nothing.
+    active bookings of the slot (this one left out), the earliest on a tie
+    (``chosen_wave``). Exact under racing requests only when the caller holds the
+    slot's row lock (see the module's docstring); every caller does. With waves off, or
+    a single wave to choose from, it writes that wave without counting, and with
+    nothing to change (``written``: the row was just written with the slot's start, as
+    every new booking is) it sends nothing.
     Args: slot with ``id``, aware UTC ``starts_at`` and ``ends_at`` (a Slot or a
     SlotSummary); now, aware UTC; written, False for a row that holds another slot's
     arrival (a move).
@@ -101,40 +106,56 @@ def place_in_wave(booking_id: int, slot: _Timed, now: datetime, written: bool = 
     waves = open_waves(slot, now, wave_minutes())
     if written and waves == [slot.starts_at]:
         return slot.starts_at  # waves off: no round trip
-    params = {"wave_booking": booking_id, "wave_slot": slot.id}
+    statement = _choose_wave(len(waves))
+    params = wave_params(booking_id, slot, waves)
+    return db.session.connection().execute(statement, params).scalar_one()
+
+
+def wave_params(booking_id: int, slot: _Timed, waves: list[datetime]) -> dict[str, Any]:
+    """The bound values of ``chosen_wave(len(waves))`` for booking ``booking_id`` in
+    ``slot`` (with ``id``), ``waves`` being its ``open_waves``."""
+    params: dict[str, Any] = {"wave_booking": booking_id, "wave_slot": slot.id}
     params.update({f"wave_{i}": at for i, at in enumerate(waves)})
-    return db.session.connection().execute(_choose_wave(len(waves)), params).scalar_one()
+    return params
+
+
+@lru_cache(maxsize=64)
+def chosen_wave(count: int) -> Any:
+    """The rule as SQL: the start of the wave a booking gets among ``count`` open waves
+    (bound ``wave_0`` ..., earliest first), for the booking ``wave_booking`` of slot
+    ``wave_slot`` (``wave_params``). A scalar expression to set ``booking.arrive_at``
+    to, in ``place_in_wave``'s UPDATE or in a statement that does more in the same
+    round trip (``slots.booking``); exact only in a snapshot taken after the slot's
+    row lock was had (the module's docstring). Built once per count: on a rush,
+    building it anew for every booking costs more than the database's work."""
+    at = [bindparam(f"wave_{i}", type_=UTCDateTime()) for i in range(count)]
+    if count == 1:
+        return at[0]
+    wave = union_all(
+        *(select(literal(i, Integer()).label("i"), at[i].label("at")) for i in range(count))
+    ).subquery("wave")
+    other = aliased(Booking)
+    booked = (
+        select(func.count(other.id))
+        .where(
+            other.slot_id == bindparam("wave_slot"),
+            other.arrive_at == wave.c.at,
+            other.status.in_(ACTIVE_STATUSES),
+            other.id != bindparam("wave_booking"),
+        )
+        .correlate(wave)
+        .scalar_subquery()
+    )
+    return select(wave.c.at).order_by(booked, wave.c.i).limit(1).scalar_subquery()
 
 
 @lru_cache(maxsize=64)
 def _choose_wave(count: int):
-    """The UPDATE of ``place_in_wave`` for ``count`` open waves (bound ``wave_0`` ...,
-    ``wave_booking``, ``wave_slot``), built once per count: on a rush, building the
-    statement anew for every booking costs more than the database's work."""
-    at = [bindparam(f"wave_{i}", type_=UTCDateTime()) for i in range(count)]
-    if count == 1:
-        chosen = at[0]
-    else:
-        wave = union_all(
-            *(select(literal(i, Integer()).label("i"), at[i].label("at")) for i in range(count))
-        ).subquery("wave")
-        other = aliased(Booking)
-        booked = (
-            select(func.count(other.id))
-            .where(
-                other.slot_id == bindparam("wave_slot"),
-                other.arrive_at == wave.c.at,
-                other.status.in_(ACTIVE_STATUSES),
-                other.id != bindparam("wave_booking"),
-            )
-            .correlate(wave)
-            .scalar_subquery()
-        )
-        chosen = select(wave.c.at).order_by(booked, wave.c.i).limit(1).scalar_subquery()
+    """The UPDATE of ``place_in_wave`` for ``count`` open waves, built once per count."""
     return (
         update(Booking)
         .where(Booking.id == bindparam("wave_booking"))
-        .values(arrive_at=chosen)
+        .values(arrive_at=chosen_wave(count))
         .returning(Booking.arrive_at)
         .execution_options(synchronize_session=False)
     )

@@ -22,6 +22,7 @@ from extensions import db
 from slots import booking as slots_booking
 from slots.models import ACTIVE_STATUSES, Booking, Slot, Stock
 from slots.stock import set_stock, slot_day
+from slots.waves import place_in_wave
 from tests.servers import gunicorn, post_json
 
 PHONE = "081234567890"
@@ -60,14 +61,18 @@ def test_first_setting_committed_while_a_booking_waits(
 ):
     """The setter holds the day's slot locks and writes the first stock row (1 package)
     while a booking is in flight: the booking's statement took its snapshot before the
-    row was committed and waits for the slot's lock. Unguarded (the confirmation
-    statement switched off) the booking misses the row: confirmed with 0 packages,
-    ``reserved`` 0, and the next booking also gets the "one" package. Guarded, the
-    booking reserves it and the next one is sold out."""
+    row was committed and waits for the slot's lock. Unguarded (the follow-up
+    statement's confirmation switched off) the booking misses the row: confirmed with
+    0 packages, ``reserved`` 0, and the next booking also gets the "one" package.
+    Guarded, the booking reserves it and the next one is sold out."""
     if backend != "postgresql":
         pytest.skip("the one statement and its snapshot are PostgreSQL's")
-    if not guarded:
-        monkeypatch.setattr(slots_booking, "reserve_packages", lambda *_: 0)
+    if not guarded:  # the follow-up statement gives the wave only, confirming nothing
+
+        def wave_only(booking_id, slot, now):
+            return place_in_wave(booking_id, slot, now), 0
+
+        monkeypatch.setattr(slots_booking, "_settle_on_postgresql", wave_only)
     slot = make_slot(capacity=5, starts_in=120)
     slot_id, code, day = slot.id, slot.market_point.code, slot_day(slot)
     set_done, release = threading.Event(), threading.Event()
@@ -108,6 +113,47 @@ def test_first_setting_committed_while_a_booking_waits(
     assert packages == 1
     assert (after.status_code, after.json["error"]) == (409, "sold_out")
     assert _balanced([slot_id]).reserved == 1
+
+
+def test_sold_out_setting_committed_while_a_booking_waits(app, ctx, backend, make_slot, nik):
+    """The same race with a first setting of 0 packages: the booking's statement saw no
+    stock row and wrote its booking; the follow-up statement (the stock's confirmation
+    with the wave) finds the row and cannot cover the booking, so it is refused
+    ``sold_out`` and nothing of it stays: no booking, no place, nothing reserved."""
+    if backend != "postgresql":
+        pytest.skip("the one statement and its snapshot are PostgreSQL's")
+    slot = make_slot(capacity=5, starts_in=120)
+    slot_id, code, day = slot.id, slot.market_point.code, slot_day(slot)
+    set_done, release = threading.Event(), threading.Event()
+    answers = []
+
+    def setter():
+        with app.app_context():
+            set_stock(code, day, 0, 1, CLI)
+            db.session.flush()
+            set_done.set()
+            release.wait(10)
+            time.sleep(0.5)  # the booking below has begun its statement and waits
+            db.session.commit()
+
+    def booker():
+        with app.app_context():
+            set_done.wait(10)
+            release.set()
+            began = time.monotonic()
+            r = app.test_client().post("/api/v1/bookings", json=_body(slot_id, nik()))
+            answers.append((r.status_code, r.json.get("error"), time.monotonic() - began))
+
+    threads = [threading.Thread(target=setter), threading.Thread(target=booker)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    status, error, waited = answers[0]
+    assert waited >= 0.3  # it did wait for the setter's commit
+    assert (status, error) == (409, "sold_out")
+    assert db.session.scalar(select(func.count(Booking.id))) == 0
+    assert _balanced([slot_id]).reserved == 0
 
 
 # Real requests through several workers -----------------------------------------------
