@@ -155,10 +155,21 @@ def empty_tables() -> None:
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
     with db.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            # The audit log refuses TRUNCATE (an append-only trigger): the test
-            # connection, a superuser, lifts triggers for this wipe only.
+            # The audit log refuses DELETE (an append-only trigger): the test
+            # connection, a superuser, lifts triggers (and foreign keys) for this wipe
+            # only. DELETE and a sequence restart take ~30 ms on tables this small,
+            # TRUNCATE ~350 ms (it makes new files for every table): ~3 minutes a pass.
             conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
-            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))  # noqa: S608
+            for name in tables:
+                conn.execute(sa.text(f"DELETE FROM {name}"))  # noqa: S608  (names from our metadata)
+            sequences = conn.execute(
+                sa.text(
+                    "SELECT sequence_name FROM information_schema.sequences"
+                    " WHERE sequence_schema = current_schema()"
+                )
+            ).scalars()
+            for sequence in sequences.all():
+                conn.execute(sa.text(f'ALTER SEQUENCE "{sequence}" RESTART'))
         else:
             # The audit log refuses DELETE (an append-only trigger): lift it for the wipe.
             guards = conn.execute(
