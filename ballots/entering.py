@@ -13,7 +13,7 @@ message with the entry code and the time of the draw.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from flask_babel import force_locale
@@ -121,13 +121,13 @@ def enter_ballot(
     kk: str = "",
     language: str = "id",
     now: datetime | None = None,
-) -> BallotEntry:
+) -> Entered:
     """Enter resident (name, NIK, phone, family card) in ballot ``ballot_id`` with
     ``preferences``, slot ids of the ballot's day in order of preference (issue 16 §2).
 
     Args: as ``slots.booking.place_booking``; language "id" or "en", of the messages;
       now, aware UTC (default the clock).
-    Returns: the new BallotEntry (flushed; status ``entered``), with a pending
+    Returns: the new entry as ``Entered`` (written; status ``entered``), with a pending
       ``ballot_entry`` message telling the entry code and the time of the draw.
     Raises: InvalidName, InvalidNIK, InvalidPhone, InvalidLanguage, InvalidKK,
       InvalidPreferences (422); BallotNotFound (404); BallotNotOpen (409, outside the
@@ -174,9 +174,20 @@ def enter_ballot(
         if db.session.scalar(select(Ballot.frozen_at).where(Ballot.id == ballot.id)):
             raise BallotNotOpen()
         raise AlreadyEntered()
-    entry = db.session.get(BallotEntry, entry_id)
+    entry = Entered(entry_id, code, ENTERED, person.phone, person.language)
     _tell_entered(entry, ballot, now)
     return entry
+
+
+@dataclass(frozen=True)
+class Entered:
+    """An entry just made, as plain values (no second query for the ORM object)."""
+
+    id: int
+    code: str
+    status: str
+    phone: str
+    language: str
 
 
 def _open(ballot, now: datetime) -> bool:
@@ -219,7 +230,7 @@ def _insert_entry():
     )
 
 
-def _tell_entered(entry: BallotEntry, ballot, now: datetime) -> None:
+def _tell_entered(entry: Entered, ballot, now: datetime) -> None:
     """Queue the ``ballot_entry`` message: the entry code and the time of the draw,
     in the resident's language (rendered now)."""
     if not entry.phone:
@@ -248,7 +259,7 @@ def _tell_entered(entry: BallotEntry, ballot, now: datetime) -> None:
 
 def enter_ballot_once(
     key: str, fingerprint: str, ballot_id: int, *args, **kwargs
-) -> tuple[BallotEntry, bool]:
+) -> tuple[Entered | BallotEntry, bool]:
     """``enter_ballot`` under an Idempotency-Key, as ``slots.booking.book_slot_once``
     does for a booking: the first request with ``key`` enters, a repeat with the same
     ``fingerprint`` returns that entry (True: replayed).
