@@ -119,6 +119,7 @@ def _register_extensions(app: Flask) -> None:
     # Every model module must be imported so migrations and relationships see it.
     import accounts.auth  # noqa: F401  (registers the user loader)
     import accounts.models  # noqa: F401
+    import ballots.models  # noqa: F401
     import checkin.models  # noqa: F401
     import common.audit  # noqa: F401
     import slots.models  # noqa: F401
@@ -128,6 +129,7 @@ def _register_blueprints(app: Flask) -> None:
     from accounts import bp as accounts_bp
     from admin import bp as admin_bp
     from api import bp as api_bp
+    from ballots.views import bp as ballots_bp
     from checkin import bp as checkin_bp
     from qr import bp as qr_bp
     from slots.views import bp as slots_bp
@@ -137,6 +139,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(checkin_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(ballots_bp)
     # The API authenticates with bearer tokens, never cookies, so CSRF does not apply.
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)

@@ -129,6 +129,17 @@ def _public_base_url(raw: str) -> str:
     return checked
 
 
+def parse_share(name: str, raw: str) -> float:
+    """Parse a share between 0 and 1 inclusive (``0.3``). Raises ConfigError otherwise."""
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a number between 0 and 1, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise ConfigError(f"{name} must be between 0 and 1, got {raw!r}")
+    return value
+
+
 def parse_limit(name: str, raw: str) -> str:
     """Check a rate-limit string such as ``5/minute;20/hour``.
 
@@ -242,6 +253,10 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         # How long a statement waits for another transaction's lock before it gives up
         # and the request is answered 503 "busy": milliseconds (PostgreSQL: each
         # connection's lock_timeout, set by common.locking.init_app).
+        # Issue 16: the share of a ballot's places residents aged 60+ go first for.
+        "BALLOT_ELDERLY_SHARE": parse_share(
+            "BALLOT_ELDERLY_SHARE", get("BALLOT_ELDERLY_SHARE", "0.3")
+        ),
         "LOCK_TIMEOUT_MS": parse_int("LOCK_TIMEOUT_MS", get("LOCK_TIMEOUT_MS", "5000"), 1),
         "BOOKING_LIMIT_WINDOW_DAYS": parse_int(
             "BOOKING_LIMIT_WINDOW_DAYS", get("BOOKING_LIMIT_WINDOW_DAYS", "7"), 1

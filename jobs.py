@@ -157,9 +157,12 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
        sold-out day held once packages came back from another slot (issue 15);
     2. mark no-shows once a slot's window plus CHECKIN_LATE_MINUTES has passed, and
        expire waiting lists of ended slots;
-    3. purge personal data RETENTION_DAYS after the slot.
+    3. purge personal data RETENTION_DAYS after the slot;
+    4. draw the ballots whose entry window has closed (issue 16), each in its own
+       transaction (``ballots.draw.draw_ballot``: safe beside another worker's draw).
     Returns the counts of each step.
     """
+    from ballots import draw as ballots_draw
     from slots import housekeeping as slots_housekeeping
 
     # Each step commits on its own (the job's wrapper commits the last): a failing
@@ -172,6 +175,12 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     no_shows, expired = slots_housekeeping.expire_past_slots(now)
     transactions.commit()
     purged = slots_housekeeping.purge_personal_data(now)
+    transactions.commit()
+    drawn = 0
+    for ballot_id in ballots_draw.due_ballots(now):
+        ballots_draw.draw_ballot(ballot_id, now)
+        transactions.commit()
+        drawn += 1
     counts = {
         "released": released,
         "promoted_with_stock": restocked,
@@ -179,6 +188,7 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
         "waiting_expired": expired,
         "bookings_purged": purged.bookings,
         "residents_purged": purged.residents,
+        "ballots_drawn": drawn,
     }
     if any(counts.values()):
         log.info("timed work at %s: %s", now.isoformat(), counts)

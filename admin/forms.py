@@ -11,6 +11,7 @@ from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     DateField,
+    DateTimeLocalField,
     IntegerField,
     PasswordField,
     SelectField,
@@ -121,6 +122,21 @@ class StockForm(FlaskForm):
     )
     per_booking = IntegerField(
         _l("Packages per booking"), default=1, validators=[InputRequired(), NumberRange(1, 100)]
+    )
+
+
+class BallotForm(FlaskForm):
+    """A ballot over a market point's slots on one local date (issue 16): the entry
+    window's opening and closing, local times at the point."""
+
+    day = DateField(_l("Date"), validators=[InputRequired(), in_day_range])
+    opens = DateTimeLocalField(
+        _l("Entries open (local time)"), format="%Y-%m-%dT%H:%M", validators=[InputRequired()]
+    )
+    closes = DateTimeLocalField(
+        _l("Entries close, draw (local time)"),
+        format="%Y-%m-%dT%H:%M",
+        validators=[InputRequired()],
     )
 
 

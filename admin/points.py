@@ -11,10 +11,11 @@ from flask_wtf import FlaskForm
 from accounts.auth import page_roles
 from accounts.models import ADMIN
 from admin import bp
-from admin.forms import ImportForm, PointForm, StockForm
+from admin.forms import BallotForm, ImportForm, PointForm, StockForm
 from admin.pages import actor, done, failed, market_points
+from ballots import rounds as ballots_rounds
 from common.errors import DomainError
-from common.timeutil import local_date, utcnow
+from common.timeutil import local_date, utcnow, zone
 from extensions import db
 from slots import errors as slots_errors
 from slots import points as slots_points
@@ -77,16 +78,28 @@ def point(code: str):
     return _point_page(found, form)
 
 
-def _point_page(point, form: PointForm, stock_form: StockForm | None = None, status: int = 200):
+def _point_page(
+    point,
+    form: PointForm,
+    stock_form: StockForm | None = None,
+    status: int = 200,
+    ballot_form: BallotForm | None = None,
+):
     """Render the point's page: its edit form, the stock table and form (``stock_form``
-    sent back with its faults beside its fields), with HTTP ``status``."""
+    sent back with its faults beside its fields), its ballots and the ballot form
+    (issue 16), with HTTP ``status``."""
+    today = _today(point)
+    days = [today + timedelta(days=n) for n in range(STOCK_DAYS_SHOWN)]
+    ballots = sorted(ballots_rounds.point_ballots(point, days).values(), key=lambda b: b.day)
     return render_template(
         "admin/point.html",
         point=point,
         form=form,
         toggle=FlaskForm(),
-        stock_form=stock_form or StockForm(formdata=None, day=_today(point)),
+        stock_form=stock_form or StockForm(formdata=None, day=today),
         stock=_stock_ahead(point),
+        ballot_form=ballot_form or BallotForm(formdata=None, day=today + timedelta(days=1)),
+        ballots=[ballots_rounds.view(b) for b in ballots],
     ), status
 
 
@@ -137,6 +150,37 @@ def point_stock(code: str):
     else:
         status = 422
     return _point_page(found, PointForm(obj=found), form, status)
+
+
+@bp.post("/points/<code>/ballot")
+@page_roles(ADMIN)
+def point_ballot(code: str):
+    """Open a ballot over the point's slots on a local date (issue 16), audited."""
+    try:
+        found = slots_points.get_point(code)
+    except DomainError:
+        abort(404)
+    form = BallotForm()
+    if form.validate_on_submit():
+        tz = zone(found.timezone)
+        try:
+            ballot = ballots_rounds.create_ballot(
+                code,
+                form.day.data,
+                form.opens.data.replace(tzinfo=tz),
+                form.closes.data.replace(tzinfo=tz),
+                actor(),
+            )
+        except DomainError as exc:
+            db.session.rollback()
+            form.day.errors = [*form.day.errors, str(exc.message)]
+            status = exc.status
+        else:
+            done(_("Ballot %(id)d opened.", id=ballot.id))
+            return redirect(url_for("admin.point", code=code))
+    else:
+        status = 422
+    return _point_page(found, PointForm(obj=found), None, status, form)
 
 
 @bp.post("/points/<code>/active")

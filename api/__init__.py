@@ -12,6 +12,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 from api import (  # noqa: E402,F401  (routes register on import)
     admin,
+    ballots,
     bookings,
     docs,
     exports,

@@ -9,7 +9,7 @@ of any other fault of that schema. Extra fields in a body are ignored, as they w
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -45,6 +45,16 @@ def _day(value: str) -> date:
 
 
 NonBlank = Annotated[StrictStr, AfterValidator(_non_blank)]
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("must carry its UTC offset")
+    return value
+
+
+# An instant with its UTC offset (ISO 8601), e.g. 2026-12-05T08:00:00+07:00.
+AwareInstant = Annotated[datetime, AfterValidator(_aware)]
 Day = Annotated[str, AfterValidator(_day), Field(json_schema_extra={"format": "date"})]
 # A client's scan nonce: what a UUID, a ULID or a counter with a prefix looks like.
 Nonce = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
@@ -291,6 +301,46 @@ class BookingMove(Request):
 
     error_codes: ClassVar[dict[str, str]] = {"slot_id": "invalid_slot_id"}
     slot_id: StrictInt
+
+
+class NewBallot(Request):
+    """``POST /ballots`` (issue 16): a market point's code, the local ``date`` of the
+    slots, and the entry window ``opens_at`` .. ``closes_at`` (ISO 8601 instants with
+    their UTC offset)."""
+
+    error_codes: ClassVar[dict[str, str]] = {
+        "market_point": "invalid_market_point",
+        "date": "invalid_date",
+        "*": "invalid_ballot",
+    }
+    market_point: NonBlank
+    date: Day
+    opens_at: AwareInstant
+    closes_at: AwareInstant
+
+
+class BallotQuery(Request):
+    """``GET /ballots``: filter by market point code and local date (both optional)."""
+
+    error_codes: ClassVar[dict[str, str]] = {"date": "invalid_date"}
+    market_point: str = ""
+    date: Annotated[Day | None, BeforeValidator(_empty_as_absent)] = None
+
+
+class NewBallotEntry(Request):
+    """``POST /ballots/{id}/entries`` (issue 16 §2): the resident fields of a booking and
+    ``preferences``, one to three slot ids of the ballot's day, first choice first."""
+
+    error_codes: ClassVar[dict[str, str]] = {
+        **_RESIDENT_CODES,
+        "preferences": "invalid_preferences",
+    }
+    name: NonBlank
+    nik: NonBlank
+    phone: NonBlank
+    preferences: Annotated[list[StrictInt], Field(min_length=1, max_length=3)]
+    language: StrictStr = "id"
+    kk: StrictStr | None = None
 
 
 # The error body --------------------------------------------------------------------------

@@ -12,6 +12,11 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 
 LABELS = {
+    # ballot statuses (issue 16; ballots.models)
+    "scheduled": _l("Not open yet"),
+    "open": _l("Open for entries"),
+    "drawn": _l("Drawn"),
+    "closed": _l("Entries closed"),
     # booking statuses (slots.models.BOOKING_STATUSES)
     "confirmed": _l("Confirmed"),
     "checked_in": _l("Checked in"),

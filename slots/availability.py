@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 
 from common.timeutil import local_day_bounds, utcnow, zone
 from extensions import db
-from slots.errors import SlotClosed, SlotNotFound
+from slots.errors import BallotRunning, SlotClosed, SlotNotFound
 from slots.models import MarketPoint, Slot
 
 
@@ -30,6 +30,8 @@ def valid_id(value: object) -> bool:
 # The parts of "bookable", as SQL conditions on Slot; ``now`` is an aware UTC instant
 # or a bound parameter.
 NOT_CLOSED = Slot.closed_at.is_(None)  # the market has not closed it
+# No ballot holds it (issue 16): a balloted day's places go by the draw, not first-come.
+NOT_BALLOTED = Slot.ballot_id.is_(None)
 AT_ACTIVE_POINT = Slot.market_point_id.in_(select(MarketPoint.id).where(MarketPoint.active))
 
 
@@ -40,8 +42,9 @@ def published(now):
 
 def open_at(now):
     """SQL: the slot takes bookings at ``now`` as far as the slot row tells: published,
-    not ended, not closed by the market (the point's being active is ``bookable``)."""
-    return and_(published(now), Slot.ends_at > now, NOT_CLOSED)
+    not ended, not closed by the market, not held by a ballot (issue 16) (the point's
+    being active is ``bookable``)."""
+    return and_(published(now), Slot.ends_at > now, NOT_CLOSED, NOT_BALLOTED)
 
 
 def bookable(now):
@@ -110,11 +113,14 @@ def open_slots(point: MarketPoint, start: datetime, end: datetime, now: datetime
 
 def check_bookable(row, now: datetime) -> None:
     """Raise SlotNotFound (404) unless ``row`` (slot and point, or None) is a published
-    slot at an active point, SlotClosed (409) when it has ended by ``now``."""
+    slot at an active point, SlotClosed (409) when it has ended by ``now``,
+    BallotRunning (409) when a ballot holds it (``row.ballot_id``; issue 16)."""
     if row is None or not visible(row.published_at, row.active, now):
         raise SlotNotFound()
     if row.ends_at <= now:
         raise SlotClosed()
+    if row.ballot_id is not None:
+        raise BallotRunning()
 
 
 def slot_local_times(slot: Slot) -> tuple[datetime, datetime]:
@@ -152,6 +158,7 @@ def takes_bookings(slot: Slot, now: datetime) -> bool:
         visible(slot.published_at, slot.market_point.active, now)
         and slot.ends_at > now
         and slot.closed_at is None
+        and slot.ballot_id is None
     )
 
 

@@ -35,6 +35,7 @@ from notify.outbox import queue_notice, void_reminder
 from slots.availability import PointSummary, SlotSummary, bookable, check_bookable, valid_id
 from slots.codes import match_phone, new_booking_code, normalise_code
 from slots.errors import (
+    BallotRunning,
     BookingNotFound,
     CancelNotAllowed,
     IdempotencyKeyReused,
@@ -114,12 +115,13 @@ _SLOT_FOR_BOOKING = (
         MarketPoint.timezone,
         MarketPoint.active,
         MarketPoint.household_limit,
+        Slot.ballot_id,
     )
     .join(MarketPoint, Slot.market_point_id == MarketPoint.id)
     .where(Slot.id == bindparam("slot_id"))
 )
 
-_SLOT_CLOSED_AT = select(Slot.closed_at).where(Slot.id == bindparam("slot_id"))
+_SLOT_CLOSED_AT = select(Slot.closed_at, Slot.ballot_id).where(Slot.id == bindparam("slot_id"))
 
 
 def place_booking(
@@ -225,11 +227,18 @@ def place_booking(
 
 def _refuse_full(slot_id: int) -> NoReturn:
     """Raise why no place was taken in a bookable slot: SlotClosedByMarket when the
-    market closed it (maybe while this request waited for its lock), else SlotFull.
+    market closed it (maybe while this request waited for its lock), BallotRunning
+    when a ballot took the slot meanwhile (issue 16), else SlotFull.
     A statement of its own: only a fresh snapshot sees a close that committed while
     the claim waited for the row lock (the claim's own snapshot predates it)."""
-    closed_at = db.session.connection().execute(_SLOT_CLOSED_AT, {"slot_id": slot_id}).scalar()
-    raise SlotClosedByMarket() if closed_at is not None else SlotFull()
+    closed_at, ballot_id = (
+        db.session.connection().execute(_SLOT_CLOSED_AT, {"slot_id": slot_id}).one()
+    )
+    if closed_at is not None:
+        raise SlotClosedByMarket()
+    if ballot_id is not None:
+        raise BallotRunning()
+    raise SlotFull()
 
 
 # On PostgreSQL ``place_booking`` books in one statement (below); False runs the
@@ -336,6 +345,7 @@ _BOOK_ON_POSTGRESQL = text(
     SELECT slot.id, slot.starts_at, slot.ends_at, slot.published_at, slot.market_point_id,
            market_point.code, market_point.name, market_point.address,
            market_point.timezone, market_point.active, market_point.household_limit,
+           slot.ballot_id,
            (SELECT count(*) FROM taken) AS taken,
            (SELECT resident_id FROM verdict) AS resident_id,
            COALESCE((SELECT fresh FROM verdict), false) AS fresh,
@@ -359,6 +369,7 @@ _BOOK_ON_POSTGRESQL = text(
     timezone=String(),
     active=Boolean(),
     household_limit=Boolean(),
+    ballot_id=Integer(),
     taken=Integer(),
     resident_id=Integer(),
     fresh=Boolean(),

@@ -291,3 +291,14 @@ class ProxyLimitReached(DomainError):
         "This person already collects for the most bookings allowed on this day. "
         "Please name someone else."
     )
+
+
+class BallotRunning(DomainError):
+    """The slot's day is released by a ballot (issue 16): no first-come booking and no
+    waiting-list join until its draw; enter the ballot instead."""
+
+    code = "ballot_running"
+    status = 409
+    default_message = _l(
+        "The places of this day are given by a ballot (undian). Enter the ballot instead."
+    )

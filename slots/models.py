@@ -93,6 +93,9 @@ class Slot(db.Model):
     # Closed by the market: no booking, hidden from residents, its bookings cancelled.
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedule.id"), index=True)
+    # The ballot that holds the slot until its draw (issue 16): no first-come booking or
+    # waiting-list join while set. An id without a foreign key: slots know no ballots.
+    ballot_id: Mapped[int | None] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     market_point: Mapped[MarketPoint] = relationship(back_populates="slots")
@@ -367,6 +370,8 @@ class IdempotencyKey(db.Model):
     key: Mapped[str] = mapped_column(String(200), unique=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"))
+    # The ballot entry its first request made (issue 16), for keys sent with an entry.
+    ballot_entry_id: Mapped[int | None] = mapped_column(ForeignKey("ballot_entry.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     booking: Mapped[Booking | None] = relationship()

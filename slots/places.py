@@ -24,7 +24,7 @@ from common import events
 from common.locking import execute_locking
 from extensions import db
 from notify.outbox import insert_notice, note_queued
-from slots.availability import NOT_CLOSED
+from slots.availability import NOT_BALLOTED, NOT_CLOSED
 from slots.codes import new_booking_code
 from slots.identity import ResidentInput
 from slots.models import CONFIRMED, Booking, Slot
@@ -47,6 +47,7 @@ _TAKE_PLACE = (
         # In the WHERE, not only checked before: a close committed while this waited
         # for the row lock is seen here.
         NOT_CLOSED,
+        NOT_BALLOTED,  # likewise a ballot made meanwhile (issue 16)
     )
     .values(booked_count=Slot.booked_count + 1)
     .execution_options(synchronize_session=False)

@@ -64,7 +64,12 @@ def point(code: str):
         day = parse_day(request.args.get("date", "")) if request.args.get("date") else first_open
     except ValueError:
         day = first_open
-    slots = [s for s in list_slots(market_point, day, now) if takes_bookings(s, now)]
+    # A ballot's slots show too, as "Undian" with a link to enter (issue 16).
+    slots = [
+        s
+        for s in list_slots(market_point, day, now)
+        if takes_bookings(s, now) or (s.ballot_id is not None and s.ends_at > now)
+    ]
     if day not in sold_out and day not in days:  # a day outside the links' range
         level = stock_level(market_point, day)
         if level is not None and level.sold_out:

@@ -22,6 +22,7 @@ from slots.codes import match_phone, new_booking_code, normalise_code
 from slots.errors import (
     AlreadyBooked,
     AlreadyWaiting,
+    BallotRunning,
     NotWaiting,
     SlotClosed,
     SlotClosedByMarket,
@@ -173,9 +174,11 @@ def join_waiting_list(
     # Under the slot's lock, a concurrent cancellation either sees this entry (and
     # promotes it) or has already freed its place (and this join is refused).
     lock_slot(slot)
-    db.session.refresh(slot, ["closed_at"])
+    db.session.refresh(slot, ["closed_at", "ballot_id"])
     if slot.closed_at is not None:
         raise SlotClosedByMarket()
+    if slot.ballot_id is not None:  # the draw fills its waiting lists (issue 16)
+        raise BallotRunning()
     resident_id = lock_resident(person.nik_hash, person.nik_last4)
     # A sold-out day keeps its waiting list open (issue 15): stock given back later
     # goes to those waiting.

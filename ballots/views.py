@@ -1,0 +1,85 @@
+"""The resident's ballot page (issue 16): the window, entries and places, the entry
+form (no JavaScript needed), then the proof and a form to see one's result by entry
+code and phone. Thin: the services of ``ballots`` do the work."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from ballots import entering as ballots_entering
+from ballots import proof as ballots_proof
+from ballots import rounds as ballots_rounds
+from ballots.results import entry_outcome
+from common.errors import DomainError
+from common.limits import booking_ip_limit, booking_nik_limit, lookup_ip_limit, nik_key, no_nik
+from extensions import db, limiter
+
+bp = Blueprint("ballots", __name__)
+
+
+def _render(ballot_id: int, status: int = 200, **extra):
+    """The ballot page with ``extra`` (an error, an entry just made, a result)."""
+    ballot = ballots_rounds.get_ballot(ballot_id)
+    shown = ballots_rounds.view(ballot)
+    page = render_template(
+        "ballots/ballot.html",
+        ballot=ballot,
+        shown=shown,
+        slots=ballots_rounds.ballot_slots(ballot),
+        proof=ballots_proof.proof_json(ballot),
+        form=request.form if request.method == "POST" else {},
+        **extra,
+    )
+    return page, status, {"Cache-Control": "no-store"}
+
+
+@bp.get("/ballots/<int:ballot_id>")
+def page(ballot_id: int):
+    """A ballot's public page."""
+    return _render(ballot_id)
+
+
+@bp.post("/ballots/<int:ballot_id>/enter")
+@limiter.limit(booking_ip_limit)
+@limiter.limit(booking_nik_limit, key_func=nik_key, exempt_when=no_nik)
+def enter(ballot_id: int):
+    """The entry form's submission: the entry code, or why not."""
+    wanted = []
+    for name in ("first", "second", "third"):
+        raw = request.form.get(name, "")
+        if raw.isdigit() and int(raw) not in wanted:
+            wanted.append(int(raw))
+    try:
+        entry = ballots_entering.enter_ballot(
+            ballot_id,
+            request.form.get("name", ""),
+            request.form.get("nik", ""),
+            request.form.get("phone", ""),
+            wanted,
+            kk=request.form.get("kk", ""),
+            language=_language(),
+        )
+    except DomainError as exc:
+        db.session.rollback()
+        return _render(ballot_id, exc.status, error=exc)
+    return _render(ballot_id, 201, entered=entry)
+
+
+@bp.post("/ballots/<int:ballot_id>/result")
+@limiter.limit(lookup_ip_limit)
+def result(ballot_id: int):
+    """The result form: one entry's outcome by its code and phone."""
+    try:
+        entry = ballots_entering.find_entry(
+            ballot_id, request.form.get("code", ""), request.form.get("phone", "")
+        )
+    except DomainError as exc:
+        return _render(ballot_id, exc.status, error=exc)
+    return _render(ballot_id, looked_up=entry, outcome=entry_outcome(entry))
+
+
+def _language() -> str:
+    """The page's language as a message language ("id" or "en")."""
+    from flask_babel import get_locale
+
+    return "en" if str(get_locale()).startswith("en") else "id"
