@@ -8,6 +8,8 @@ database write lock, which serialises every writer anyway.
 
 The lock order (DESIGN.md: "lock several rows in a fixed order"), first to last:
 
+0. ``conversation``: one phone's conversation on one channel (issue 17,
+   ``channels.conversation``), taken before anything its message does (a booking);
 1. ``market_point``: admissions against the safe limit (``checkin``) and the making of
    slots (``slots.schedules``) are decided one at a time per point;
 2. ``booking``: a cancel, a move or a scan of one booking decides once (a conditional
@@ -49,7 +51,7 @@ from sqlalchemy.exc import DisconnectionError
 from extensions import db
 
 # The order above, by table name; ``rank`` tells where a table stands in it.
-LOCK_ORDER = ("market_point", "booking", "slot", "stock", "resident", "household")
+LOCK_ORDER = ("conversation", "market_point", "booking", "slot", "stock", "resident", "household")
 
 # Where a connection's record keeps the LOCK_TIMEOUT_MS it was started with.
 _STARTED_WITH = "antri_lock_timeout_ms"

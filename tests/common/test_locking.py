@@ -12,7 +12,16 @@ from slots.locks import lock_market_point
 
 
 def test_the_lock_order_names_every_locked_table():
-    assert LOCK_ORDER == ("market_point", "booking", "slot", "stock", "resident", "household")
+    assert LOCK_ORDER == (
+        "conversation",
+        "market_point",
+        "booking",
+        "slot",
+        "stock",
+        "resident",
+        "household",
+    )
+    assert rank("conversation") < rank("market_point")
     assert rank("market_point") < rank("booking") < rank("slot") < rank("stock")
     assert rank("stock") < rank("resident") < rank("household")
     with pytest.raises(ValueError):
