@@ -226,3 +226,15 @@ def channel_from_config() -> Channel:
             config["NOTIFY_WEBHOOK_TIMEOUT"],
         )
     return LogChannel(Path(config["NOTIFY_LOG_FILE"]))
+
+
+def channel_named(name: str) -> Channel:
+    """Return the channel a notice's ``via`` names: "" or NOTIFY_CHANNEL's own name is
+    the configured default (``channel_from_config``); other names are the channels
+    added for a conversation's replies (issue 17).
+    Raises: DeliveryRefused for a name no channel has (the notice fails for good and
+      admins see it, rather than retrying forever)."""
+    default = channel_from_config()
+    if name in ("", default.name):
+        return default
+    raise DeliveryRefused(f"no channel named {name!r}")

@@ -89,8 +89,19 @@ def render_notice(notice: Notice) -> str:
 
 
 def message_for(notice: Notice) -> Message:
-    """Return the channel message of ``notice``; its id is stable across attempts."""
+    """Return the channel message of ``notice``; its id is stable across attempts.
+    A direct notice (no booking) carries its own recipient, language and text; its
+    message names no booking (``booking`` is "")."""
     booking = notice.booking
+    if booking is None:
+        return Message(
+            id=f"antri-notice-{notice.id}",
+            kind=notice.kind,
+            booking="",
+            to=notice.to_phone or "",
+            language=notice.language or "id",
+            text=notice.body or "",
+        )
     return Message(
         id=f"antri-notice-{notice.id}",
         kind=notice.kind,

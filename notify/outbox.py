@@ -79,6 +79,56 @@ def queue_notice(
     db.session.info.setdefault(QUEUED_KEY, []).append(notice)
 
 
+def queue_message(
+    to: str,
+    text: str,
+    *,
+    kind: str,
+    ref: str,
+    language: str = "id",
+    via: str = "",
+    now: datetime | None = None,
+) -> bool:
+    """Add a direct outbox row: ``text`` to phone ``to``, about no booking (a ballot
+    entry's message, a reply to an SMS; issues 16 and 17).
+
+    Args: to, an E.164 phone number; text, the whole message, already in the
+      resident's language (rendered now: nothing about it changes later); kind, a
+      short name for operators ("ballot_entry", "reply", ...; at most 32 characters);
+      ref, at most 80 characters, unique among all notices: a second call with the
+      same ref writes nothing, also when two transactions race (INSERT ... ON CONFLICT
+      DO NOTHING), so a resent inbound message is answered once; language, "id" or
+      "en"; via, the channel to send it through ("" = NOTIFY_CHANNEL; see
+      ``notify.channels.channel_named``); now, aware UTC (default the clock).
+    Returns: True if the row was written, False if ``ref`` was taken already.
+    Like ``queue_notice`` the row commits with the caller's transaction and is handed
+    on after the commit.
+    """
+    now = now or utcnow()
+    values = {
+        "booking_id": None,
+        "kind": kind,
+        "status": NOTICE_PENDING,
+        "created_at": now,
+        "due_at": now,
+        "to_phone": to,
+        "language": language,
+        "body": text,
+        "ref": ref,
+        "via": via,
+    }
+    dialect = db.session.get_bind().dialect.name
+    make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    written = db.session.execute(
+        make_insert(Notice)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Notice.ref])
+        .returning(Notice.id, Notice.due_at)
+    ).all()
+    note_queued([tuple(row) for row in written])
+    return bool(written)
+
+
 def void_reminder(booking_id: int) -> None:
     """Drop the pending reminder of a booking that no longer needs one (cancelled, no
     show, closed): it is marked ``void``, never sent."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from common import transactions
@@ -41,6 +41,7 @@ from notify.channels import (
     DeliveryRefused,
     Superseded,
     channel_from_config,
+    channel_named,
 )
 from notify.messages import message_for
 from notify.outbox import QUEUED_KEY, write_due_reminders
@@ -165,7 +166,9 @@ def deliver_notice(
     """Send one notice through the channel, at most one sender at a time.
 
     Args: notice_id; now, aware UTC, the instant that decides what is due (default:
-      the clock; tests and operators pass another); channel (default NOTIFY_CHANNEL).
+      the clock; tests and operators pass another); channel, the default channel
+      (default NOTIFY_CHANNEL): a notice whose ``via`` names another channel goes
+      through that one (``notify.channels.channel_named``).
     Returns: an Outcome. Never raises for a channel failure: it is recorded on the
       row (retry with back-off, or failed after NOTIFY_MAX_ATTEMPTS).
     The claim is identified by its lease's end instant (unique per claim, as claims
@@ -185,15 +188,15 @@ def deliver_notice(
             status=NOTICE_SENDING,
             attempts=Notice.attempts + 1,
             lease_until=lease_until,
-            channel=channel.name,
+            channel=case((Notice.via != "", Notice.via), else_=channel.name),
         )
-        .returning(Notice.attempts, Notice.last_error)
+        .returning(Notice.attempts, Notice.last_error, Notice.via)
         .execution_options(synchronize_session=False)
     ).first()
     transactions.commit()  # the claim is visible to every other sender from here
     if claimed is None:
         return Outcome("skipped")
-    attempts, last_error = claimed
+    attempts, last_error, via = claimed
     notice = db.session.scalar(
         select(Notice)
         .where(Notice.id == notice_id)
@@ -202,10 +205,15 @@ def deliver_notice(
     mine = and_(Notice.id == notice_id, Notice.lease_until == lease_until)
     booking = notice.booking
     # Nobody to tell: purged, booked without a phone (assisted), or moved on since.
+    # A direct notice (no booking) names its own recipient, erased by the purge.
     if (
-        booking.purged_at is not None
-        or not booking.phone
-        or booking.status not in _SEND_WHILE.get(notice.kind, ())
+        not notice.to_phone
+        if booking is None
+        else (
+            booking.purged_at is not None
+            or not booking.phone
+            or booking.status not in _SEND_WHILE.get(notice.kind, ())
+        )
     ):
         _finish(mine, status=NOTICE_VOID, lease_until=None)
         return Outcome("void")
@@ -217,6 +225,8 @@ def deliver_notice(
     try:
         # A repeat: an earlier attempt may have reached the channel before it failed.
         repeat = attempts > 1 or bool(last_error)
+        if via:
+            channel = channel_named(via)
         channel.send(message_for(notice), repeat=repeat, now=due_now, fence=still_mine)
     except Superseded:
         return Outcome("superseded")

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import (
+    case,
     delete,
     select,
     update,
@@ -200,7 +201,8 @@ def purge_personal_data(now: datetime | None = None) -> PurgeCounts:
     counts supervisors report on) but lose name, phone, NIK digits and the link to the
     resident; residents with nothing left are deleted (their NIK hash with them);
     idempotency keys that old go too, and a notice still owed to a purged booking is
-    voided (there is nobody to send it to). Safe to repeat.
+    voided (there is nobody to send it to); a direct notice written before the cut-off
+    loses its recipient and text. Safe to repeat.
     Args: now, aware UTC (default now). Returns: PurgeCounts.
     Rule: issue 7 (personal data purged RETENTION_DAYS after the slot); DESIGN.md privacy.
     """
@@ -242,6 +244,19 @@ def purge_personal_data(now: datetime | None = None) -> PurgeCounts:
             Notice.booking_id.in_(select(Booking.id).where(Booking.purged_at.is_not(None))),
         )
         .values(status=NOTICE_VOID)
+        .execution_options(synchronize_session=False)
+    )
+    # A direct notice (a reply, a ballot entry's message) keeps its kind and times but
+    # loses its recipient and text RETENTION_DAYS after it was written; one still owed
+    # then is void (issues 16, 17).
+    db.session.execute(
+        update(Notice)
+        .where(Notice.booking_id.is_(None), Notice.created_at <= cutoff, Notice.to_phone != "")
+        .values(
+            to_phone="",
+            body="",
+            status=case((Notice.status == NOTICE_PENDING, NOTICE_VOID), else_=Notice.status),
+        )
         .execution_options(synchronize_session=False)
     )
     # Lock rows no booking or waiting-list entry names any more, first seen before the

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     String,
+    Text,
     UniqueConstraint,
     select,
     text,
@@ -305,7 +306,7 @@ class BookingProxy(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    booking: Mapped[Booking] = relationship()
+    booking: Mapped[Booking | None] = relationship()
 
     def __repr__(self) -> str:
         return f"<BookingProxy {self.booking_id} ****{self.nik_last4} {self.day}>"
@@ -385,7 +386,7 @@ NOTICE_SENDING = "sending"
 NOTICE_SENT = "sent"
 NOTICE_FAILED = "failed"
 NOTICE_VOID = "void"
-# Message kinds, one per booking at most (uq_notice_booking_kind).
+# Message kinds about a booking, one per booking at most (uq_notice_booking_kind).
 NOTICE_KINDS = (
     "confirmation",
     "reminder",
@@ -399,13 +400,18 @@ NOTICE_KINDS = (
 
 
 class Notice(db.Model):
-    """An outbox row: a message owed to a resident about a booking.
+    """An outbox row: a message owed to a resident about a booking, or a direct one.
 
     Written in the same transaction as the change it tells about; UNIQUE
     (booking_id, kind) makes one message per booking per kind, whatever number of
     workers, schedulers or retries handle it. ``attempts`` counts claims: a claim
     after the first may follow a worker that died mid-send, so channels make a repeat
     of the same notice harmless (see ``notify.channels``).
+
+    A direct notice (``booking_id`` NULL; ``notify.outbox.queue_message``) carries its
+    own recipient, language and text, rendered when written, and a unique ``ref`` that
+    makes it once only (a ballot entry's message, a reply to an SMS; issues 16, 17).
+    ``via`` names the channel the message asks for ("" = NOTIFY_CHANNEL).
     """
 
     __tablename__ = "notice"
@@ -414,13 +420,25 @@ class Notice(db.Model):
         CheckConstraint(
             "status IN ('pending','sending','sent','failed','void')", name="status_known"
         ),
+        CheckConstraint(
+            "booking_id IS NOT NULL OR (to_phone IS NOT NULL AND body IS NOT NULL)",
+            name="about_someone",
+        ),
         Index("ix_notice_status_due_at", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    booking_id: Mapped[int] = mapped_column(ForeignKey("booking.id"))
+    booking_id: Mapped[int | None] = mapped_column(ForeignKey("booking.id"))
     kind: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=NOTICE_PENDING)
+    # A direct notice's own recipient (E.164), language ("id"/"en") and text; its
+    # ``ref`` makes it once only (a repeat of the same ref writes nothing).
+    to_phone: Mapped[str | None] = mapped_column(String(20))
+    language: Mapped[str | None] = mapped_column(String(8))
+    body: Mapped[str | None] = mapped_column(Text)
+    ref: Mapped[str | None] = mapped_column(String(80), unique=True)
+    # The channel this message asks for ("" = NOTIFY_CHANNEL; "whatsapp", issue 17).
+    via: Mapped[str] = mapped_column(String(16), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Not sent before this instant (UTC): the reminder's time, or a retry's back-off.
     due_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -433,4 +451,4 @@ class Notice(db.Model):
     last_error: Mapped[str] = mapped_column(String(300), default="", server_default="")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    booking: Mapped[Booking] = relationship()
+    booking: Mapped[Booking | None] = relationship()
