@@ -150,6 +150,7 @@ def register(app: Flask) -> None:
     """Add Antri's commands to ``app.cli``."""
     from accounts.cli import users_cli
     from admin.cli import audit_cli, points_cli, schedules_cli, slots_cli, stock_cli
+    from channels.cli import channels_cli
     from qr.cli import tickets_cli
 
     for group in (
@@ -161,6 +162,7 @@ def register(app: Flask) -> None:
         schedules_cli,
         audit_cli,
         stock_cli,
+        channels_cli,
     ):
         app.cli.add_command(group)
     app.cli.add_command(worker_command)

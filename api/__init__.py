@@ -13,6 +13,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 from api import (  # noqa: E402,F401  (routes register on import)
     admin,
     bookings,
+    channels,
     docs,
     exports,
     gate,

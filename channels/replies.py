@@ -166,7 +166,9 @@ def stopped() -> str:
     return _("Nothing was changed. Thank you.")
 
 
-def booked(code: str, point: str, starts: datetime, arrive: datetime, tz: str, packages: int) -> str:
+def booked(
+    code: str, point: str, starts: datetime, arrive: datetime, tz: str, packages: int
+) -> str:
     """A booking made: its code, the market, the day and time, when to arrive and the
     packages it reserved (issue 17 §2)."""
     text = _(
@@ -202,7 +204,9 @@ def ask_cancel_code() -> str:
     return _("Type the booking code to cancel:")
 
 
-def booking_status(code: str, status: str, point: str, starts: datetime, arrive: datetime, tz: str) -> str:
+def booking_status(
+    code: str, status: str, point: str, starts: datetime, arrive: datetime, tz: str
+) -> str:
     """A booking looked up (CEK)."""
     return _(
         "Booking %(code)s: %(status)s. %(point)s, %(day)s %(time)s; arrive at %(arrive)s.",
@@ -215,7 +219,9 @@ def booking_status(code: str, status: str, point: str, starts: datetime, arrive:
     )
 
 
-def waiting_status(code: str, status: str, point: str, starts: datetime, tz: str, position: int | None) -> str:
+def waiting_status(
+    code: str, status: str, point: str, starts: datetime, tz: str, position: int | None
+) -> str:
     """A waiting-list entry looked up (CEK with its code)."""
     text = _(
         "Waiting list %(code)s: %(status)s. %(point)s, %(day)s %(time)s.",

@@ -31,7 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from common.locking import locking_connection
 from common.timeutil import UTCDateTime, local_date, utcnow
 from extensions import db
-from notify.outbox import queue_notice, void_reminder
+from notify.outbox import queue_notice, via_for, void_reminder
 from slots.availability import PointSummary, SlotSummary, bookable, check_bookable, valid_id
 from slots.codes import match_phone, new_booking_code, normalise_code
 from slots.errors import (
@@ -176,6 +176,7 @@ def place_booking(
         code = new_booking_code()
         params = _book_params(slot_id, person, code, now)
         params["channel"] = channel
+        params["via"] = via_for(channel)
         row = conn.execute(_BOOK_ON_POSTGRESQL, params).first()
         check_bookable(row, now)
         taken, resident_id = row.taken == 1, row.resident_id
@@ -336,8 +337,8 @@ _BOOK_ON_POSTGRESQL = text(
         FROM verdict WHERE verdict.fresh AND verdict.plain AND verdict.held < :limit
         RETURNING id
     ), new_notice AS (
-        INSERT INTO notice (booking_id, kind, status, created_at, due_at)
-        SELECT new_booking.id, :kind, :pending, :now, :now FROM new_booking
+        INSERT INTO notice (booking_id, kind, status, created_at, due_at, via)
+        SELECT new_booking.id, :kind, :pending, :now, :now, :via FROM new_booking
         RETURNING id, due_at
     )
     SELECT slot.id, slot.starts_at, slot.ends_at, slot.published_at, slot.market_point_id,

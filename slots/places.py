@@ -23,7 +23,7 @@ from sqlalchemy import (
 from common import events
 from common.locking import execute_locking
 from extensions import db
-from notify.outbox import insert_notice, note_queued
+from notify.outbox import insert_notice, note_queued, via_for
 from slots.availability import NOT_CLOSED
 from slots.codes import new_booking_code
 from slots.identity import ResidentInput
@@ -140,7 +140,8 @@ def insert_booking(
     ).scalar_one()
     # Before the notice: its message tells the arrival time.
     arrive_at = place_in_wave(booking_id, slot, now)
-    note_new_booking(slot, booking_id, insert_notice(booking_id, notice, now), now)
+    notices = insert_notice(booking_id, notice, now, via_for(channel))
+    note_new_booking(slot, booking_id, notices, now)
     return booking_id, code, arrive_at
 
 

@@ -2,7 +2,7 @@
 messages already handled, and the channel each booking came through (issue 17)
 
 Revision ID: 0012_channels
-Revises: 0009_proxy
+Revises: 0010_direct_notices
 Create Date: 2026-12-04 05:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_channels"
-down_revision = "0009_proxy"
+down_revision = "0010_direct_notices"
 branch_labels = None
 depends_on = None
 
