@@ -269,9 +269,9 @@ class WhatsAppChannel:
         deadline.start()
         try:
             connection.request("POST", self.url.path, body=body, headers=headers)
-            answer = connection.getresponse()
-            answer.read(4096)
-            status = answer.status
+            with connection.getresponse() as answer:
+                answer.read(4096)
+                status = answer.status
         except (OSError, http.client.HTTPException) as exc:
             raise DeliveryError(f"WhatsApp API unreachable or too slow: {exc!r}") from exc
         finally:
