@@ -49,3 +49,34 @@ def test_a_flood_from_one_phone_is_told_once_then_dropped(app, send_sms, monkeyp
     assert len(replies_to()) == 4
     other = send_sms("BANTUAN", sender="081298765432").json["replies"]
     assert "PASAR" in other[0]
+
+
+def test_admins_see_the_channel_per_booking_and_a_count_per_channel(
+    client, send_sms, make_slot, make_user, nik
+):
+    from datetime import timedelta
+
+    from common.timeutil import utcnow
+    from slots.booking import place_booking
+
+    slot = make_slot(capacity=5, starts_in=180)
+    send_sms(f"DAFTAR {slot.market_point.code} 03-12 13:00 {nik()} Rina Wati")
+    place_booking(slot.id, "Budi Santoso", nik(), "081298765432")
+    from extensions import db
+
+    db.session.commit()
+    admin, token = make_user("admin@antri.test", "admin")
+    client.post(
+        "/login", data={"email": "admin@antri.test", "password": "correct-horse-1"}
+    )
+    page = client.get("/admin/").get_data(as_text=True)
+    assert '<tr data-channel="sms"><td>SMS</td><td>1</td></tr>' in page
+    assert '<tr data-channel="web"><td>Web</td><td>1</td></tr>' in page
+    assert '<tr data-channel="ussd"><td>USSD</td><td>0</td></tr>' in page
+    day = (utcnow() + timedelta(hours=7)).date().isoformat()
+    export = client.get(
+        f"/api/v1/exports/bookings.csv?date={day}", headers={"Authorization": f"Bearer {token}"}
+    )
+    lines = export.get_data(as_text=True).splitlines()
+    assert lines[0].endswith(",channel")
+    assert sorted(line.rsplit(",", 1)[1] for line in lines[1:]) == ["sms", "web"]
