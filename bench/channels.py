@@ -82,6 +82,9 @@ def session_walk(base: str, number: int, think: float = 0.0) -> tuple[list[float
                 "text": "*".join(choices),
             }
         )
+        if think:  # the server closes a connection idle past its keep-alive (2 s)
+            connection.close()
+            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
         started = time.perf_counter()
         connection.request(
             "POST",
