@@ -66,9 +66,7 @@ def test_admins_see_the_channel_per_booking_and_a_count_per_channel(
 
     db.session.commit()
     admin, token = make_user("admin@antri.test", "admin")
-    client.post(
-        "/login", data={"email": "admin@antri.test", "password": "correct-horse-1"}
-    )
+    client.post("/login", data={"email": "admin@antri.test", "password": "correct-horse-1"})
     page = client.get("/admin/").get_data(as_text=True)
     assert '<tr data-channel="sms"><td>SMS</td><td>1</td></tr>' in page
     assert '<tr data-channel="web"><td>Web</td><td>1</td></tr>' in page
