@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import jobs
+from channels import whatsapp as channels_whatsapp
 from common import locking, timeutil, transactions
 from common.errors import DomainError
 from common.labels import label
@@ -81,6 +82,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     _register_cli(app)
     jobs.init_app(app)
     notify_relay.init_app(app, kick_relay=jobs.kick_relay)
+    channels_whatsapp.init_app(app, enqueue=jobs.enqueue_inbound)
     app.add_url_rule("/healthz", "healthz", healthz)
     return app
 
@@ -120,6 +122,7 @@ def _register_extensions(app: Flask) -> None:
     import accounts.auth  # noqa: F401  (registers the user loader)
     import accounts.models  # noqa: F401
     import ballots.models  # noqa: F401
+    import channels.models  # noqa: F401
     import checkin.models  # noqa: F401
     import common.audit  # noqa: F401
     import slots.models  # noqa: F401
@@ -130,6 +133,7 @@ def _register_blueprints(app: Flask) -> None:
     from admin import bp as admin_bp
     from api import bp as api_bp
     from ballots.views import bp as ballots_bp
+    from channels import bp as channels_bp
     from checkin import bp as checkin_bp
     from qr import bp as qr_bp
     from slots.views import bp as slots_bp
@@ -140,6 +144,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(ballots_bp)
+    app.register_blueprint(channels_bp)
     # The API authenticates with bearer tokens, never cookies, so CSRF does not apply.
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)

@@ -151,6 +151,7 @@ def register(app: Flask) -> None:
     from accounts.cli import users_cli
     from admin.cli import audit_cli, points_cli, schedules_cli, slots_cli, stock_cli
     from ballots.cli import ballots_cli
+    from channels.cli import channels_cli
     from qr.cli import tickets_cli
 
     for group in (
@@ -163,6 +164,7 @@ def register(app: Flask) -> None:
         audit_cli,
         stock_cli,
         ballots_cli,
+        channels_cli,
     ):
         app.cli.add_command(group)
     app.cli.add_command(worker_command)

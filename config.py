@@ -342,6 +342,31 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
         "LIVE_REFRESH_SECONDS": parse_int(
             "LIVE_REFRESH_SECONDS", get("LIVE_REFRESH_SECONDS", "60"), 1
         ),
+        # Phone channels (issue 17): the inbound webhooks' secrets (an empty one closes
+        # that endpoint: 503 channel_not_configured), WhatsApp's Cloud API for replies,
+        # the conversation's time-out and the budgets per phone number.
+        "SMS_INBOUND_SECRET": get("SMS_INBOUND_SECRET", ""),
+        "WHATSAPP_VERIFY_TOKEN": get("WHATSAPP_VERIFY_TOKEN", ""),
+        "WHATSAPP_APP_SECRET": get("WHATSAPP_APP_SECRET", ""),
+        "WHATSAPP_TOKEN": get("WHATSAPP_TOKEN", ""),
+        "WHATSAPP_PHONE_NUMBER_ID": get("WHATSAPP_PHONE_NUMBER_ID", ""),
+        "WHATSAPP_API_URL": _http_url(
+            "WHATSAPP_API_URL", get("WHATSAPP_API_URL", "https://graph.facebook.com/v21.0")
+        ),
+        # USSD gateways cannot sign a body: the secret rides in the callback URL (?key=).
+        "USSD_INBOUND_SECRET": get("USSD_INBOUND_SECRET", ""),
+        "CHANNEL_CONVERSATION_MINUTES": parse_int(
+            "CHANNEL_CONVERSATION_MINUTES", get("CHANNEL_CONVERSATION_MINUTES", "30"), 1
+        ),
+        "CHANNEL_RATE_LIMIT_PHONE": parse_limit(
+            "CHANNEL_RATE_LIMIT_PHONE", get("CHANNEL_RATE_LIMIT_PHONE", "10/minute;60/hour")
+        ),
+        "CHANNEL_RATE_LIMIT_USSD": parse_limit(
+            "CHANNEL_RATE_LIMIT_USSD", get("CHANNEL_RATE_LIMIT_USSD", "40/minute;300/hour")
+        ),
+        "CHANNEL_RATE_LIMIT_NOTICE": parse_limit(
+            "CHANNEL_RATE_LIMIT_NOTICE", get("CHANNEL_RATE_LIMIT_NOTICE", "1/10minutes")
+        ),
         "PROXY_HOPS": parse_int("PROXY_HOPS", get("PROXY_HOPS", "0"), 0),
         "BABEL_DEFAULT_LOCALE": get("BABEL_DEFAULT_LOCALE", "id"),
         "BABEL_DEFAULT_TIMEZONE": get("DEFAULT_TIMEZONE", "Asia/Jakarta"),
@@ -355,6 +380,14 @@ def load_config(instance_path: Path, env: Mapping[str, str] | None = None) -> di
     ):
         raise ConfigError(
             "NOTIFY_CHANNEL=webhook needs NOTIFY_WEBHOOK_URL and NOTIFY_WEBHOOK_SECRET"
+        )
+    if (
+        production
+        and config["WHATSAPP_APP_SECRET"]
+        and not (config["WHATSAPP_TOKEN"] and config["WHATSAPP_PHONE_NUMBER_ID"])
+    ):
+        raise ConfigError(
+            "WHATSAPP_APP_SECRET needs WHATSAPP_TOKEN and WHATSAPP_PHONE_NUMBER_ID to reply"
         )
     # A sender must finish before its claim can pass to another one.
     if config["NOTIFY_LEASE_SECONDS"] <= 2 * config["NOTIFY_WEBHOOK_TIMEOUT"]:

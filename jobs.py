@@ -195,6 +195,33 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     return counts
 
 
+@in_app_context
+def handle_inbound(row_id: int, now_iso: str | None = None) -> int:
+    """Job: answer one inbound WhatsApp message taken in by the webhook
+    (``channels.whatsapp.handle_stored``); a second run does nothing. Returns how many
+    replies it wrote."""
+    from channels.whatsapp import handle_stored
+
+    return len(handle_stored(row_id, _parse_now(now_iso) or utcnow()))
+
+
+def enqueue_inbound(app: Flask, ids: list[int]) -> None:
+    """After a webhook's commit: one ``handle_inbound`` job per message, on RQ with
+    REDIS_URL, else run here (inline, after the response: ``make run`` and tests).
+    Never raises: a message left unhandled keeps its row (``handled_at`` NULL)."""
+    try:
+        with app.app_context():
+            if not app.config["REDIS_URL"]:
+                for row_id in ids:
+                    handle_inbound(row_id)
+                return
+            job_queue(WEB_REDIS_TIMEOUT).enqueue_many(
+                [Queue.prepare_data(handle_inbound, args=(row_id,), result_ttl=0) for row_id in ids]
+            )
+    except Exception:  # logged: the message waits in its row for an operator's retry
+        log.exception("handing inbound messages %s on failed", ids)
+
+
 # Handing work to RQ -------------------------------------------------------------------
 
 

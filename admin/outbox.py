@@ -10,14 +10,18 @@ from accounts.auth import page_roles
 from accounts.models import ADMIN
 from admin import bp
 from admin.pages import actor
+from channels.counts import bookings_per_channel
+from common.timeutil import utcnow
 from notify.outbox import failed_notices, outbox_counts, retry_now
 
 
 @bp.get("/")
 @page_roles(ADMIN)
 def home():
-    """The admin's start page: what there is to run."""
-    return render_template("admin/home.html", counts=outbox_counts())
+    """The admin's start page: what there is to run, and the bookings per channel."""
+    return render_template(
+        "admin/home.html", counts=outbox_counts(), per_channel=bookings_per_channel(utcnow())
+    )
 
 
 @bp.get("/notices")

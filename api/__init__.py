@@ -14,6 +14,7 @@ from api import (  # noqa: E402,F401  (routes register on import)
     admin,
     ballots,
     bookings,
+    channels,
     docs,
     exports,
     gate,

@@ -394,3 +394,19 @@ def waiting_json(entry: WaitingListEntry) -> dict[str, Any]:
         "market_point": {"code": slot.market_point.code, "name": slot.market_point.name},
         "booking": booking_json(entry.booking) if entry.booking is not None else None,
     }
+
+
+class SmsAnswerOut(BaseModel):
+    """What became of an inbound SMS (issue 17 §2): ``status`` ``queued`` (answered:
+    ``replies`` are the texts written to the outbox, sent through the SMS gateway) or
+    ``duplicate`` (this ``id`` was taken in before: nothing new)."""
+
+    id: str
+    status: str
+    replies: list[str]
+
+
+class WebhookAnswerOut(BaseModel):
+    """A WhatsApp webhook taken in: how many new messages went to the job."""
+
+    received: int

@@ -354,3 +354,21 @@ class ApiError(BaseModel):
     error: str
     message: str
     fields: dict[str, str]
+
+
+# Phone channels (issue 17) -----------------------------------------------------------
+
+
+class InboundSms(BaseModel):
+    """An SMS a gateway passes on: its own message ``id`` (a resend carries the same),
+    the sender ``from`` (becomes the booking's phone), the ``text``, and when it
+    arrived (``at``, ISO 8601; kept for nothing: the server's clock decides). Checked
+    after the signature (X-Antri-Signature), so it is parsed by the view."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    error_codes: ClassVar[dict[str, str]] = {"id": "invalid_message_id", "*": "invalid_input"}
+
+    id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    sender: Annotated[StrictStr, Field(alias="from", min_length=1, max_length=32)]
+    text: Annotated[StrictStr, Field(max_length=1000)]
+    at: StrictStr | None = None

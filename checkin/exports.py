@@ -53,6 +53,7 @@ COLUMNS = (
     "stock_packages",
     "stock_reserved",
     "stock_handed_out",
+    "channel",  # issue 17: web, assisted, sms, ussd, whatsapp (last: columns only grow)
 )
 
 
@@ -114,6 +115,7 @@ def booking_rows(points: list[MarketPoint], day: date) -> list[ExportRow]:
                         str(booking.packages),
                         clock(booking.handed_out_at),
                         *totals,
+                        booking.channel,
                     )
                 )
             )

@@ -29,6 +29,12 @@ LABELS = {
     "left": _l("Left the list"),
     "skipped": _l("Skipped"),
     "expired": _l("Expired"),
+    # booking channels (slots.models.BOOKING_CHANNELS, issue 17)
+    "web": _l("Web"),
+    "assisted": _l("Assisted desk"),
+    "sms": _l("SMS"),
+    "ussd": _l("USSD"),
+    "whatsapp": _l("WhatsApp"),
     # messages to residents (slots.models.NOTICE_*) and their kinds (NOTICE_KINDS)
     "pending": _l("Waiting to send"),
     "sending": _l("Sending"),

@@ -8,7 +8,9 @@ database write lock, which serialises every writer anyway.
 
 The lock order (DESIGN.md: "lock several rows in a fixed order"), first to last:
 
-0. ``ballot``: a ballot's draw (a row lock) against its entries (each reads the ballot
+a. ``conversation``: one phone's conversation on one channel (issue 17,
+   ``channels.conversation``), taken before anything its message does (a booking);
+b. ``ballot``: a ballot's draw (a row lock) against its entries (each reads the ballot
    row FOR SHARE, so the list is frozen only once every entry under way has committed,
    and an entry after that sees the frozen list; issue 16, ``ballots.entering``);
 1. ``market_point``: admissions against the safe limit (``checkin``) and the making of
@@ -52,7 +54,16 @@ from sqlalchemy.exc import DisconnectionError
 from extensions import db
 
 # The order above, by table name; ``rank`` tells where a table stands in it.
-LOCK_ORDER = ("ballot", "market_point", "booking", "slot", "stock", "resident", "household")
+LOCK_ORDER = (
+    "conversation",
+    "ballot",
+    "market_point",
+    "booking",
+    "slot",
+    "stock",
+    "resident",
+    "household",
+)
 
 # Where a connection's record keeps the LOCK_TIMEOUT_MS it was started with.
 _STARTED_WITH = "antri_lock_timeout_ms"

@@ -1,7 +1,9 @@
 """The channels that carry a message to a resident, behind one small interface.
 
 ``log`` (the default) appends one JSON line per message to NOTIFY_LOG_FILE; ``webhook``
-POSTs the message as JSON to an SMS/WhatsApp gateway, signed with a shared secret.
+POSTs the message as JSON to an SMS/WhatsApp gateway, signed with a shared secret;
+``whatsapp`` sends it through Meta's WhatsApp Cloud API (issue 17), for the messages
+whose ``via`` names it.
 
 Delivery is exactly once only if a repeat of the same message is harmless: a worker
 may die after the channel took a message but before the outbox row was marked sent,
@@ -216,6 +218,88 @@ def _cut(connection: http.client.HTTPConnection) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+class WhatsAppChannel:
+    """Sends each message as a WhatsApp text through Meta's Cloud API (issue 17 §4):
+    ``POST <api_url>/<phone_number_id>/messages`` with ``Authorization: Bearer <token>``
+    and ``{"messaging_product": "whatsapp", "to": <digits>, "type": "text", "text":
+    {"body": ...}}``. The Graph API has no idempotency key: a repeat after a worker died
+    mid-send may reach the resident twice (the relay's lease makes that rare). Statuses
+    as ``WebhookChannel``: 2xx delivered; 408, 425, 429, 5xx and network faults retried;
+    any other refused for good (a bad token, a number not on WhatsApp).
+    """
+
+    name = "whatsapp"
+
+    def __init__(self, api_url: str, phone_number_id: str, token: str, timeout: float) -> None:
+        self.url = urllib.parse.urlsplit(f"{api_url.rstrip('/')}/{phone_number_id}/messages")
+        self.token = token
+        self.timeout = timeout
+
+    def send(
+        self,
+        message: Message,
+        *,
+        repeat: bool,
+        now: datetime,
+        fence: Callable[[], bool] = _always,
+    ) -> None:
+        """POST ``message`` to the Graph API; see ``Channel.send``.
+
+        Raises: DeliveryError, DeliveryRefused, Superseded.
+        """
+        body = json.dumps(
+            {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": message.to.lstrip("+"),
+                "type": "text",
+                "text": {"preview_url": True, "body": message.text},
+            }
+        ).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        kind = (
+            http.client.HTTPSConnection
+            if self.url.scheme == "https"
+            else http.client.HTTPConnection
+        )
+        connection = kind(self.url.hostname, self.url.port, timeout=self.timeout)
+        deadline = threading.Timer(self.timeout, _cut, args=(connection,))
+        if not fence():
+            raise Superseded(message.id)
+        deadline.start()
+        try:
+            connection.request("POST", self.url.path, body=body, headers=headers)
+            with connection.getresponse() as answer:
+                answer.read(4096)
+                status = answer.status
+        except (OSError, http.client.HTTPException) as exc:
+            raise DeliveryError(f"WhatsApp API unreachable or too slow: {exc!r}") from exc
+        finally:
+            deadline.cancel()
+            connection.close()
+        if 200 <= status < 300:
+            return
+        if status in (408, 425, 429) or status >= 500:
+            raise DeliveryError(f"WhatsApp API answered {status}")
+        raise DeliveryRefused(f"WhatsApp API refused with {status}")
+
+
+def whatsapp_from_config() -> Channel:
+    """The ``whatsapp`` channel set up from WHATSAPP_API_URL, WHATSAPP_PHONE_NUMBER_ID
+    and WHATSAPP_TOKEN. In development without a token (``make run``, the simulator)
+    the log channel stands in, so a conversation can be tried without Meta; in
+    production the config refuses a WhatsApp secret without the token."""
+    config = current_app.config
+    if not config["WHATSAPP_TOKEN"]:
+        return LogChannel(Path(config["NOTIFY_LOG_FILE"]))
+    return WhatsAppChannel(
+        config["WHATSAPP_API_URL"],
+        config["WHATSAPP_PHONE_NUMBER_ID"],
+        config["WHATSAPP_TOKEN"],
+        config["NOTIFY_WEBHOOK_TIMEOUT"],
+    )
+
+
 def channel_from_config() -> Channel:
     """Return the channel NOTIFY_CHANNEL names, set up from the app's config."""
     config = current_app.config
@@ -234,6 +318,8 @@ def channel_named(name: str) -> Channel:
     added for a conversation's replies (issue 17).
     Raises: DeliveryRefused for a name no channel has (the notice fails for good and
       admins see it, rather than retrying forever)."""
+    if name == WhatsAppChannel.name:
+        return whatsapp_from_config()
     default = channel_from_config()
     if name in ("", default.name):
         return default

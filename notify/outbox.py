@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
@@ -52,14 +52,32 @@ class QueuedNotice:
 _INSERT_NOTICES = insert(Notice).returning(Notice.id, Notice.due_at)
 
 
-def _notice_values(booking_id: int, kind: str, now: datetime) -> dict:
+def _notice_values(booking_id: int, kind: str, now: datetime, via: str = "") -> dict:
     return {
         "booking_id": booking_id,
         "kind": kind,
         "status": NOTICE_PENDING,
         "created_at": now,
         "due_at": now,
+        "via": via,
     }
+
+
+# Booking channels whose messages go back the way the resident came (issue 17): a
+# booking made on WhatsApp is told on WhatsApp; every other one through NOTIFY_CHANNEL.
+_REPLY_CHANNELS = {"whatsapp": "whatsapp"}
+
+
+def via_for(channel: str) -> str:
+    """Return the ``Notice.via`` of a message about a booking made through ``channel``
+    (``Booking.channel``): "whatsapp" for WhatsApp, "" (NOTIFY_CHANNEL) otherwise."""
+    return _REPLY_CHANNELS.get(channel, "")
+
+
+# The same rule as SQL, for notices written in bulk (``write_due_reminders``).
+VIA_OF_BOOKING = case(
+    *((Booking.channel == name, via) for name, via in _REPLY_CHANNELS.items()), else_=""
+)
 
 
 def queue_notice(
@@ -74,7 +92,13 @@ def queue_notice(
     ``notify.relay.hand_on_notices`` hands it on after the commit.
     """
     now = now or utcnow()
-    notice = Notice(booking=booking, kind=kind, created_at=now, due_at=due_at or now)
+    notice = Notice(
+        booking=booking,
+        kind=kind,
+        created_at=now,
+        due_at=due_at or now,
+        via=via_for(booking.channel or ""),
+    )
     db.session.add(notice)
     db.session.info.setdefault(QUEUED_KEY, []).append(notice)
 
@@ -178,14 +202,16 @@ def owe_no_reminder(booking: Booking, now: datetime) -> None:
         notice.status = NOTICE_VOID
 
 
-def insert_notice(booking_id: int, kind: str, now: datetime) -> list[tuple[int, datetime]]:
+def insert_notice(
+    booking_id: int, kind: str, now: datetime, via: str = ""
+) -> list[tuple[int, datetime]]:
     """Write the pending notice ``kind`` of booking ``booking_id``, due at ``now`` (aware
-    UTC), with one Core statement (the booking path's: no ORM object is made).
+    UTC), with one Core statement (the booking path's: no ORM object is made); ``via``
+    the channel it asks for (``via_for`` of the booking's channel).
     Returns: [(notice id, due instant)], for ``note_queued``."""
     conn = db.session.connection()
-    return [
-        tuple(row) for row in conn.execute(_INSERT_NOTICES, [_notice_values(booking_id, kind, now)])
-    ]
+    values = _notice_values(booking_id, kind, now, via)
+    return [tuple(row) for row in conn.execute(_INSERT_NOTICES, [values])]
 
 
 def note_queued(notices: list[tuple[int, datetime]]) -> None:
@@ -215,7 +241,7 @@ def write_due_reminders(now: datetime | None = None) -> int:
         select(Notice.id).where(Notice.booking_id == Booking.id, Notice.kind == "reminder").exists()
     )
     candidates = db.session.execute(
-        select(Booking.id, Booking.created_at, Slot.starts_at)
+        select(Booking.id, Booking.created_at, Slot.starts_at, VIA_OF_BOOKING)
         .join(Slot, Booking.slot_id == Slot.id)
         .where(
             Slot.starts_at > now,
@@ -233,8 +259,9 @@ def write_due_reminders(now: datetime | None = None) -> int:
             "status": NOTICE_PENDING,
             "created_at": now,
             "due_at": starts_at - lead,
+            "via": via,
         }
-        for booking_id, created_at, starts_at in candidates
+        for booking_id, created_at, starts_at, via in candidates
         if created_at < starts_at - lead
     ]
     if not owed:

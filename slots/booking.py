@@ -31,7 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from common.locking import locking_connection
 from common.timeutil import UTCDateTime, local_date, utcnow
 from extensions import db
-from notify.outbox import queue_notice, void_reminder
+from notify.outbox import queue_notice, via_for, void_reminder
 from slots.availability import PointSummary, SlotSummary, bookable, check_bookable, valid_id
 from slots.codes import match_phone, new_booking_code, normalise_code
 from slots.errors import (
@@ -60,6 +60,7 @@ from slots.models import (
     CANCELLED,
     CONFIRMED,
     NOTICE_PENDING,
+    WEB,
     Booking,
     IdempotencyKey,
     MarketPoint,
@@ -133,6 +134,7 @@ def place_booking(
     language: str = "id",
     phone_optional: bool = False,
     kk: str = "",
+    channel: str = WEB,
 ) -> BookingSummary:
     """Book one place in a slot for a resident, under the booking rules.
 
@@ -140,7 +142,9 @@ def place_booking(
       an Indonesian mobile number in any common form; now, aware UTC (default now);
       language, "id" or "en", the language of the resident's messages;
       phone_optional, for assisted booking by staff (see ``resident_input``); kk, the
-      family card number, required at points with ``household_limit``.
+      family card number, required at points with ``household_limit``; channel, how
+      the resident reached Antri (``slots.models.BOOKING_CHANNELS``; issue 17), kept on
+      the booking for the admins' counts.
     Returns: the new confirmed booking as a BookingSummary (written, not committed),
       with a pending ``confirmation`` notice (its reminder is written when it falls
       due: ``notify.outbox.write_due_reminders``).
@@ -172,7 +176,10 @@ def place_booking(
     # place back with the transaction.
     if postgresql:
         code = new_booking_code()
-        row = conn.execute(_BOOK_ON_POSTGRESQL, _book_params(slot_id, person, code, now)).first()
+        params = _book_params(slot_id, person, code, now)
+        params["channel"] = channel
+        params["via"] = via_for(channel)
+        row = conn.execute(_BOOK_ON_POSTGRESQL, params).first()
         check_bookable(row, now)
         taken, resident_id = row.taken == 1, row.resident_id
     else:
@@ -217,7 +224,7 @@ def place_booking(
             resident_id = lock_resident(person.nik_hash, person.nik_last4)
         check_limits(resident_id, person.kk_hash, row.starts_at)
         booking_id, code, arrive_at = insert_booking(
-            slot, resident_id, person, now, "confirmation", packages
+            slot, resident_id, person, now, "confirmation", packages, channel
         )
     forget_count(slot_id)
     return BookingSummary(
@@ -332,14 +339,15 @@ _BOOK_ON_POSTGRESQL = text(
         FROM resident, held, taken JOIN market_point ON market_point.id = taken.market_point_id
     ), new_booking AS (
         INSERT INTO booking (code, slot_id, resident_id, name, nik_last4, phone, language,
-                             status, created_at, packages, arrive_at)
+                             status, created_at, packages, arrive_at, channel)
         SELECT :code, :slot_id, verdict.resident_id, :name, :nik_last4, :phone, :language,
-               :status, :now, COALESCE((SELECT per_booking FROM packed), 0), verdict.starts_at
+               :status, :now, COALESCE((SELECT per_booking FROM packed), 0), verdict.starts_at,
+               :channel
         FROM verdict WHERE verdict.fresh AND verdict.plain AND verdict.held < :limit
         RETURNING id
     ), new_notice AS (
-        INSERT INTO notice (booking_id, kind, status, created_at, due_at)
-        SELECT new_booking.id, :kind, :pending, :now, :now FROM new_booking
+        INSERT INTO notice (booking_id, kind, status, created_at, due_at, via)
+        SELECT new_booking.id, :kind, :pending, :now, :now, :via FROM new_booking
         RETURNING id, due_at
     )
     SELECT slot.id, slot.starts_at, slot.ends_at, slot.published_at, slot.market_point_id,
@@ -467,13 +475,16 @@ def book_slot(
     language: str = "id",
     phone_optional: bool = False,
     kk: str = "",
+    channel: str = WEB,
 ) -> Booking:
     """``place_booking``, returning the new Booking model (one more query).
 
     Args, Raises and Rules: as ``place_booking``.
     Returns: the new confirmed Booking (written, not committed).
     """
-    placed = place_booking(slot_id, name, nik, phone, now, language, phone_optional, kk)
+    placed = place_booking(
+        slot_id, name, nik, phone, now, language, phone_optional, kk, channel=channel
+    )
     return db.session.get(Booking, placed.id)
 
 
@@ -488,6 +499,7 @@ def book_slot_once(
     language: str = "id",
     phone_optional: bool = False,
     kk: str = "",
+    channel: str = WEB,
 ) -> tuple[Booking, bool]:
     """Book a slot at most once per idempotency ``key``.
 
@@ -516,7 +528,7 @@ def book_slot_once(
         if previous.request_hash != fingerprint or previous.booking is None:
             raise IdempotencyKeyReused()
         return previous.booking, True
-    booking = book_slot(slot_id, name, nik, phone, now, language, phone_optional, kk)
+    booking = book_slot(slot_id, name, nik, phone, now, language, phone_optional, kk, channel)
     db.session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.id == claimed)

@@ -34,6 +34,10 @@ NO_SHOW = "no_show"
 BOOKING_STATUSES = (CONFIRMED, CHECKED_IN, CHECKED_OUT, CANCELLED, NO_SHOW)
 # Statuses that hold a place in the slot and count towards the per-NIK limit.
 ACTIVE_STATUSES = (CONFIRMED, CHECKED_IN, CHECKED_OUT)
+# The channels a booking comes through (issue 17, ``Booking.channel``): the web pages
+# and API, the staff's assisted desk, and the phone channels of ``channels/``.
+WEB = "web"
+BOOKING_CHANNELS = (WEB, "assisted", "sms", "ussd", "whatsapp")
 
 
 class MarketPoint(db.Model):
@@ -229,6 +233,8 @@ class Booking(db.Model):
     # wave (``slots.waves``); the slot's start with waves off. The default serves rows
     # written without one (fixtures, tools): the slot's start.
     arrive_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=_slot_start)
+    # How the resident reached Antri (issue 17): one of BOOKING_CHANNELS.
+    channel: Mapped[str] = mapped_column(String(16), default=WEB, server_default=WEB)
 
     slot: Mapped[Slot] = relationship()
     resident: Mapped[Resident] = relationship()

@@ -23,11 +23,11 @@ from sqlalchemy import (
 from common import events
 from common.locking import execute_locking
 from extensions import db
-from notify.outbox import insert_notice, note_queued
+from notify.outbox import insert_notice, note_queued, via_for
 from slots.availability import NOT_BALLOTED, NOT_CLOSED
 from slots.codes import new_booking_code
 from slots.identity import ResidentInput
-from slots.models import CONFIRMED, Booking, Slot
+from slots.models import CONFIRMED, WEB, Booking, Slot
 from slots.waves import place_in_wave
 
 if TYPE_CHECKING:  # for annotations only: booking imports this module
@@ -112,10 +112,12 @@ def insert_booking(
     now: datetime,
     notice: str,
     packages: int = 0,
+    channel: str = WEB,
 ) -> tuple[int, str, datetime]:
     """Write a confirmed booking whose place is already counted (the slot's row lock
     held), give it its arrival wave (``slots.waves.place_in_wave``) and its ``notice``;
-    tell the live feed. ``packages``: the stock it reserved (count, issue 15).
+    tell the live feed. ``packages``: the stock it reserved (count, issue 15);
+    ``channel``: how the resident reached Antri (``BOOKING_CHANNELS``, issue 17).
     Returns (booking id, booking code, arrive_at aware UTC)."""
     conn = db.session.connection()
     code = new_booking_code()
@@ -134,11 +136,13 @@ def insert_booking(
             "created_at": now,
             "packages": packages,
             "arrive_at": slot.starts_at,
+            "channel": channel,
         },
     ).scalar_one()
     # Before the notice: its message tells the arrival time.
     arrive_at = place_in_wave(booking_id, slot, now)
-    note_new_booking(slot, booking_id, insert_notice(booking_id, notice, now), now)
+    notices = insert_notice(booking_id, notice, now, via_for(channel))
+    note_new_booking(slot, booking_id, notices, now)
     return booking_id, code, arrive_at
 
 

@@ -283,7 +283,13 @@ def book_for_resident(
     """
     fingerprint = request_fingerprint({"slot_id": slot_id, "fields": fields, "kk": kk})
     booking, replayed = book_slot_once(
-        f"assist:{request_id}", fingerprint, slot_id, *fields, phone_optional=True, kk=kk
+        f"assist:{request_id}",
+        fingerprint,
+        slot_id,
+        *fields,
+        phone_optional=True,
+        kk=kk,
+        channel="assisted",
     )
     if not replayed:
         record(

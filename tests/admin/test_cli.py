@@ -99,6 +99,9 @@ def test_users_create_and_token(ctx, make_point):
 COMMANDS = {
     "audit": [],
     "audit export": ["--action", "--since"],
+    # Issue 17: play a phone conversation without a gateway.
+    "channels": [],
+    "channels simulate": ["channel", "--from", "--session", "text"],
     "notices": [],
     "notices deliver": ["--limit", "--retry-now"],
     "notices status": [],

@@ -365,6 +365,7 @@ def test_the_csv_adds_packages_and_the_days_totals_at_the_end(gate, client):
     ]  # fmt: skip
     assert header[10:] == [
         "packages", "handed_out_at", "stock_packages", "stock_reserved", "stock_handed_out",
+        "channel",
     ]  # fmt: skip
     rows = {r[0]: dict(zip(header, r, strict=True)) for r in reader}
     given = rows[handed["code"]]

@@ -13,6 +13,7 @@ from slots.locks import lock_market_point
 
 def test_the_lock_order_names_every_locked_table():
     assert LOCK_ORDER == (
+        "conversation",
         "ballot",
         "market_point",
         "booking",
@@ -21,6 +22,7 @@ def test_the_lock_order_names_every_locked_table():
         "resident",
         "household",
     )
+    assert rank("conversation") < rank("ballot") < rank("market_point")
     assert rank("market_point") < rank("booking") < rank("slot") < rank("stock")
     assert rank("stock") < rank("resident") < rank("household")
     with pytest.raises(ValueError):
