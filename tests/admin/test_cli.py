@@ -99,6 +99,11 @@ def test_users_create_and_token(ctx, make_point):
 COMMANDS = {
     "audit": [],
     "audit export": ["--action", "--since"],
+    # Issue 16: ballot rounds.
+    "ballots": [],
+    "ballots create": ["code", "--date", "--opens", "--closes"],
+    "ballots draw": ["ballot_id"],
+    "ballots verify": ["ballot_id"],
     # Issue 17: play a phone conversation without a gateway.
     "channels": [],
     "channels simulate": ["channel", "--from", "--session", "text"],
