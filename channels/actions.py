@@ -20,13 +20,14 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from channels.errors import EntryNotCancellable
 from common.errors import DomainError
 from common.timeutil import local_date, local_day_bounds
 from extensions import db
 from slots import booking as slots_booking
 from slots import waiting as slots_waiting
 from slots.availability import bookable_days, list_slots
-from slots.errors import BookingNotFound, SlotFull, SoldOut
+from slots.errors import BallotRunning, BookingNotFound, SlotFull, SoldOut
 from slots.models import MarketPoint, Slot
 from slots.points import search_market_points
 from slots.stock import sold_out_days
@@ -89,6 +90,18 @@ class Waiting:
     position: int | None
 
 
+@dataclass(frozen=True)
+class EnteredBallot:
+    """The slot's day is released by a ballot (issue 16): the resident entered it with
+    that slot as the one preference. ``draw_at``: the close of entries, aware UTC, when
+    the draw runs; ``tz`` the point's zone."""
+
+    code: str
+    point: str
+    draw_at: datetime
+    tz: str
+
+
 def book_or_wait(
     channel: str, slot_id: int, name: str, nik: str, phone: str, language: str, now: datetime
 ) -> Booked | Waiting:
@@ -96,12 +109,17 @@ def book_or_wait(
     the slot is full or its day sold out, put them on its waiting list instead (as the
     web's booking page offers).
 
-    Returns: Booked or Waiting. Raises: what ``slots.booking.place_booking`` and
-      ``slots.waiting.join_waiting_list`` raise (InvalidNIK, LimitReached, ...), with
-      their writes undone; Unexpected.
+    When a ballot holds the slot's day (issue 16), the resident enters the ballot
+    instead, with this slot as the one preference: the same rules as the web's entry
+    form (``ballots.entering.enter_ballot``), and its message with the entry code.
+
+    Returns: Booked, Waiting or EnteredBallot. Raises: what
+      ``slots.booking.place_booking``, ``slots.waiting.join_waiting_list`` and
+      ``ballots.entering.enter_ballot`` raise (InvalidNIK, LimitReached,
+      BallotNotOpen, AlreadyEntered, ...), with their writes undone; Unexpected.
     """
 
-    def book() -> Booked | Waiting:
+    def book() -> Booked | Waiting | EnteredBallot:
         try:
             placed = attempt(
                 lambda: slots_booking.place_booking(
@@ -111,6 +129,8 @@ def book_or_wait(
         except (SlotFull, SoldOut):
             entry = slots_waiting.join_waiting_list(slot_id, name, nik, phone, now, language)
             return Waiting(entry.code, slots_waiting.waiting_position(entry))
+        except BallotRunning:
+            return _enter_ballot(slot_id, name, nik, phone, language, now)
         point = placed.slot.market_point
         return Booked(
             placed.code,
@@ -124,18 +144,40 @@ def book_or_wait(
     return attempt(book)
 
 
+def _enter_ballot(
+    slot_id: int, name: str, nik: str, phone: str, language: str, now: datetime
+) -> EnteredBallot:
+    """Enter the ballot holding slot ``slot_id`` with that slot as the one preference."""
+    from ballots.entering import enter_ballot
+    from ballots.models import Ballot
+
+    ballot = db.session.scalar(
+        select(Ballot).join(Slot, Slot.ballot_id == Ballot.id).where(Slot.id == slot_id)
+    )
+    if ballot is None:  # drawn meanwhile: the slot is first-come again
+        raise BallotRunning()
+    entered = enter_ballot(ballot.id, name, nik, phone, [slot_id], language=language, now=now)
+    point = ballot.market_point
+    return EnteredBallot(entered.code, point.name, ballot.closes_at, point.timezone)
+
+
 @dataclass(frozen=True)
 class Found:
-    """A booking or waiting-list entry looked up by its code and the sender's phone."""
+    """A booking, waiting-list entry or ballot entry (issue 16) looked up by its code
+    and the sender's phone; ``outcome`` is the ballot entry's (``ballots.results``)."""
 
     booking: object | None = None
     entry: object | None = None
+    ballot_entry: object | None = None
+    outcome: object | None = None
 
 
 def look_up(code: str, phone: str) -> Found:
-    """Find the sender's booking, or else waiting-list entry, with ``code``.
+    """Find the sender's booking, or else waiting-list entry, or else ballot entry,
+    with ``code``.
 
-    Raises: BookingNotFound when neither matches the code and this phone.
+    Raises: BookingNotFound when none matches the code and this phone (one answer:
+      it reveals no codes).
     """
     try:
         return Found(booking=slots_booking.get_booking_for_resident(code, phone))
@@ -143,7 +185,17 @@ def look_up(code: str, phone: str) -> Found:
         try:
             return Found(entry=slots_waiting.get_waiting_entry_for_resident(code, phone))
         except DomainError:
-            raise BookingNotFound() from None
+            pass
+    from ballots.models import BallotEntry
+    from ballots.results import entry_outcome
+    from slots.codes import match_phone, normalise_code
+
+    canonical = normalise_code(code)
+    found = None
+    if canonical is not None:
+        found = db.session.scalar(select(BallotEntry).where(BallotEntry.code == canonical))
+    entry = match_phone(found, phone, BookingNotFound)
+    return Found(ballot_entry=entry, outcome=entry_outcome(entry))
 
 
 def cancel(code: str, phone: str, now: datetime) -> Found:
@@ -151,11 +203,13 @@ def cancel(code: str, phone: str, now: datetime) -> Found:
     take them off the waiting list of entry ``code``.
 
     Returns: what was cancelled. Raises: BookingNotFound, CancelNotAllowed,
-      NotWaiting; Unexpected.
+      NotWaiting; EntryNotCancellable for a ballot entry's code; Unexpected.
     """
 
     def run() -> Found:
         found = look_up(code, phone)
+        if found.ballot_entry is not None:
+            raise EntryNotCancellable()
         if found.booking is not None:
             slots_booking.cancel_booking(found.booking, now)
         else:
@@ -181,20 +235,42 @@ def point_by_code(code: str) -> MarketPoint | None:
 
 def open_days(point: MarketPoint, now: datetime, limit: int = 5) -> list[date]:
     """The next local days (of DAYS_AHEAD from today) with a bookable slot at ``point``,
-    at most ``limit``, earliest first."""
+    or with slots held by a ballot taking entries now (issue 16), at most ``limit``,
+    earliest first."""
     today = local_date(now, point.timezone)
     days = [today + timedelta(days=n) for n in range(DAYS_AHEAD)]
-    return [day for day, count in bookable_days(point, days, now).items() if count][:limit]
+    balloted = _open_ballot_days(point, days, now)
+    counts = bookable_days(point, days, now)
+    return [day for day in days if counts[day] or day in balloted][:limit]
+
+
+def _open_ballot_days(point: MarketPoint, days: list[date], now: datetime) -> set[date]:
+    """The days of ``days`` whose ballot at ``point`` takes entries at ``now``."""
+    from ballots.models import Ballot
+
+    return set(
+        db.session.scalars(
+            select(Ballot.day).where(
+                Ballot.market_point_id == point.id,
+                Ballot.day.in_(days),
+                Ballot.frozen_at.is_(None),
+                Ballot.opens_at <= now,
+                Ballot.closes_at > now,
+            )
+        )
+    )
 
 
 @dataclass(frozen=True)
 class SlotChoice:
-    """A slot offered on a phone: id, start (aware UTC), places left, sold-out day."""
+    """A slot offered on a phone: id, start (aware UTC), places left, sold-out day, and
+    whether a ballot holds it (issue 16: choosing it enters the ballot)."""
 
     id: int
     starts_at: datetime
     left: int
     sold_out: bool
+    ballot: bool = False
 
 
 def day_slots(point: MarketPoint, day: date, now: datetime) -> list[SlotChoice]:
@@ -202,7 +278,13 @@ def day_slots(point: MarketPoint, day: date, now: datetime) -> list[SlotChoice]:
     (a full one too: booking it joins its waiting list)."""
     out = sold_out_days(point, [day])
     return [
-        SlotChoice(slot.id, slot.starts_at, max(slot.capacity - slot.booked_count, 0), day in out)
+        SlotChoice(
+            slot.id,
+            slot.starts_at,
+            max(slot.capacity - slot.booked_count, 0),
+            day in out,
+            slot.ballot_id is not None,
+        )
         for slot in list_slots(point, day, now)
         if slot.ends_at > now
     ]

@@ -257,7 +257,9 @@ def _day(state: State, entry: str, turn: Turn):
 def _slot_label(choice: actions.SlotChoice, tz: str) -> str:
     from common.timeutil import clock_text
 
-    if choice.sold_out:
+    if choice.ballot:
+        left = replies.ballot_label()
+    elif choice.sold_out:
         left = replies.sold_out()
     elif choice.left == 0:
         left = replies.full()
@@ -346,10 +348,12 @@ def _confirm(state: State, entry: str, turn: Turn):
     return Screen(replies.fit(booked_text(result)), end=True), State()
 
 
-def booked_text(result: actions.Booked | actions.Waiting) -> str:
-    """The reply to a booking made or a waiting list joined."""
+def booked_text(result: actions.Booked | actions.Waiting | actions.EnteredBallot) -> str:
+    """The reply to a booking made, a waiting list joined or a ballot entered."""
     if isinstance(result, actions.Waiting):
         return replies.waiting(result.code, result.position)
+    if isinstance(result, actions.EnteredBallot):
+        return replies.entered_ballot(result.code, result.point, result.draw_at, result.tz)
     return replies.booked(
         result.code, result.point, result.starts_at, result.arrive_at, result.tz, result.packages
     )
@@ -369,6 +373,17 @@ def found_text(found: actions.Found) -> str:
             booking.slot.starts_at,
             booking.arrive_at,
             point.timezone,
+        )
+    if found.ballot_entry is not None:
+        outcome = found.outcome
+        ballot = found.ballot_entry.ballot
+        return replies.ballot_status(
+            found.ballot_entry.code,
+            outcome.status,
+            ballot.closes_at,
+            ballot.market_point.timezone,
+            outcome.booking_code,
+            outcome.position,
         )
     entry = found.entry
     point = entry.slot.market_point

@@ -29,3 +29,14 @@ class BadVerifyToken(DomainError):
     code = "invalid_verify_token"
     status = 403
     default_message = _l("The verify token is wrong.")
+
+
+class EntryNotCancellable(DomainError):
+    """BATAL with a ballot entry's code (issue 16): an entry stays in the draw; a won
+    booking is cancelled by its own booking code."""
+
+    code = "entry_not_cancellable"
+    status = 409
+    default_message = _l(
+        "A ballot entry cannot be cancelled. If you win, cancel the booking with its code."
+    )

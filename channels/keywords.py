@@ -136,7 +136,9 @@ def _jadwal(rest: str, turn: Turn) -> str:
 
     lines = []
     for choice in choices:
-        if choice.sold_out:
+        if choice.ballot:
+            left = replies.ballot_label()
+        elif choice.sold_out:
             left = replies.sold_out()
         elif choice.left == 0:
             left = replies.full()

@@ -41,6 +41,11 @@ KNOWN_REFUSALS = frozenset(
         "already_waiting",
         "already_booked",
         "sold_out",
+        # issue 16: a day released by a ballot
+        "ballot_not_open",
+        "already_entered",
+        "ballot_running",
+        "entry_not_cancellable",
     }
 )
 
@@ -255,6 +260,55 @@ def cancelled(code: str) -> str:
 def left_waiting_list(code: str) -> str:
     """A waiting-list entry left (BATAL with its code)."""
     return _("You left waiting list %(code)s.", code=code)
+
+
+def ballot_label() -> str:
+    """A slot held by a ballot (issue 16), in a list of times: choosing it enters."""
+    return _("ballot")
+
+
+def entered_ballot(code: str, point: str, draw_at: datetime, tz: str) -> str:
+    """The slot's day is released by a ballot: the resident entered it (issue 16)."""
+    return _(
+        "This day goes by ballot. You entered it: entry code %(code)s, %(point)s. "
+        "Draw %(day)s %(time)s; send CEK %(code)s then.",
+        code=code,
+        point=point[:40],
+        day=day_label(draw_at.astimezone(_zone(tz)).date()),
+        time=clock_text(draw_at, tz),
+    )
+
+
+def ballot_status(
+    code: str,
+    status: str,
+    draw_at: datetime,
+    tz: str,
+    booking_code: str | None,
+    position: int | None,
+) -> str:
+    """A ballot entry looked up (CEK with its entry code): its outcome (issue 16)."""
+    if status == "won" and booking_code:
+        return _(
+            "Ballot entry %(code)s won: booking %(booking)s. Send CEK %(booking)s.",
+            code=code,
+            booking=booking_code,
+        )
+    if status == "waiting":
+        return _(
+            "Ballot entry %(code)s: not drawn for a place; number %(position)s on the "
+            "waiting list.",
+            code=code,
+            position=position or "-",
+        )
+    if status == "entered":
+        return _(
+            "Ballot entry %(code)s is in the draw at %(day)s %(time)s.",
+            code=code,
+            day=day_label(draw_at.astimezone(_zone(tz)).date()),
+            time=clock_text(draw_at, tz),
+        )
+    return _("Ballot entry %(code)s was not drawn.", code=code)
 
 
 # Keywords (SMS and WhatsApp) -------------------------------------------------------
