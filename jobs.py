@@ -178,6 +178,10 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     transactions.commit()
     drawn = 0
     for ballot_id in ballots_draw.due_ballots(now):
+        # The freeze commits on its own: its table lock holds back every ballot's
+        # entries, so it is held for the freeze alone, not the whole draw.
+        ballots_draw.freeze_ballot(ballot_id, now)
+        transactions.commit()
         ballots_draw.draw_ballot(ballot_id, now)
         transactions.commit()
         drawn += 1

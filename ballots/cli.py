@@ -49,9 +49,14 @@ def ballots_create(code, day, opens, closes):
 @click.argument("ballot_id", type=int)
 def ballots_draw(ballot_id):
     """Draw a ballot whose window has closed (again: prints the same result)."""
-    from ballots.draw import draw_ballot
+    from ballots.draw import draw_ballot, freeze_ballot
+    from common import transactions
 
     try:
+        # The freeze commits first, as the timed job's: its table lock holds back
+        # every ballot's entries, so only for the freeze (``ballots.draw.freeze``).
+        freeze_ballot(ballot_id)
+        transactions.commit()
         proof = draw_ballot(ballot_id)
     except DomainError as exc:
         fail(exc)

@@ -20,6 +20,7 @@ from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import insert, select, update
+from sqlalchemy import text as sql_text
 
 from ballots import algorithm
 from ballots.errors import BallotNotClosed
@@ -57,11 +58,44 @@ def as_listed(entry: BallotEntry) -> algorithm.ListedEntry:
 
 
 def freeze(ballot: Ballot, now: datetime) -> None:
-    """Freeze the entry list of ``ballot`` (row lock held): its canonical form's hash
-    is published as ``list_hash`` and no entry is taken after (``ballots.entering``)."""
-    text = algorithm.canonical_list(as_listed(e) for e in listed_entries(ballot))
-    ballot.list_hash = algorithm.list_hash(text)
+    """Freeze the entry list of ``ballot`` (its row lock held): its canonical form's
+    hash is published as ``list_hash`` and no entry is taken after
+    (``ballots.entering``; issue 16 §3).
+
+    On PostgreSQL the transaction first takes ``LOCK TABLE ballot_entry IN SHARE
+    MODE``: it waits for every transaction that has begun an insert into the table
+    (their ROW EXCLUSIVE lock, held until they end) and keeps new inserts waiting until
+    this transaction ends. An entry's insert takes that lock before its statement's
+    snapshot (READ COMMITTED), so an entry either committed before the lock was had
+    (and the list read below, a later statement, sees it), or its snapshot sees
+    ``frozen_at`` and it writes nothing. The lock also holds back entries of other
+    ballots until the commit: ``freeze_ballot`` freezes in a transaction of its own.
+    On SQLite writers are serialised: the entry's insert re-checks ``frozen_at``.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(sql_text("LOCK TABLE ballot_entry IN SHARE MODE"))
+    listed = algorithm.canonical_list(as_listed(e) for e in listed_entries(ballot))
+    ballot.list_hash = algorithm.list_hash(listed)
     ballot.frozen_at = now
+
+
+def freeze_ballot(ballot_id: int, now: datetime | None = None) -> bool:
+    """Freeze ballot ``ballot_id``'s entry list once its window has closed, so that
+    the draw (``draw_ballot``, in the next transaction) holds the table lock of
+    ``freeze`` for a moment only; the caller commits at once.
+
+    Returns: True if frozen now, False if it was frozen already or is still open.
+    Raises: BallotNotFound (404).
+    """
+    now = now or utcnow()
+    ballot = get_ballot(ballot_id)
+    lock_row(Ballot, ballot.id, Ballot.drawn_at)
+    db.session.refresh(ballot)
+    if ballot.frozen_at is not None or now < ballot.closes_at:
+        return False
+    freeze(ballot, now)
+    db.session.flush()
+    return True
 
 
 def draw_ballot(ballot_id: int, now: datetime | None = None, actor: Actor = CLI) -> dict:

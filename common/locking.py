@@ -10,9 +10,10 @@ The lock order (DESIGN.md: "lock several rows in a fixed order"), first to last:
 
 a. ``conversation``: one phone's conversation on one channel (issue 17,
    ``channels.conversation``), taken before anything its message does (a booking);
-b. ``ballot``: a ballot's draw (a row lock) against its entries (each reads the ballot
-   row FOR SHARE, so the list is frozen only once every entry under way has committed,
-   and an entry after that sees the frozen list; issue 16, ``ballots.entering``);
+b. ``ballot``: a ballot's freeze and draw, one at a time (a row lock; issue 16). The
+   freeze then takes ``LOCK TABLE ballot_entry IN SHARE MODE`` (PostgreSQL): it waits
+   for every entry under way to commit, and an entry after it sees the frozen list
+   (``ballots.draw.freeze``); entries take no row lock of the ballot;
 1. ``market_point``: admissions against the safe limit (``checkin``) and the making of
    slots (``slots.schedules``) are decided one at a time per point;
 2. ``booking``: a cancel, a move or a scan of one booking decides once (a conditional

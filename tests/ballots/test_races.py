@@ -100,3 +100,59 @@ def test_booking_racing_ballot_creation(server, app, ballot_day, make_nik):
         assert booked == 0 and refused == {"ballot_running": 8}
     else:
         assert made == [False] and booked >= 1
+
+
+def test_entries_racing_the_freeze(server, app, open_ballot, ballot_day, make_nik):
+    """Entries (distinct NIKs, 12 clients) racing the freeze of the list inside the
+    window (``ballots.draw.freeze``: its table lock against the entries' inserts):
+    every entry answered 201 is in the frozen list, no entry is written after it
+    (the list hashes as frozen), and every entry refused is refused ballot_not_open."""
+    from ballots.algorithm import canonical_list, list_hash
+    from ballots.draw import as_listed, freeze, listed_entries
+    from ballots.models import Ballot
+    from common.locking import lock_row
+
+    _, slots = ballot_day
+    ballot_id, ids = open_ballot.id, [s.id for s in slots]
+    niks = [[make_nik() for _ in range(400)] for _ in range(12)]
+    frozen = threading.Event()
+    after_freeze = threading.Event()
+    answers: list[tuple[int, str, str]] = []
+    lock = threading.Lock()
+
+    def client(mine: list[str]) -> None:
+        for i, nik in enumerate(mine):
+            body = {"name": "Siti", "nik": nik, "phone": PHONE, "preferences": ids[: 1 + i % 3]}
+            status, answer = post_json(f"{server}/api/v1/ballots/{ballot_id}/entries", body)
+            with lock:
+                answers.append((status, answer.get("error", ""), answer.get("entry_code", "")))
+            if after_freeze.is_set():
+                return
+
+    threads = [threading.Thread(target=client, args=(mine,)) for mine in niks]
+    for thread in threads:
+        thread.start()
+    while True:  # freeze once entries are flowing
+        with lock:
+            if sum(1 for status, _, _ in answers if status == 201) >= 30:
+                break
+        threading.Event().wait(0.01)
+    ballot = db.session.get(Ballot, ballot_id)
+    lock_row(Ballot, ballot.id, Ballot.drawn_at)
+    freeze(ballot, utcnow())
+    db.session.commit()
+    frozen.set()
+    threading.Event().wait(0.3)  # entries keep coming after the freeze
+    after_freeze.set()
+    for thread in threads:
+        thread.join()
+
+    db.session.expire_all()
+    ballot = db.session.get(Ballot, ballot_id)
+    entries = listed_entries(ballot)
+    accepted = {code for status, _, code in answers if status == 201}
+    refused = Counter(error for status, error, _ in answers if status != 201)
+    assert accepted and refused, (len(accepted), refused)  # the race took place
+    assert set(refused) == {"ballot_not_open"}, refused
+    assert {entry.code for entry in entries} == accepted
+    assert list_hash(canonical_list(as_listed(e) for e in entries)) == ballot.list_hash
