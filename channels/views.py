@@ -3,6 +3,8 @@ a developer tries the channels on ``make run``, without any gateway."""
 
 from __future__ import annotations
 
+import re
+
 from flask import render_template, request, session
 
 from accounts.auth import page_roles
@@ -14,6 +16,15 @@ from common.timeutil import utcnow
 
 TRANSCRIPT_KEY = "channels_transcript"
 MAX_LINES = 30
+# A NIK typed in a message (16 digits, maybe with dots or spaces between groups).
+_NIK = re.compile(r"(?<!\d)(?:\d[ .]?){12}(\d{4})(?!\d)")
+
+
+def masked(text: str) -> str:
+    """``text`` with every NIK in it shown as ``****`` and its last four digits: the
+    transcript lives in the session cookie (signed, not encrypted) and on the page,
+    and a full NIK is never shown back (DESIGN.md privacy)."""
+    return _NIK.sub(lambda match: "****" + match.group(1), text)
 
 
 @bp.route("/simulate", methods=["GET", "POST"])
@@ -42,10 +53,10 @@ def simulate_page():
                 error = str(exc.message)
             else:
                 transcript = transcript + [
-                    {"who": "resident", "channel": form["channel"], "text": form["text"]}
+                    {"who": "resident", "channel": form["channel"], "text": masked(form["text"])}
                 ]
                 transcript += [
-                    {"who": "antri", "channel": form["channel"], "text": a} for a in answers
+                    {"who": "antri", "channel": form["channel"], "text": masked(a)} for a in answers
                 ]
         session[TRANSCRIPT_KEY] = transcript[-MAX_LINES:]
     return render_template(
