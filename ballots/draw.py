@@ -221,7 +221,7 @@ def _book_winner(entry: BallotEntry, slot: Slot, resident_id: int, now: datetime
         entry.name, "", entry.nik_last4, entry.phone, entry.language, entry.kk_hash
     )
     booking_id, _code, _arrive = insert_booking(
-        slot, resident_id, person, now, "confirmation", packages
+        slot, resident_id, person, now, "confirmation", packages, channel="ballot"
     )
     entry.status = WON
     entry.booking_id = booking_id

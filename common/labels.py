@@ -35,6 +35,7 @@ LABELS = {
     "sms": _l("SMS"),
     "ussd": _l("USSD"),
     "whatsapp": _l("WhatsApp"),
+    "ballot": _l("Ballot draw"),
     # messages to residents (slots.models.NOTICE_*) and their kinds (NOTICE_KINDS)
     "pending": _l("Waiting to send"),
     "sending": _l("Sending"),

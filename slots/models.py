@@ -37,7 +37,8 @@ ACTIVE_STATUSES = (CONFIRMED, CHECKED_IN, CHECKED_OUT)
 # The channels a booking comes through (issue 17, ``Booking.channel``): the web pages
 # and API, the staff's assisted desk, and the phone channels of ``channels/``.
 WEB = "web"
-BOOKING_CHANNELS = (WEB, "assisted", "sms", "ussd", "whatsapp")
+# "ballot": given by a ballot's draw (issue 16), whichever way the entry came.
+BOOKING_CHANNELS = (WEB, "assisted", "sms", "ussd", "whatsapp", "ballot")
 
 
 class MarketPoint(db.Model):

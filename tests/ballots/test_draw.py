@@ -74,6 +74,7 @@ def test_300_entries_for_40_places(app, open_ballot, ballot_day, make_nik):
     assert Counter(e.status for e in entries.values()) == {WON: 40, WAITING: 260}
     # No NIK twice: one booking per resident, and every winner's booking is its own.
     assert len({b.resident_id for b in bookings}) == 40
+    assert {b.channel for b in bookings} == {"ballot"}
     assert {e.booking_id for e in won} == {b.id for b in bookings}
     # The elderly share: floor(0.3 x 40) = 12 places go to the elderly first; with 30
     # elderly entrants at least 12 of them win.
