@@ -67,9 +67,9 @@ _BALLOT_FOR_ENTRY = (
     .with_for_update(read=True, of=Ballot)
 )
 
-_SLOTS_OF = select(Slot.id, Slot.starts_at, Slot.market_point_id, Slot.ballot_id).where(
-    Slot.id.in_(bindparam("ids", expanding=True))
-)
+_SLOTS_OF = select(
+    Slot.id, Slot.starts_at, Slot.market_point_id, Slot.ballot_id, Slot.closed_at
+).where(Slot.id.in_(bindparam("ids", expanding=True)))
 
 
 def birth_date(nik: str, on_day: date) -> date | None:
@@ -145,7 +145,11 @@ def enter_ballot(
     if not _open(ballot, now):
         raise BallotNotOpen()
     slots = {row.id: row for row in db.session.execute(_SLOTS_OF, {"ids": wanted})}
-    if any(slots.get(i) is None or slots[i].ballot_id != ballot.id for i in wanted):
+    # A slot the market closed meanwhile (issue 8) gives no place at the draw.
+    if any(
+        slots.get(i) is None or slots[i].ballot_id != ballot.id or slots[i].closed_at is not None
+        for i in wanted
+    ):
         raise InvalidPreferences()
     person = replace(person, kk_hash=household_hash(ballot, kk))
     resident_id = lock_resident(person.nik_hash, person.nik_last4)
