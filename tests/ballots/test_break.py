@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from ballots.draw import draw_ballot
 from ballots.entering import enter_ballot
-from ballots.models import NOT_DRAWN, WAITING, WON, BallotEntry
+from ballots.models import NOT_DRAWN, WAITING, WON, Ballot, BallotEntry
 from ballots.proof import proof_json, published_list, verify
 from common.audit import CLI
 from extensions import db
@@ -60,3 +60,41 @@ def test_a_slot_the_market_closes_during_the_ballot_is_left_out_of_the_draw(
     told = db.session.scalar(select(Notice.body).where(Notice.ref == f"ballot-result:{only_first}"))
     assert "pasar menutup sesi yang Anda pilih" in told
     assert verify(proof_json(open_ballot), published_list(open_ballot)) == []
+
+
+def test_a_failing_draw_holds_back_no_other_ballot(app, ctx, make_point, make_slot, monkeypatch):
+    """The timed job draws every due ballot even when one draw fails (logged, tried
+    again at the next run); it used to stop at the first failure, and without Redis
+    the inline sweep's relay after it never ran: no message went out at all."""
+    import ballots.draw
+    from ballots.rounds import create_ballot
+    from common.timeutil import local_date, utcnow
+    from jobs import run_timed_work
+
+    now = utcnow()
+    ids = []
+    for code in ("JKT-901", "JKT-902"):
+        point = make_point(code=code)
+        slot = make_slot(capacity=2, starts_in=2 * 1440, point=point)
+        day = local_date(slot.starts_at, point.timezone)
+        ballot = create_ballot(code, day, now - timedelta(minutes=1), now + timedelta(hours=1))
+        db.session.flush()
+        ids.append(ballot.id)
+    db.session.commit()
+    real = ballots.draw.draw_ballot
+
+    def flaky(ballot_id, *args, **kwargs):
+        if ballot_id == ids[0]:
+            raise RuntimeError("lock timeout")
+        return real(ballot_id, *args, **kwargs)
+
+    monkeypatch.setattr(ballots.draw, "draw_ballot", flaky)
+    later = (now + timedelta(hours=1, seconds=1)).isoformat()
+    assert run_timed_work(later)["ballots_drawn"] == 1
+    db.session.expire_all()
+    drawn = {b.id: b.drawn_at is not None for b in db.session.scalars(select(Ballot))}
+    assert drawn == {ids[0]: False, ids[1]: True}
+    monkeypatch.undo()
+    assert run_timed_work(later)["ballots_drawn"] == 1
+    db.session.expire_all()
+    assert all(b.drawn_at is not None for b in db.session.scalars(select(Ballot)))
