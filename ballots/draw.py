@@ -116,7 +116,7 @@ def draw_ballot(ballot_id: int, now: datetime | None = None, actor: Actor = CLI)
         raise RuntimeError(f"ballot {ballot.id}: the entry list changed after it was frozen")
     order = algorithm.draw_order(ballot.seed, ballot.list_hash, listed)
     share = current_app.config["BALLOT_ELDERLY_SHARE"]
-    quota = algorithm.elderly_places(sum(places.values()), share)
+    quota = algorithm.elderly_places(algorithm.places_given(places, cap), share)
     residents: dict[str, int] = {}
 
     def eligible(code: str, slot_id: int) -> bool:

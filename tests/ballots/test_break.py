@@ -3,6 +3,9 @@ pins one finding's fix."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -15,6 +18,7 @@ from common.audit import CLI
 from extensions import db
 from slots.models import Booking, Notice, WaitingListEntry
 from tests.ballots.conftest import PHONE
+from tests.ballots.test_draw import VERIFIER
 
 
 def _close(ballot):
@@ -98,3 +102,47 @@ def test_a_failing_draw_holds_back_no_other_ballot(app, ctx, make_point, make_sl
     assert run_timed_work(later)["ballots_drawn"] == 1
     db.session.expire_all()
     assert all(b.drawn_at is not None for b in db.session.scalars(select(Ballot)))
+
+
+def test_elderly_share_counts_the_places_the_stock_covers(
+    app, open_ballot, ballot_day, make_nik, tmp_path
+):
+    """On a day whose stock covers fewer bookings than the slots hold, the elderly go
+    first for BALLOT_ELDERLY_SHARE of the places given (floor(0.3 x 10) = 3), not of
+    the slots' 40: they took all ten before."""
+    from slots.stock import set_stock
+
+    point, slots = ballot_day
+    set_stock(point.code, open_ballot.day, 10)
+    db.session.commit()
+    ids = [s.id for s in slots]
+    for i in range(60):
+        born = "120550" if i % 2 else "120590"  # every other one aged 76
+        enter_ballot(open_ballot.id, f"Warga {i}", make_nik(born), PHONE, [ids[i % 4]])
+    db.session.commit()
+    proof = draw_ballot(open_ballot.id, _close(open_ballot))
+    db.session.commit()
+    assert (proof["cap"], proof["elderly_places"]) == (10, 3)
+    entries = {e.code: e for e in db.session.scalars(select(BallotEntry))}
+    winners = [w["entry_code"] for w in proof["winners"]]
+    assert len(winners) == 10
+    # The first three elderly in draw order win first, then the draw order alone.
+    elderly_first = [c for c in proof["order"] if entries[c].elderly][:3]
+    rest = [c for c in proof["order"] if c not in elderly_first][:7]
+    assert winners == elderly_first + rest
+    assert verify(proof_json(open_ballot), published_list(open_ballot)) == []
+    proof_file, list_file = tmp_path / "proof.json", tmp_path / "list.txt"
+    proof_file.write_text(json.dumps(proof_json(open_ballot)))
+    list_file.write_text(published_list(open_ballot))
+    ran = subprocess.run(
+        [sys.executable, str(VERIFIER), str(proof_file), str(list_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout
+    # A proof claiming the share of the slots' places fails.
+    cheat = dict(proof_json(open_ballot), elderly_places=12)
+    assert "elderly_places is not floor(elderly_share x places)" in verify(
+        cheat, published_list(open_ballot)
+    )
