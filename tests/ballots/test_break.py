@@ -146,3 +146,39 @@ def test_elderly_share_counts_the_places_the_stock_covers(
     assert "elderly_places is not floor(elderly_share x places)" in verify(
         cheat, published_list(open_ballot)
     )
+
+
+def test_window_faults_in_indonesian_and_the_answer_in_utc(client, ballot_day, make_user):
+    """A refused window says why in Indonesian first (it was English only); a 31-day
+    window plus an hour is refused; the created ballot's instants are UTC in the POST's
+    answer as in every GET (the POST echoed the offset it was sent)."""
+    point, _ = ballot_day
+    _, token = make_user("admin@antri.test", "admin")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def create(opens, closes):
+        body = {"market_point": point.code, "date": "2026-12-05"}
+        return client.post(
+            "/api/v1/ballots",
+            json={**body, "opens_at": opens, "closes_at": closes},
+            headers=headers,
+        )
+
+    reversed_ = create("2026-12-03T12:00:00+07:00", "2026-12-03T11:00:00+07:00")
+    assert (reversed_.status_code, reversed_.json["fault"]) == (422, "order")
+    assert reversed_.json["message"] == "Pendaftaran harus ditutup setelah dibuka."
+    past = create("2026-12-01T08:00:00+07:00", "2026-12-02T08:00:00+07:00")
+    assert past.json["message"] == "Waktu tutup pendaftaran harus di masa depan."
+    long = create("2026-11-03T09:00:00+07:00", "2026-12-04T10:00:00+07:00")  # 31 d 1 h
+    assert (long.status_code, long.json["fault"]) == (422, "length")
+    late = create("2026-12-03T09:00:00+07:00", "2026-12-05T11:00:00+07:00")
+    assert late.json["message"] == (
+        "Pendaftaran harus ditutup sebelum sesi pertama hari itu dimulai."
+    )
+    made = create("2026-12-03T09:00:00+07:00", "2026-12-04T10:00:00+07:00")
+    assert made.status_code == 201, made.json
+    assert (made.json["opens_at"], made.json["closes_at"]) == (
+        "2026-12-03T02:00:00+00:00",
+        "2026-12-04T03:00:00+00:00",
+    )
+    assert client.get(f"/api/v1/ballots/{made.json['id']}").json == made.json
