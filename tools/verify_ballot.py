@@ -143,8 +143,10 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         proof = json.loads(read(argv[1]))
+        if not isinstance(proof, dict):
+            raise ValueError("the proof is not a JSON object")
         faults = verify(proof, read(argv[2]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         print(f"cannot verify: {exc}")
         return 2
     if faults:

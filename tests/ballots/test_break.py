@@ -182,3 +182,69 @@ def test_window_faults_in_indonesian_and_the_answer_in_utc(client, ballot_day, m
         "2026-12-04T03:00:00+00:00",
     )
     assert client.get(f"/api/v1/ballots/{made.json['id']}").json == made.json
+
+
+def test_promotion_after_the_draw_follows_the_draw_order(client, open_ballot, ballot_day, make_nik):
+    """After the draw a winner cancels: the first loser in draw order who named that
+    slot gets the place, and the result look-up tells them ``won`` with the booking;
+    the next in line moves up to number 1."""
+    from slots.booking import cancel_booking
+
+    _, slots = ballot_day
+    first = slots[0]
+    entered = {}
+    for i in range(13):
+        entry = enter_ballot(open_ballot.id, f"Warga {i}", make_nik(), PHONE, [first.id])
+        entered[entry.code] = entry
+    db.session.commit()
+    proof = draw_ballot(open_ballot.id, _close(open_ballot))
+    db.session.commit()
+    assert len(proof["winners"]) == 10 and len(proof["waiting"]) == 3
+    loser, second = proof["waiting"][0], proof["waiting"][1]
+    won = db.session.scalar(select(BallotEntry).where(BallotEntry.code == proof["order"][0]))
+    cancel_booking(db.session.get(Booking, won.booking_id))
+    db.session.commit()
+
+    def look(code):
+        return client.get(f"/api/v1/ballots/{open_ballot.id}/entries/{code}?phone={PHONE}").json
+
+    promoted = look(loser)
+    assert promoted["status"] == "won" and promoted["booking_code"]
+    booking = db.session.scalar(select(Booking).where(Booking.code == promoted["booking_code"]))
+    assert booking.slot_id == first.id and booking.status == "confirmed"
+    assert (look(second)["status"], look(second)["position"]) == ("waiting", 1)
+
+
+def test_a_cancelled_booking_does_not_block_a_ballot(ballot_day, make_nik):
+    """Only active bookings hold a day: one booked and cancelled before the ballot
+    leaves its place to the draw (places counted whole)."""
+    from ballots.rounds import create_ballot
+    from common.timeutil import local_date, utcnow
+    from slots.booking import cancel_booking, place_booking
+
+    point, slots = ballot_day
+    booking = place_booking(slots[1].id, "Budi", make_nik(), PHONE)
+    db.session.commit()
+    cancel_booking(db.session.get(Booking, booking.id))
+    db.session.commit()
+    now = utcnow()
+    day = local_date(slots[0].starts_at, point.timezone)
+    ballot = create_ballot(point.code, day, now, now + timedelta(hours=1))
+    db.session.commit()
+    assert ballot.places == 40
+
+
+def test_the_verifier_refuses_a_proof_that_is_no_object(tmp_path):
+    """``tools/verify_ballot.py`` given JSON that is not an object: exit 2 with why (it
+    ended in a traceback, exit 1 as if the proof had failed)."""
+    proof_file, list_file = tmp_path / "proof.json", tmp_path / "list.txt"
+    proof_file.write_text("[]")
+    list_file.write_text("ABCDEFGH:1:0\n")
+    ran = subprocess.run(
+        [sys.executable, str(VERIFIER), str(proof_file), str(list_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (ran.returncode, ran.stderr) == (2, "")
+    assert "not a JSON object" in ran.stdout
