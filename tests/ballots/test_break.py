@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from ballots.draw import draw_ballot
@@ -248,3 +249,62 @@ def test_the_verifier_refuses_a_proof_that_is_no_object(tmp_path):
     )
     assert (ran.returncode, ran.stderr) == (2, "")
     assert "not a JSON object" in ran.stdout
+
+
+@pytest.fixture
+def limited(app, ctx, tmp_path):
+    """A second app on the suite's database with the README's look-up budget (10 per
+    code per minute) turned on; the limiter goes back to the suite's app after."""
+    from app import create_app
+    from extensions import limiter
+
+    limiter._storage_dead = False
+    limited_app = create_app(
+        {
+            "INSTANCE_PATH": str(tmp_path),
+            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+            "SECRET_KEY": "test-secret",
+            "NIK_HASH_KEY": app.config["NIK_HASH_KEY"],
+            "TICKET_KEY_DIR": app.config["TICKET_KEY_DIR"],
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": True,
+            "RATELIMIT_STORAGE_URI": "memory://",
+            "RATE_LIMIT_LOOKUP_IP": "100/minute",
+            "RATE_LIMIT_LOOKUP_CODE": "10/minute",
+        }
+    )
+    yield limited_app
+    with limited_app.app_context():
+        db.engine.dispose()
+    limiter._storage_dead = False
+    limiter.init_app(app)
+
+
+def test_the_result_form_shares_the_code_s_look_up_budget(
+    limited, open_ballot, ballot_day, make_nik
+):
+    """An entry code is public (list, proof); guessing its phone on the page's result
+    form counts in the code's one budget with the API look-up: the 11th try, on either
+    path and from any address, is 429 (the form had only the per-address limit)."""
+    _, slots = ballot_day
+    entry = enter_ballot(open_ballot.id, "Siti Aminah", make_nik(), PHONE, [slots[0].id])
+    db.session.commit()
+    client = limited.test_client()
+    ballot_id, code = open_ballot.id, entry.code
+
+    def api(i):
+        return client.get(
+            f"/api/v1/ballots/{ballot_id}/entries/{code}?phone=0813000000{i:02d}",
+            environ_base={"REMOTE_ADDR": f"10.0.7.{i}"},
+        )
+
+    def form(i):
+        return client.post(
+            f"/ballots/{ballot_id}/result",
+            data={"code": code.lower(), "phone": f"0813000000{i:02d}"},
+            environ_base={"REMOTE_ADDR": f"10.0.8.{i}"},
+        )
+
+    answers = [(api if i % 2 else form)(i).status_code for i in range(10)]
+    assert answers == [404] * 10
+    assert (form(50).status_code, api(51).status_code) == (429, 429)
