@@ -308,3 +308,17 @@ def test_the_result_form_shares_the_code_s_look_up_budget(
     answers = [(api if i % 2 else form)(i).status_code for i in range(10)]
     assert answers == [404] * 10
     assert (form(50).status_code, api(51).status_code) == (429, 429)
+
+
+def test_the_market_page_marks_a_balloted_day(client, open_ballot, ballot_day):
+    """The day chips of the market page mark the balloted day Undian (it read "0
+    jadwal", as if the day had nothing, since held slots are not bookable)."""
+    import re
+
+    point, _ = ballot_day
+    page = client.get(f"/points/{point.code}?date=2026-12-05").text
+    chip = re.search(r'<a [^>]*data-day="2026-12-05"[^>]*>(.*?)</a>', page, re.S)
+    assert chip and 'class="n">Undian<' in chip.group(1), chip
+    assert "none" not in re.search(r'data-day="2026-12-05"[^>]*class="([^"]*)"', page).group(1)
+    other = re.search(r'<a [^>]*data-day="2026-12-06"[^>]*>(.*?)</a>', page, re.S)
+    assert "0 jadwal" in other.group(1)
