@@ -159,7 +159,8 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
        expire waiting lists of ended slots;
     3. purge personal data RETENTION_DAYS after the slot;
     4. draw the ballots whose entry window has closed (issue 16), each in its own
-       transaction (``ballots.draw.draw_ballot``: safe beside another worker's draw).
+       transaction (``ballots.draw.draw_ballot``: safe beside another worker's draw);
+       a draw that fails is logged and left for the next run, the others still drawn.
     Returns the counts of each step.
     """
     from ballots import draw as ballots_draw
@@ -178,12 +179,20 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     transactions.commit()
     drawn = 0
     for ballot_id in ballots_draw.due_ballots(now):
+        # One ballot's failure (a lock timeout, a fault in its data) must not hold back
+        # the others nor, without Redis, the relay the inline sweep runs after this:
+        # it rolls back whole (``draw_ballot``) and is tried again at the next run.
         # The freeze commits on its own: its table lock holds back every ballot's
         # entries, so it is held for the freeze alone, not the whole draw.
-        ballots_draw.freeze_ballot(ballot_id, now)
-        transactions.commit()
-        ballots_draw.draw_ballot(ballot_id, now)
-        transactions.commit()
+        try:
+            ballots_draw.freeze_ballot(ballot_id, now)
+            transactions.commit()
+            ballots_draw.draw_ballot(ballot_id, now)
+            transactions.commit()
+        except Exception:
+            transactions.abandon()
+            log.exception("ballot %s: the draw failed; it runs again later", ballot_id)
+            continue
         drawn += 1
     counts = {
         "released": released,

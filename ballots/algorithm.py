@@ -16,8 +16,9 @@ stand-alone copy (standard library only); a change here is a new version.
    key, then code. Neither the server (committed to the seed before any entry) nor an
    entrant (who cannot know the seed) can steer it.
 4. The places. ``places`` maps each slot id to its free places at the draw; ``cap``
-   (or null) is how many bookings the day's stock covers. ``elderly_places =
-   floor(BALLOT_ELDERLY_SHARE x total places)``. First pass: elderly entries in draw
+   (or null) is how many bookings the day's stock covers. The places given are the
+   total places, or ``cap`` when it is smaller; ``elderly_places =
+   floor(BALLOT_ELDERLY_SHARE x places given)``. First pass: elderly entries in draw
    order until ``elderly_places`` of them won; second pass: every entry not yet won, in
    draw order (remaining elderly included). An entry wins its first preference with a
    place left, else the next; none left (or the cap reached): it does not win. An entry
@@ -86,9 +87,18 @@ class Allocation:
     skipped: list[str]
 
 
-def elderly_places(total_places: int, share: float) -> int:
-    """floor(share x total places): the places the elderly go first for (step 4)."""
-    return int(total_places * share + 1e-9)
+def places_given(places: dict[int, int], cap: int | None) -> int:
+    """How many places the draw can give (step 4): the slots' free places (count),
+    no more than ``cap``, the bookings the day's stock covers (None: no limit)."""
+    total = sum(places.values())
+    return total if cap is None else min(total, cap)
+
+
+def elderly_places(given: int, share: float) -> int:
+    """floor(share x places given): the places the elderly go first for (step 4).
+    Of the places given, not of the slots': on a day the stock limits, a share of
+    the slots' places could take every place there is."""
+    return int(given * share + 1e-9)
 
 
 def allocate(

@@ -136,8 +136,10 @@ def draw_ballot(ballot_id: int, now: datetime | None = None, actor: Actor = CLI)
         lock_row(Stock, stock.id, Stock.packages)
         db.session.refresh(stock)
         cap = max(stock.packages - stock.reserved, 0) // stock.per_booking
+    # A slot that has ended or that the market closed while the ballot ran (issue 8)
+    # gives no place: ``take_place`` would refuse it.
     places = {
-        slot.id: max(slot.capacity - slot.booked_count, 0) if slot.ends_at > now else 0
+        slot.id: max(slot.capacity - slot.booked_count, 0) if _gives_places(slot, now) else 0
         for slot in slots
     }
     by_id = {slot.id: slot for slot in slots}
@@ -148,7 +150,7 @@ def draw_ballot(ballot_id: int, now: datetime | None = None, actor: Actor = CLI)
         raise RuntimeError(f"ballot {ballot.id}: the entry list changed after it was frozen")
     order = algorithm.draw_order(ballot.seed, ballot.list_hash, listed)
     share = current_app.config["BALLOT_ELDERLY_SHARE"]
-    quota = algorithm.elderly_places(sum(places.values()), share)
+    quota = algorithm.elderly_places(algorithm.places_given(places, cap), share)
     residents: dict[str, int] = {}
 
     def eligible(code: str, slot_id: int) -> bool:
@@ -174,13 +176,15 @@ def draw_ballot(ballot_id: int, now: datetime | None = None, actor: Actor = CLI)
         db.session.expire(slot, ["ballot_id", "booked_count"])
     for code, slot_id in outcome.winners:
         _book_winner(entries[code], by_id[slot_id], residents[code], now)
-    positions = _fill_waiting_lists(outcome.waiting, entries, now)
+    lines = {slot.id for slot in slots if _gives_places(slot, now)}
+    positions = _fill_waiting_lists(outcome.waiting, entries, lines, now)
     for code in outcome.waiting:
-        entries[code].status = WAITING
-        _tell_result(ballot, entries[code], positions[code], by_id, now)
+        # An entry whose every preference the market closed has no line to wait in.
+        entries[code].status = WAITING if code in positions else NOT_DRAWN
+        _tell_result(ballot, entries[code], positions.get(code), by_id, now)
     for code in outcome.skipped:
         entries[code].status = NOT_DRAWN
-        _tell_result(ballot, entries[code], None, by_id, now)
+        _tell_result(ballot, entries[code], None, by_id, now, skipped=True)
     proof = {
         "algorithm": ballot.algorithm,
         "commitment": ballot.commitment,
@@ -227,21 +231,31 @@ def _book_winner(entry: BallotEntry, slot: Slot, resident_id: int, now: datetime
     entry.booking_id = booking_id
 
 
+def _gives_places(slot: Slot, now: datetime) -> bool:
+    """True when ``slot`` can still take a booking at ``now`` (aware UTC): not ended,
+    not closed by the market."""
+    return slot.ends_at > now and slot.closed_at is None
+
+
 def _fill_waiting_lists(
-    waiting: list[str], entries: dict[str, BallotEntry], now: datetime
-) -> dict[str, int]:
+    waiting: list[str], entries: dict[str, BallotEntry], lines: set[int], now: datetime
+) -> dict[str, tuple[int, int]]:
     """Put each of ``waiting`` (codes in draw order) on the waiting lists of its
-    preferences, one Core insert per row so the ids (the lines' order) follow the draw.
-    Returns: code -> place in line (1 = next) on its first preference's list."""
+    preferences among ``lines`` (the slot ids that still take bookings), one Core insert
+    per row so the ids (the lines' order) follow the draw.
+    Returns: code -> (place in line, 1 = next; slot id) on its first such preference's
+      list; a code with no such preference is left out."""
     placed: dict[int, int] = defaultdict(int)
-    positions: dict[str, int] = {}
+    positions: dict[str, tuple[int, int]] = {}
     rows = []
     for code in waiting:
         entry = entries[code]
-        for index, slot_id in enumerate(entry.slot_ids):
+        for slot_id in entry.slot_ids:
+            if slot_id not in lines:
+                continue
             placed[slot_id] += 1
-            if index == 0:
-                positions[code] = placed[slot_id]
+            if code not in positions:
+                positions[code] = (placed[slot_id], slot_id)
             rows.append(
                 {
                     "code": new_booking_code(),
@@ -263,15 +277,22 @@ def _fill_waiting_lists(
 
 
 def _tell_result(
-    ballot: Ballot, entry: BallotEntry, position: int | None, slots: dict, now: datetime
+    ballot: Ballot,
+    entry: BallotEntry,
+    position: tuple[int, int] | None,
+    slots: dict,
+    now: datetime,
+    skipped: bool = False,
 ) -> None:
-    """Queue the ``ballot_result`` message of an entry that did not win."""
+    """Queue the ``ballot_result`` message of an entry that did not win: its place in
+    line (``position``: place, slot id), or why it has none (``skipped`` by the per-NIK
+    limit, else every slot it chose closed by the market)."""
     if not entry.phone:
         return
     point = ballot.market_point
     link = public_url("ballots.page", ballot_id=ballot.id)
     with force_locale(entry.language or "id"):
-        if position is None:
+        if skipped:
             text = _(
                 "Antri: entry %(code)s in the ballot of %(point)s got no place: this NIK "
                 "holds another booking in the period. Details: %(link)s",
@@ -279,15 +300,23 @@ def _tell_result(
                 point=point.name,
                 link=link,
             )
+        elif position is None:
+            text = _(
+                "Antri: entry %(code)s in the ballot of %(point)s got no place: the "
+                "market closed the slots you chose. Details: %(link)s",
+                code=entry.code,
+                point=point.name,
+                link=link,
+            )
         else:
-            first = slots[entry.slot_ids[0]]
+            line = slots[position[1]]
             text = _(
                 "Antri: entry %(code)s in the ballot of %(point)s was not drawn. You are "
                 "number %(position)s on the waiting list of %(when)s. Details: %(link)s",
                 code=entry.code,
                 point=point.name,
-                position=position,
-                when=when_text(first.starts_at, point.timezone, zone_name=True),
+                position=position[0],
+                when=when_text(line.starts_at, point.timezone, zone_name=True),
                 link=link,
             )
     queue_message(

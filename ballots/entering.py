@@ -87,9 +87,9 @@ _BALLOT_FOR_ENTRY = (
     .where(Ballot.id == bindparam("ballot_id"))
 )
 
-_SLOTS_OF = select(Slot.id, Slot.starts_at, Slot.market_point_id, Slot.ballot_id).where(
-    Slot.id.in_(bindparam("ids", expanding=True))
-)
+_SLOTS_OF = select(
+    Slot.id, Slot.starts_at, Slot.market_point_id, Slot.ballot_id, Slot.closed_at
+).where(Slot.id.in_(bindparam("ids", expanding=True)))
 
 
 def birth_date(nik: str, on_day: date) -> date | None:
@@ -204,6 +204,7 @@ _ENTER_ON_POSTGRESQL = text(
     ), chosen AS (
         SELECT count(*) AS n, min(slot.starts_at) FILTER (WHERE slot.id = :first) AS first_starts
         FROM slot WHERE slot.id = ANY(CAST(:ids AS integer[])) AND slot.ballot_id = :ballot_id
+          AND slot.closed_at IS NULL
     ), admitted AS (
         SELECT found.day, found.closes_at, found.name, found.timezone, chosen.first_starts
         FROM found, chosen
@@ -361,8 +362,9 @@ def enter_ballot(
 def _check_ballot(ballot, wanted: list[int], now: datetime, slots: dict | None = None) -> None:
     """Refuse an entry to ``ballot`` (a row, None: not found) at ``now`` with
     preferences ``wanted``: BallotNotFound, BallotNotOpen, InvalidPreferences (a slot
-    not of the ballot). ``slots``: the preferred slots' rows by id, or None when the
-    row counts them itself (``chosen``: how many of ``wanted`` are the ballot's)."""
+    not of the ballot, or closed by the market). ``slots``: the preferred slots' rows
+    by id, or None when the row counts them itself (``chosen``: how many of ``wanted``
+    are the ballot's open slots)."""
     if ballot is None:
         raise BallotNotFound()
     if not _open(ballot, now):
@@ -370,7 +372,11 @@ def _check_ballot(ballot, wanted: list[int], now: datetime, slots: dict | None =
     if slots is None:
         if ballot.chosen != len(wanted):
             raise InvalidPreferences()
-    elif any(slots.get(i) is None or slots[i].ballot_id != ballot.id for i in wanted):
+    elif any(
+        # A slot the market closed meanwhile (issue 8) gives no place at the draw.
+        slots.get(i) is None or slots[i].ballot_id != ballot.id or slots[i].closed_at is not None
+        for i in wanted
+    ):
         raise InvalidPreferences()
 
 

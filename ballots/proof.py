@@ -99,7 +99,7 @@ def verify(proof: dict, list_text: str) -> list[str]:
         faults.append("the waiting order differs")
     if outcome.skipped != proof.get("skipped", []):
         faults.append("the skipped entries differ")
-    total = sum(places.values())
-    if proof["elderly_places"] != algorithm.elderly_places(total, proof["elderly_share"]):
+    given = algorithm.places_given(places, proof["cap"])
+    if proof["elderly_places"] != algorithm.elderly_places(given, proof["elderly_share"]):
         faults.append("elderly_places is not floor(elderly_share x places)")
     return faults

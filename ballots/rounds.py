@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select, update
 
 from ballots import algorithm
@@ -92,13 +93,16 @@ def create_ballot(
     now = now or utcnow()
     point = get_point(code)
     if opens_at.tzinfo is None or closes_at.tzinfo is None:
-        raise InvalidBallot("Give the window's instants with their UTC offset.", fault="zone")
+        raise InvalidBallot(_l("Give the window's instants with their UTC offset."), fault="zone")
     if closes_at <= opens_at:
-        raise InvalidBallot("The window must close after it opens.", fault="order")
+        raise InvalidBallot(_l("The window must close after it opens."), fault="order")
     if closes_at <= now:
-        raise InvalidBallot("The window must close in the future.", fault="past")
-    if (closes_at - opens_at).days > MAX_WINDOW_DAYS:
-        raise InvalidBallot("The window may last at most 31 days.", fault="length")
+        raise InvalidBallot(_l("The window must close in the future."), fault="past")
+    if closes_at - opens_at > timedelta(days=MAX_WINDOW_DAYS):
+        raise InvalidBallot(_l("The window may last at most 31 days."), fault="length")
+    # Stored and answered in UTC whatever offset they came with (the API's GET shows
+    # them so: the answer to the POST must not differ).
+    opens_at, closes_at = opens_at.astimezone(UTC), closes_at.astimezone(UTC)
     lock_market_point(point)
     if db.session.scalar(
         select(Ballot.id).where(Ballot.market_point_id == point.id, Ballot.day == day)
@@ -109,7 +113,7 @@ def create_ballot(
         raise NoSlotsForBallot()
     if closes_at > slots[0].starts_at:
         raise InvalidBallot(
-            "The window must close before the day's first slot starts.", fault="too_late"
+            _l("The window must close before the day's first slot starts."), fault="too_late"
         )
     ids = sorted(slot.id for slot in slots)
     for slot_id in ids:

@@ -11,7 +11,14 @@ from ballots import proof as ballots_proof
 from ballots import rounds as ballots_rounds
 from ballots.results import entry_outcome
 from common.errors import DomainError
-from common.limits import booking_ip_limit, booking_nik_limit, lookup_ip_limit, nik_key, no_nik
+from common.limits import (
+    booking_ip_limit,
+    booking_nik_limit,
+    code_budget,
+    lookup_ip_limit,
+    nik_key,
+    no_nik,
+)
 from extensions import db, limiter
 
 bp = Blueprint("ballots", __name__)
@@ -67,6 +74,9 @@ def enter(ballot_id: int):
 
 @bp.post("/ballots/<int:ballot_id>/result")
 @limiter.limit(lookup_ip_limit)
+# Entry codes are public (the list, the proof): the phone is the secret, so the form
+# shares the code's one look-up budget with the API (issue 14 item 2).
+@code_budget()
 def result(ballot_id: int):
     """The result form: one entry's outcome by its code and phone."""
     try:

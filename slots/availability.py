@@ -188,3 +188,24 @@ def bookable_days(point: MarketPoint, days: list[date], now: datetime) -> dict[d
         if day in counts:
             counts[day] += 1
     return counts
+
+
+def ballot_days(point: MarketPoint, days: list[date], now: datetime) -> set[date]:
+    """The local days of ``days`` (consecutive, the point's timezone) on which a ballot
+    holds slots of ``point`` that have not ended by ``now`` (aware UTC) and that the
+    market has not closed: the market page marks them Undian rather than "0 slots"
+    (issue 16: held slots are not ``bookable``, so ``bookable_days`` counts none)."""
+    if not days:
+        return set()
+    start, _ = local_day_bounds(days[0], point.timezone)
+    _, end = local_day_bounds(days[-1], point.timezone)
+    stmt = select(Slot.starts_at).where(
+        Slot.market_point_id == point.id,
+        Slot.starts_at >= start,
+        Slot.starts_at < end,
+        Slot.ballot_id.is_not(None),
+        Slot.ends_at > now,
+        NOT_CLOSED,
+    )
+    tz = zone(point.timezone)
+    return {starts_at.astimezone(tz).date() for starts_at in db.session.scalars(stmt)}

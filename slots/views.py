@@ -15,6 +15,7 @@ from common.timeutil import local_date, parse_day, utcnow
 from extensions import db, limiter
 from slots import waiting as slots_waiting
 from slots.availability import (
+    ballot_days,
     bookable_days,
     get_slot,
     list_slots,
@@ -54,6 +55,7 @@ def point(code: str):
     today = local_date(now, market_point.timezone)
     days = [today + timedelta(days=i) for i in range(current_app.config["BOOKING_DAYS_AHEAD"])]
     counts = bookable_days(market_point, days, now)
+    balloted = ballot_days(market_point, days, now)  # issue 16: Undian, not "0 slots"
     # Days whose stock cannot cover one more booking show every slot as Habis (issue 15).
     sold_out = {d for d, level in day_levels(market_point, days).items() if level.sold_out}
     first_open = next(
@@ -82,6 +84,7 @@ def point(code: str):
         counts=counts,
         slots=slots,
         sold_out=sold_out,
+        balloted=balloted,
     )
 
 

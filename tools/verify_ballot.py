@@ -21,7 +21,8 @@ The algorithm ``antri-ballot-v1``:
    hex, then by code.
 4. The places (``places``: slot id -> free places at the draw; ``cap``: bookings the
    stock covers, or null): first the elderly, in draw order, until ``elderly_places``
-   = floor(elderly_share x total places) of them won; then every entry not yet won in
+   = floor(elderly_share x places given) of them won (places given: the total
+   places, or cap when smaller); then every entry not yet won in
    draw order. An entry wins its first preference with a place left, else the next.
    Entries in ``skipped`` (refused by the per-NIK limit at the draw) never win.
 5. Those who did not win (and were not skipped) wait, in draw order (``waiting``).
@@ -119,8 +120,10 @@ def verify(proof: dict, list_text: str) -> list[str]:
     if order != proof["order"]:
         faults.append("the order differs")
     places = {int(k): v for k, v in proof["places"].items()}
-    total = sum(places.values())
-    if proof["elderly_places"] != int(total * proof["elderly_share"] + 1e-9):
+    given = sum(places.values())
+    if proof["cap"] is not None:
+        given = min(given, proof["cap"])
+    if proof["elderly_places"] != int(given * proof["elderly_share"] + 1e-9):
         faults.append("elderly_places is not floor(elderly_share x places)")
     winners, waiting, skipped = allocate(
         order, entries, places, proof["cap"], proof["elderly_places"], set(proof["skipped"])
@@ -140,8 +143,10 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         proof = json.loads(read(argv[1]))
+        if not isinstance(proof, dict):
+            raise ValueError("the proof is not a JSON object")
         faults = verify(proof, read(argv[2]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         print(f"cannot verify: {exc}")
         return 2
     if faults:
