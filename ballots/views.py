@@ -4,7 +4,7 @@ code and phone. Thin: the services of ``ballots`` do the work."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template, request, url_for
 
 from ballots import entering as ballots_entering
 from ballots import proof as ballots_proof
@@ -20,6 +20,7 @@ from common.limits import (
     no_nik,
 )
 from extensions import db, limiter
+from slots.codes import booking_access_key
 
 bp = Blueprint("ballots", __name__)
 
@@ -85,7 +86,17 @@ def result(ballot_id: int):
         )
     except DomainError as exc:
         return _render(ballot_id, exc.status, error=exc)
-    return _render(ballot_id, looked_up=entry, outcome=entry_outcome(entry))
+    outcome = entry_outcome(entry)
+    # A winner asked with the right phone gets the ticket itself (its capability link,
+    # as the booking's messages carry), not only the booking's code.
+    ticket = (
+        url_for(
+            "qr.ticket", code=outcome.booking_code, key=booking_access_key(outcome.booking_code)
+        )
+        if outcome.booking_code
+        else None
+    )
+    return _render(ballot_id, looked_up=entry, outcome=outcome, ticket=ticket)
 
 
 def _language() -> str:

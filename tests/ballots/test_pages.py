@@ -4,6 +4,8 @@ point page opens a ballot (audited)."""
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from ballots.draw import draw_ballot
@@ -49,6 +51,13 @@ def test_enter_by_form_and_see_result(client, open_ballot, ballot_day, make_nik)
     )
     assert result.status_code == 200 and 'data-status="won"' in result.text
     assert open_ballot.seed in result.text  # the seed is public once drawn
+    # The winner gets the ticket's own link, which opens the ticket.
+    from slots.models import Booking
+
+    booking = db.session.get(Booking, db.session.get(BallotEntry, entry.id).booking_id)
+    ticket = re.search(r'id="won-ticket" href="|href="([^"]+)" id="won-ticket"', result.text)
+    assert ticket and f"/tickets/{booking.code}/" in ticket.group(1)
+    assert client.get(ticket.group(1)).status_code == 200
     wrong = client.post(
         f"/ballots/{open_ballot.id}/result", data={"code": entry.code, "phone": "081200000000"}
     )
