@@ -289,7 +289,9 @@ def report(mode: str, outcomes: list[Outcome], missing: int, wall: float, target
           f"(errors={len(errors)} missing_in_db={missing}) hops={hops} "
           f"wall={wall:.1f}s hops/s={hops / wall:.1f}")  # fmt: skip
     for reason in sorted({o.error for o in errors})[:5]:
-        print(f"  error: {reason} x{sum(1 for o in errors if o.error == reason)}")
+        example = next(o.screen for o in errors if o.error == reason)
+        count = sum(1 for o in errors if o.error == reason)
+        print(f"  error: {reason} x{count}, e.g. {example[:100]!r}")
     worst = 0.0
     rows = [(hop, [o.latencies[i] for o in outcomes if len(o.latencies) > i])
             for i, hop in enumerate(HOPS)]  # fmt: skip
