@@ -104,7 +104,7 @@ class EnteredBallot:
 
 def book_or_wait(
     channel: str, slot_id: int, name: str, nik: str, phone: str, language: str, now: datetime
-) -> Booked | Waiting:
+) -> Booked | Waiting | EnteredBallot:
     """Book slot ``slot_id`` for the sender (``phone``, E.164) through ``channel``; when
     the slot is full or its day sold out, put them on its waiting list instead (as the
     web's booking page offers).
@@ -119,29 +119,33 @@ def book_or_wait(
       BallotNotOpen, AlreadyEntered, ...), with their writes undone; Unexpected.
     """
 
-    def book() -> Booked | Waiting | EnteredBallot:
-        try:
-            placed = attempt(
-                lambda: slots_booking.place_booking(
-                    slot_id, name, nik, phone, now, language, channel=channel
-                )
+    # One savepoint per write, not one around both: a booking made (the common case)
+    # costs one SAVEPOINT and one RELEASE, and a refused one is undone before the
+    # waiting list (or the ballot) is joined in a savepoint of its own.
+    try:
+        placed = attempt(
+            lambda: slots_booking.place_booking(
+                slot_id, name, nik, phone, now, language, channel=channel
             )
-        except (SlotFull, SoldOut):
+        )
+    except (SlotFull, SoldOut):
+
+        def wait() -> Waiting:
             entry = slots_waiting.join_waiting_list(slot_id, name, nik, phone, now, language)
             return Waiting(entry.code, slots_waiting.waiting_position(entry))
-        except BallotRunning:
-            return _enter_ballot(slot_id, name, nik, phone, language, now)
-        point = placed.slot.market_point
-        return Booked(
-            placed.code,
-            point.name,
-            placed.slot.starts_at,
-            placed.arrive_at,
-            point.timezone,
-            placed.packages,
-        )
 
-    return attempt(book)
+        return attempt(wait)
+    except BallotRunning:
+        return attempt(lambda: _enter_ballot(slot_id, name, nik, phone, language, now))
+    point = placed.slot.market_point
+    return Booked(
+        placed.code,
+        point.name,
+        placed.slot.starts_at,
+        placed.arrive_at,
+        point.timezone,
+        placed.packages,
+    )
 
 
 def _enter_ballot(
@@ -222,6 +226,31 @@ def cancel(code: str, phone: str, now: datetime) -> Found:
 def find_points(query: str) -> list[MarketPoint]:
     """Active market points whose name, kecamatan or city holds ``query``; five at most."""
     return search_market_points(query)[:MAX_POINTS] if query.strip() else []
+
+
+@dataclass(frozen=True)
+class PointRef:
+    """A market point as a conversation keeps it between two messages (issue 17 §1):
+    what the menu's later steps show and query by, so they need no look-up of the
+    point on every hop. ``slots.availability`` and ``slots.stock`` read ``id`` and
+    ``timezone`` only. Whether the point still takes bookings is the booking's own
+    check (``slots.availability.check_bookable``)."""
+
+    id: int
+    code: str
+    name: str
+    timezone: str
+
+    def as_data(self) -> list:
+        """The compact JSON form kept in the conversation's data."""
+        return [self.id, self.code, self.name, self.timezone]
+
+    @classmethod
+    def from_data(cls, data) -> PointRef | None:
+        """The PointRef ``as_data`` wrote; None for anything else (an older state)."""
+        if isinstance(data, list) and len(data) == 4:
+            return cls(int(data[0]), str(data[1]), str(data[2]), str(data[3]))
+        return None
 
 
 def point_by_code(code: str) -> MarketPoint | None:

@@ -22,7 +22,8 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import cache, lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
@@ -85,7 +86,10 @@ class State:
 # Persistence --------------------------------------------------------------------------
 
 
+@cache
 def _upsert(dialect: str):
+    """The upsert that takes a conversation's lock and returns its row (the ORM
+    object): one statement and one round trip per turn; built once per dialect."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return (
         insert(Conversation)
@@ -103,7 +107,7 @@ def _upsert(dialect: str):
             index_elements=[Conversation.channel, Conversation.phone],
             set_={"version": Conversation.version + 1},
         )
-        .returning(Conversation.id)
+        .returning(Conversation)
     )
 
 
@@ -118,8 +122,11 @@ def open_conversation(channel: str, phone: str, now: datetime) -> Conversation:
     menu (its language kept). Raises: as ``common.locking.execute_locking``."""
     params = {"channel": channel, "phone": phone, "now": now, "expires": now + timeout()}
     stmt = _upsert(db.session.get_bind().dialect.name)
-    row_id = execute_locking("conversation", stmt, params, autoflush=True).scalar_one()
-    conversation = db.session.get(Conversation, row_id, populate_existing=True)
+    # The upsert returns the whole row (no second query); populate_existing, so an
+    # object of this row already in the session takes the values just locked.
+    conversation = execute_locking(
+        "conversation", stmt, params, autoflush=True, populate_existing=True
+    ).scalar_one()
     if conversation.expires_at <= now:
         conversation.state, conversation.data = MENU, "{}"
     return conversation
@@ -144,7 +151,13 @@ def keep(conversation: Conversation, state: State, now: datetime) -> None:
 
 
 def _fernet() -> Fernet:
-    digest = hashlib.sha256(b"antri-conversation:" + current_app.config["NIK_HASH_KEY"].encode())
+    return _fernet_for(current_app.config["NIK_HASH_KEY"])
+
+
+@lru_cache(maxsize=4)
+def _fernet_for(nik_hash_key: str) -> Fernet:
+    """The Fernet of a NIK_HASH_KEY, derived once per key (not on every turn)."""
+    digest = hashlib.sha256(b"antri-conversation:" + nik_hash_key.encode())
     return Fernet(base64.urlsafe_b64encode(digest.digest()))
 
 
@@ -220,17 +233,27 @@ def _points_screen(points, prefix: str = "") -> Screen:
 def _point(state: State, entry: str, turn: Turn):
     codes = state.data.get("points", [])
     number = _choice(entry, len(codes))
-    points = [actions.point_by_code(code) for code in codes]
-    if number is None:
+    if number is None:  # the list again: the points as they are now
+        points = [actions.point_by_code(code) for code in codes]
         return _points_screen([p for p in points if p], replies.not_a_choice()), state
-    point = points[number - 1]
+    point = actions.point_by_code(codes[number - 1])  # the chosen one only
     if point is None:
         return Screen(replies.generic_refusal(), end=True), State()
     days = actions.open_days(point, turn.now)
     if not days:
         return Screen(replies.fit(replies.no_days(point.name)), end=True), State()
-    data = {"point": point.code, "days": [day.isoformat() for day in days]}
+    # The point kept with the state: the later steps show and query by it, no look-up.
+    ref = actions.PointRef(point.id, point.code, point.name, point.timezone)
+    data = {"point": point.code, "ref": ref.as_data(), "days": [day.isoformat() for day in days]}
     return _days_screen(days), State(DAY, data)
+
+
+def _chosen_point(data: dict) -> actions.PointRef | actions.MarketPoint | None:
+    """The point the walk chose: as kept in the state (``_point``), or looked up by its
+    code for a state kept before the point was (None when it is gone)."""
+    return actions.PointRef.from_data(data.get("ref")) or actions.point_by_code(
+        data.get("point", "")
+    )
 
 
 def _days_screen(days: list[date], prefix: str = "") -> Screen:
@@ -243,15 +266,24 @@ def _day(state: State, entry: str, turn: Turn):
     number = _choice(entry, len(days))
     if number is None:
         return _days_screen(days, replies.not_a_choice()), state
-    point = actions.point_by_code(state.data.get("point", ""))
+    point = _chosen_point(state.data)
     if point is None:
         return Screen(replies.generic_refusal(), end=True), State()
     day = days[number - 1]
     choices = actions.day_slots(point, day, turn.now)
     if not choices:
         return Screen(replies.fit(replies.no_slots(point.name, day)), end=True), State()
-    data = {**state.data, "day": day.isoformat(), "slots": [c.id for c in choices], "page": 0}
+    data = {**state.data, "day": day.isoformat(), "page": 0, **_listed(choices)}
     return _times_screen(point, choices, 0), State(TIME, data)
+
+
+def _listed(choices: list[actions.SlotChoice]) -> dict:
+    """The slots a time list showed, as the state keeps them: ids and starts (UTC epoch
+    seconds), so a choice from that list is taken as shown, without a query."""
+    return {
+        "slots": [choice.id for choice in choices],
+        "starts": [int(choice.starts_at.timestamp()) for choice in choices],
+    }
 
 
 def _slot_label(choice: actions.SlotChoice, tz: str) -> str:
@@ -277,19 +309,34 @@ def _times_screen(point, choices: list[actions.SlotChoice], page: int, prefix: s
 
 
 def _time(state: State, entry: str, turn: Turn):
-    point = actions.point_by_code(state.data.get("point", ""))
+    page = int(state.data.get("page", 0))
+    ids, starts = state.data.get("slots", []), state.data.get("starts")
+    if starts is not None and len(starts) == len(ids):
+        # A choice from the list as shown (kept by ``_listed``): no query. The booking
+        # itself checks that the slot still takes it.
+        shown = list(zip(ids, starts, strict=True))[page * PAGE : (page + 1) * PAGE]
+        number = _choice(entry, len(shown))
+        if number is not None:
+            slot_id, start = shown[number - 1]
+            data = {
+                **state.data,
+                "slot": slot_id,
+                "start": datetime.fromtimestamp(start, UTC).isoformat(),
+            }
+            return Screen(replies.ask_nik()), State(NIK, data)
+    point = _chosen_point(state.data)
     if point is None:
         return Screen(replies.generic_refusal(), end=True), State()
     day = date.fromisoformat(state.data["day"])
-    choices = [c for c in actions.day_slots(point, day, turn.now) if c.id in state.data["slots"]]
-    page = int(state.data.get("page", 0))
+    choices = [c for c in actions.day_slots(point, day, turn.now) if c.id in ids]
     if entry == "0" and len(choices) > (page + 1) * PAGE:
-        data = {**state.data, "page": page + 1}
+        data = {**state.data, "page": page + 1, **_listed(choices)}
         return _times_screen(point, choices, page + 1), State(TIME, data)
     shown = choices[page * PAGE : (page + 1) * PAGE]
     number = _choice(entry, len(shown))
-    if number is None:
-        return _times_screen(point, choices, page, replies.not_a_choice()), state
+    if number is None:  # the page again, as it is now; the choice is taken from it
+        data = {**state.data, **_listed(choices)}
+        return _times_screen(point, choices, page, replies.not_a_choice()), State(TIME, data)
     data = {
         **state.data,
         "slot": shown[number - 1].id,
@@ -316,7 +363,7 @@ def _name(state: State, entry: str, turn: Turn):
 
 
 def _confirm_screen(data: dict, prefix: str = "") -> Screen:
-    point = actions.point_by_code(data.get("point", ""))
+    point = _chosen_point(data)
     starts = datetime.fromisoformat(data["start"])
     nik = unseal(data.get("nik", ""))
     text = replies.confirm_booking(

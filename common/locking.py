@@ -154,18 +154,25 @@ def _no_op_update(model: Any, key: str) -> Any:
 
 
 def execute_locking(
-    table: str, statement: Any, params: Any = None, autoflush: bool = False
+    table: str,
+    statement: Any,
+    params: Any = None,
+    autoflush: bool = False,
+    populate_existing: bool = False,
 ) -> Result:
     """Run ``statement``, a write that locks rows of ``table`` (a conditional update or
     the upsert of a lock row), on the locking connection; return its result.
 
     Args: autoflush, True to run it through the session, which first flushes the
       changes pending in it (False: straight on the connection, as the booking path
-      does to spare the ORM's work).
+      does to spare the ORM's work); populate_existing, with autoflush, for a
+      statement returning ORM objects: objects of those rows already in the session
+      take the values the statement returned (what the lock now protects).
     Raises: as ``lock_row``.
     """
     rank(table)
     connection = locking_connection()
     if autoflush:
-        return db.session.execute(statement, params)
+        options = {"populate_existing": True} if populate_existing else None
+        return db.session.execute(statement, params, execution_options=options)
     return connection.execute(statement, params)

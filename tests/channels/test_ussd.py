@@ -111,3 +111,30 @@ def test_a_wrong_or_missing_key_is_403(client, channels_on):
 def test_a_number_antri_cannot_book_for_ends_politely(ussd):
     answer = ussd("f-1", "", phone="+14155550100")
     assert answer.startswith("END ") and "HP Indonesia" in answer
+
+
+def test_a_time_is_the_slot_the_list_showed_at_that_number(ussd, make_point, make_slot, nik):
+    """The time list is kept with the conversation: a number means the slot shown at it
+    (on the second page too), even when the day's slots changed since; the booking
+    itself then says whether that slot still takes one."""
+    from common.timeutil import utcnow
+    from extensions import db
+
+    point = make_point(code="JKT-777", name="Pasar Baru", kecamatan="Sawah Besar")
+    slots = [
+        make_slot(capacity=3, starts_in=120 + 30 * n, minutes=30, point=point) for n in range(7)
+    ]
+    _walk(ussd, "p-1", ["1", "sawah", "1", "1", "0", "2", nik(), "Rina Wati", "1"])
+    [booking] = bookings()
+    assert booking.slot_id == slots[6].id  # page 2, number 2: the seventh slot
+
+    # The market closes the first slot after the list was shown: number 1 is still it,
+    # and its booking is refused in plain words, nothing written.
+    shown = _walk(ussd, "p-2", ["1", "sawah", "1", "1"], "081298765432")
+    assert "1 " in shown[-1]
+    slots[0].closed_at = utcnow()
+    db.session.commit()
+    walk = ["1", "sawah", "1", "1", "1", nik(), "Dewi Sri", "1"]
+    answers = [ussd("p-2", "*".join(walk[:n]), "081298765432") for n in range(5, 9)]
+    assert answers[-1].startswith("END ") and "menutup jadwal ini" in answers[-1]
+    assert len(bookings()) == 1
