@@ -3,9 +3,15 @@ one way residents' messages were lost or answered with an error, and pins the fi
 
 from __future__ import annotations
 
-from redis.exceptions import ConnectionError as RedisConnectionError
+import json
 
-from tests.channels.conftest import replies_to
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import select
+
+from channels.models import InboundMessage
+from extensions import db
+from tests.channels.conftest import WA_APP_SECRET, replies_to, sign
 
 
 class _DownStore:
@@ -27,3 +33,33 @@ def test_an_sms_is_answered_when_the_rate_limit_store_is_down(app, send_sms, mon
     assert answer.json["status"] == "queued"
     assert answer.json["replies"][0].startswith("Antri: PASAR <kecamatan>;")
     assert len(replies_to()) == 1
+
+
+def _wa_payload(text: str, message_id: str) -> bytes:
+    message = {"from": "6281234567890", "id": message_id, "type": "text", "text": {"body": text}}
+    return json.dumps({"entry": [{"changes": [{"value": {"messages": [message]}}]}]}).encode()
+
+
+@pytest.mark.parametrize("dead_redis", ["redis://127.0.0.1:1/0"])
+def test_a_whatsapp_message_is_answered_inline_when_redis_is_down(
+    app, client, channels_on, monkeypatch, dead_redis
+):
+    # Meta got its 200: it never sends the message again, so RQ being down must not
+    # leave it unanswered in its row.
+    monkeypatch.setitem(app.config, "REDIS_URL", dead_redis)
+    body = _wa_payload("BANTUAN", "wamid.redis-down")
+    answer = client.post(
+        "/api/v1/channels/whatsapp",
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": sign(body, WA_APP_SECRET),
+        },
+    )
+    answer.close()  # the hand-over runs after the response
+    assert answer.status_code == 200 and answer.json == {"received": 1}
+    db.session.expire_all()
+    row = db.session.scalars(select(InboundMessage)).one()
+    assert row.handled_at is not None and row.body == ""
+    replies = replies_to()
+    assert len(replies) == 1 and replies[0].body.startswith("Antri: PASAR <kecamatan>;")
