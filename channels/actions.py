@@ -26,7 +26,7 @@ from extensions import db
 from slots import booking as slots_booking
 from slots import waiting as slots_waiting
 from slots.availability import bookable_days, list_slots
-from slots.errors import BookingNotFound, SlotFull, SoldOut
+from slots.errors import BallotRunning, BookingNotFound, SlotFull, SoldOut
 from slots.models import MarketPoint, Slot
 from slots.points import search_market_points
 from slots.stock import sold_out_days
@@ -98,7 +98,8 @@ def book_or_wait(
 
     Returns: Booked or Waiting. Raises: what ``slots.booking.place_booking`` and
       ``slots.waiting.join_waiting_list`` raise (InvalidNIK, LimitReached, ...), with
-      their writes undone; Unexpected.
+      their writes undone; BallotRunning with the ballot's day and page in its message
+      (issue 16: the resident can enter it); Unexpected.
     """
 
     def book() -> Booked | Waiting:
@@ -121,7 +122,41 @@ def book_or_wait(
             placed.packages,
         )
 
-    return attempt(book)
+    try:
+        return attempt(book)
+    except BallotRunning:
+        slot = db.session.get(Slot, slot_id)
+        held = ballot_text(slot.market_point, slot) if slot is not None else None
+        raise BallotRunning(held) if held else BallotRunning() from None
+
+
+def ballot_held(point: MarketPoint, day: date) -> Slot | None:
+    """A slot of ``point`` on local ``day`` that a ballot holds (issue 16), or None."""
+    start, end = local_day_bounds(day, point.timezone)
+    return db.session.scalar(
+        select(Slot)
+        .where(
+            Slot.market_point_id == point.id,
+            Slot.starts_at >= start,
+            Slot.starts_at < end,
+            Slot.ballot_id.is_not(None),
+        )
+        .limit(1)
+    )
+
+
+def ballot_text(point: MarketPoint, slot: Slot) -> str | None:
+    """The reply telling that ``slot``'s day goes by ballot, with the ballot's page
+    (``replies.by_ballot``); None when no ballot holds it. Call inside
+    ``replies.speaking``."""
+    from channels import replies
+    from common.links import public_url
+
+    if slot.ballot_id is None:
+        return None
+    day = slot.starts_at.astimezone(_zone(point.timezone)).date()
+    link = public_url("ballots.page", ballot_id=slot.ballot_id)
+    return replies.by_ballot(point.name, day, link)
 
 
 @dataclass(frozen=True)

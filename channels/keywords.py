@@ -129,6 +129,9 @@ def _jadwal(rest: str, turn: Turn) -> str:
         if not days:
             return replies.no_days(point.name)
         day = days[0]
+    held = actions.ballot_held(point, day)
+    if held is not None:  # issue 16: the day goes by ballot, its places are not on offer
+        return actions.ballot_text(point, held)
     choices = actions.day_slots(point, day, turn.now)
     if not choices:
         return replies.no_slots(point.name, day)

@@ -41,6 +41,7 @@ KNOWN_REFUSALS = frozenset(
         "already_waiting",
         "already_booked",
         "sold_out",
+        "ballot_running",
     }
 )
 
@@ -351,6 +352,18 @@ def refusal(exc: DomainError) -> str:
 def faults(messages: list[str]) -> str:
     """The faults of typed details (NIK, name), each named in plain words."""
     return " ".join(messages)
+
+
+def by_ballot(point: str, day: date, link: str) -> str:
+    """The day's places are given by a ballot (issue 16): no first-come booking, the
+    ballot's page to enter it (``ballot_running``)."""
+    return _(
+        "%(point)s, %(day)s: places are given by a ballot (undian), not first come. "
+        "Enter the ballot at %(link)s",
+        point=point[:40],
+        day=day_label(day),
+        link=link,
+    )
 
 
 def generic_refusal() -> str:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from channels.models import InboundMessage
 from extensions import db
-from tests.channels.conftest import WA_APP_SECRET, replies_to, sign
+from tests.channels.conftest import WA_APP_SECRET, bookings, replies_to, sign
 
 
 class _DownStore:
@@ -63,3 +63,34 @@ def test_a_whatsapp_message_is_answered_inline_when_redis_is_down(
     assert row.handled_at is not None and row.body == ""
     replies = replies_to()
     assert len(replies) == 1 and replies[0].body.startswith("Antri: PASAR <kecamatan>;")
+
+
+def test_a_day_held_by_a_ballot_is_answered_with_the_ballot_not_a_failure(
+    app, send_sms, make_point, make_slot, nik, monkeypatch
+):
+    # Issue 16: a ballot holds the day. JADWAL listed its places as if bookable and
+    # DAFTAR got "Sorry, this cannot be done now": the resident never learnt of the ballot.
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from ballots.rounds import create_ballot
+    from common.timeutil import local_date, utcnow
+
+    monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", "https://antri.example.id")
+    point = make_point(code="JKT-901")
+    slot = make_slot(capacity=10, starts_in=2 * 1440, point=point)
+    now = utcnow()
+    day = local_date(slot.starts_at, point.timezone)
+    ballot = create_ballot(point.code, day, now - timedelta(minutes=1), now + timedelta(hours=1))
+    db.session.commit()
+    start = slot.starts_at.astimezone(ZoneInfo("Asia/Jakarta"))
+    link = f"https://antri.example.id/ballots/{ballot.id}"
+    jadwal = send_sms(f"JADWAL JKT-901 {start:%d-%m}").json["replies"]
+    daftar = send_sms(f"DAFTAR JKT-901 {start:%d-%m} {start:%H:%M} {nik()} Siti").json["replies"]
+    expected = (
+        f"Pasar Uji JKT-901, Sab, 5 Des: tempat dibagikan lewat undian, bukan siapa cepat. "
+        f"Ikuti undiannya di {link}"
+    )
+    assert jadwal == [expected]
+    assert daftar == [expected]
+    assert bookings() == []
