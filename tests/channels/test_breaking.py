@@ -94,3 +94,24 @@ def test_a_day_held_by_a_ballot_is_answered_with_the_ballot_not_a_failure(
     assert jadwal == [expected]
     assert daftar == [expected]
     assert bookings() == []
+
+
+MENU_ID = "CON Antri antre pasar murah\n1 Pesan\n2 Cek tiket\n3 Batal"
+
+
+def test_a_ussd_gateway_that_goes_back_gets_the_screen_of_the_choices_it_sends(
+    ussd, make_point, make_slot
+):
+    # A resent hop was told by the number of choices only: after the gateway went back
+    # to "1", its next hop "2" (as many choices as the last) got the old screen again.
+    point = make_point(code="JKT-556", name="Pasar Kenari", kecamatan="Senen")
+    make_slot(capacity=2, starts_in=180, point=point)
+    assert ussd("back", "") == MENU_ID
+    assert ussd("back", "1") == "CON Ketik nama kecamatan atau pasar:"
+    assert ussd("back", "1*senen").startswith("CON Pilih pasar:\n1 Pasar Kenari")
+    # Back to the menu's choice, then another one of the same length.
+    assert ussd("back", "1") == "CON Ketik nama kecamatan atau pasar:"
+    assert ussd("back", "2") == "CON Ketik kode booking Anda:"
+    assert ussd("back", "2") == "CON Ketik kode booking Anda:"  # resent: the same
+    assert ussd("back", "3") == "CON Ketik kode booking yang dibatalkan:"
+    assert bookings() == []
