@@ -205,6 +205,8 @@ def _menu(state: State, entry: str, turn: Turn):
 
 
 def _area(state: State, entry: str, turn: Turn):
+    if not entry:  # an empty choice (USSD ``1**``, a WhatsApp image): ask again
+        return Screen(replies.ask_area()), state
     points = actions.find_points(entry)
     if not points:
         return Screen(replies.fit(replies.no_points(entry))), state

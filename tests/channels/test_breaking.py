@@ -115,3 +115,10 @@ def test_a_ussd_gateway_that_goes_back_gets_the_screen_of_the_choices_it_sends(
     assert ussd("back", "2") == "CON Ketik kode booking Anda:"  # resent: the same
     assert ussd("back", "3") == "CON Ketik kode booking yang dibatalkan:"
     assert bookings() == []
+
+
+def test_an_empty_ussd_choice_asks_again_instead_of_naming_nothing(ussd):
+    # "1**": the area typed was empty; it answered "No market found for . Type ...".
+    assert ussd("empty", "1") == "CON Ketik nama kecamatan atau pasar:"
+    assert ussd("empty", "1*") == "CON Ketik nama kecamatan atau pasar:"
+    assert ussd("empty", "1**") == "CON Ketik nama kecamatan atau pasar:"
