@@ -90,11 +90,19 @@ class Waiting:
 
 
 def book_or_wait(
-    channel: str, slot_id: int, name: str, nik: str, phone: str, language: str, now: datetime
+    channel: str,
+    slot_id: int,
+    name: str,
+    nik: str,
+    phone: str,
+    language: str,
+    now: datetime,
+    kk: str = "",
 ) -> Booked | Waiting:
     """Book slot ``slot_id`` for the sender (``phone``, E.164) through ``channel``; when
     the slot is full or its day sold out, put them on its waiting list instead (as the
-    web's booking page offers).
+    web's booking page offers). ``kk``: the family card number, asked at points with a
+    household limit (as on the web).
 
     Returns: Booked or Waiting. Raises: what ``slots.booking.place_booking`` and
       ``slots.waiting.join_waiting_list`` raise (InvalidNIK, LimitReached, ...), with
@@ -106,11 +114,11 @@ def book_or_wait(
         try:
             placed = attempt(
                 lambda: slots_booking.place_booking(
-                    slot_id, name, nik, phone, now, language, channel=channel
+                    slot_id, name, nik, phone, now, language, kk=kk, channel=channel
                 )
             )
         except (SlotFull, SoldOut):
-            entry = slots_waiting.join_waiting_list(slot_id, name, nik, phone, now, language)
+            entry = slots_waiting.join_waiting_list(slot_id, name, nik, phone, now, language, kk=kk)
             return Waiting(entry.code, slots_waiting.waiting_position(entry))
         point = placed.slot.market_point
         return Booked(

@@ -9,11 +9,11 @@ first lock of the lock order, ``common.locking``), so two messages of one phone 
 once are taken one after the other, each seeing the state the other left.
 
 The menu (issue 17 §3): ``1`` book (kecamatan or market typed, market, day, time, NIK,
-name, confirmation), ``2`` check a ticket, ``3`` cancel. ``advance`` takes one input
-and returns the next screen; a screen that ends the conversation (``end``) sends it
-back to the menu. Input a step does not expect gets that step's screen again, never an
-error text. Booking, look-up and cancel go through ``channels.actions``, the web's
-services.
+the family card at points with a household limit, name, confirmation), ``2`` check a
+ticket, ``3`` cancel. ``advance`` takes one input and returns the next screen; a screen
+that ends the conversation (``end``) sends it back to the menu. Input a step does not
+expect gets that step's screen again, never an error text. Booking, look-up and cancel
+go through ``channels.actions``, the web's services.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from common.errors import DomainError
 from common.locking import execute_locking
 from common.timeutil import UTCDateTime
 from extensions import db
-from slots.errors import InvalidName, InvalidNIK
-from slots.identity import clean_name, validate_nik
+from slots.errors import InvalidKK, InvalidName, InvalidNIK
+from slots.identity import clean_name, validate_kk, validate_nik
 
 # The menu's steps (``Conversation.state``).
 MENU = "menu"
@@ -46,6 +46,7 @@ POINT = "point"
 DAY = "day"
 TIME = "time"
 NIK = "nik"
+KK = "kk"  # only at points with a household limit (as on the web)
 NAME = "name"
 CONFIRM = "confirm"
 CHECK = "check"
@@ -303,7 +304,19 @@ def _nik(state: State, entry: str, turn: Turn):
         nik = validate_nik(entry)
     except InvalidNIK as exc:
         return Screen(replies.fit(f"{exc.message} {replies.ask_nik()}")), state
-    return Screen(replies.ask_name()), State(NAME, {**state.data, "nik": seal(nik)})
+    data = {**state.data, "nik": seal(nik)}
+    point = actions.point_by_code(state.data.get("point", ""))
+    if point is not None and point.household_limit:
+        return Screen(replies.ask_kk()), State(KK, data)
+    return Screen(replies.ask_name()), State(NAME, data)
+
+
+def _kk(state: State, entry: str, turn: Turn):
+    try:
+        kk = validate_kk(entry)
+    except InvalidKK as exc:
+        return Screen(replies.fit(f"{exc.message} {replies.ask_kk()}")), state
+    return Screen(replies.ask_name()), State(NAME, {**state.data, "kk": seal(kk)})
 
 
 def _name(state: State, entry: str, turn: Turn):
@@ -344,6 +357,7 @@ def _confirm(state: State, entry: str, turn: Turn):
         turn.phone,
         turn.language,
         turn.now,
+        kk=unseal(data["kk"]) if data.get("kk") else "",
     )
     return Screen(replies.fit(booked_text(result)), end=True), State()
 
@@ -428,6 +442,7 @@ _STEPS = {
     DAY: _day,
     TIME: _time,
     NIK: _nik,
+    KK: _kk,
     NAME: _name,
     CONFIRM: _confirm,
     CHECK: _check,

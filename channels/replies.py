@@ -298,6 +298,19 @@ def usage_daftar() -> str:
     )
 
 
+def usage_daftar_kk() -> str:
+    """DAFTAR at a point with a household limit without both NIK and KK."""
+    return _(
+        "This market also asks for your family card (KK) number: send DAFTAR "
+        "<market code> <DD-MM> <HH:MM> <NIK> <KK> <name>."
+    )
+
+
+def ask_kk() -> str:
+    """Asks for the family card number (points with a household limit)."""
+    return _("Type your family card (KK) number (16 digits):")
+
+
 def usage_code(keyword: str) -> str:
     """CEK or BATAL without a code."""
     return _("Send %(keyword)s and your booking code, e.g. %(keyword)s ABCD-EFGH.", keyword=keyword)

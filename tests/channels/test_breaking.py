@@ -122,3 +122,57 @@ def test_an_empty_ussd_choice_asks_again_instead_of_naming_nothing(ussd):
     assert ussd("empty", "1") == "CON Ketik nama kecamatan atau pasar:"
     assert ussd("empty", "1*") == "CON Ketik nama kecamatan atau pasar:"
     assert ussd("empty", "1**") == "CON Ketik nama kecamatan atau pasar:"
+
+
+KK = "3171041234560001"
+
+
+def test_a_point_with_a_household_limit_is_bookable_by_sms_and_ussd(
+    send_sms, ussd, make_point, make_slot, nik
+):
+    # Such a point needs the family card (as on the web): no channel asked for it, so
+    # every booking there was refused with "This market asks for your KK number".
+    from zoneinfo import ZoneInfo
+
+    point = make_point(code="JKT-557", name="Pasar Keluarga", kecamatan="Senen")
+    point.household_limit = True
+    slot = make_slot(capacity=5, starts_in=180, point=point)
+    db.session.commit()
+    start = slot.starts_at.astimezone(ZoneInfo("Asia/Jakarta"))
+    daftar = f"DAFTAR JKT-557 {start:%d-%m} {start:%H:%M}"
+    first, second = nik(), nik()
+
+    no_kk = send_sms(f"{daftar} {first} Siti Aminah").json["replies"]
+    assert no_kk == [
+        "Pasar ini juga meminta nomor Kartu Keluarga (KK): kirim DAFTAR "
+        "<kode pasar> <TT-BB> <JJ:MM> <NIK> <KK> <nama>."
+    ]
+    booked = send_sms(f"{daftar} {first} {KK} Siti Aminah").json["replies"]
+    [booking] = bookings()
+    assert booked[0].startswith(f"Terdaftar. Kode {booking.code}.")
+    assert booking.kk_hash is not None
+    # The same family card again, another NIK: the household limit, named plainly.
+    again = send_sms(f"{daftar} {second} {KK} Budi", sender="081298765432").json["replies"]
+    assert again == [
+        "Keluarga Anda (Kartu Keluarga) sudah punya pemesanan pada periode ini. "
+        "Di sini hanya boleh satu pemesanan per keluarga."
+    ]
+
+    # USSD: the menu asks for the KK after the NIK, names a wrong one, then books.
+    walk = ["1", "keluarga", "1", "1", "1", second]
+    for n in range(1, len(walk)):
+        ussd("kk", "*".join(walk[:n]), phone="081211112222")
+    assert ussd("kk", "*".join(walk), phone="081211112222") == (
+        "CON Ketik nomor Kartu Keluarga (KK) Anda (16 angka):"
+    )
+    walk.append("123")
+    assert ussd("kk", "*".join(walk), phone="081211112222").startswith(
+        "CON Nomor Kartu Keluarga (KK) terdiri dari tepat 16 digit."
+    )
+    walk += ["3171041234560002", "Budi Santoso"]
+    assert ussd("kk", "*".join(walk[:-1]), phone="081211112222") == (
+        "CON Ketik nama Anda sesuai KTP:"
+    )
+    assert "****" in ussd("kk", "*".join(walk), phone="081211112222")
+    end = ussd("kk", "*".join(walk + ["1"]), phone="081211112222")
+    assert end.startswith("END Terdaftar. Kode ") and len(bookings()) == 2
