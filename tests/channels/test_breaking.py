@@ -176,3 +176,14 @@ def test_a_point_with_a_household_limit_is_bookable_by_sms_and_ussd(
     assert "****" in ussd("kk", "*".join(walk), phone="081211112222")
     end = ussd("kk", "*".join(walk + ["1"]), phone="081211112222")
     assert end.startswith("END Terdaftar. Kode ") and len(bookings()) == 2
+
+
+def test_a_very_long_sms_is_answered_not_refused(send_sms):
+    # 10 kB of text (a paste, a long concatenated SMS) was a 422 to the gateway: the
+    # resident got no answer at all (WhatsApp cut such a text and answered).
+    answer = send_sms("PASAR " + "x" * 10_000, message_id="long-1")
+    assert answer.status_code == 200, answer.json
+    assert answer.json["replies"] == ["Tidak ada pasar untuk " + "x" * 40 + "."]
+    help_answer = send_sms("halo " * 2_000, message_id="long-2")
+    assert help_answer.status_code == 200
+    assert help_answer.json["replies"][0].startswith("Antri: PASAR <kecamatan>;")
