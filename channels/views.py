@@ -4,6 +4,7 @@ a developer tries the channels on ``make run``, without any gateway."""
 from __future__ import annotations
 
 from flask import render_template, request, session
+from flask_babel import gettext as _
 
 from accounts.auth import page_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
@@ -32,7 +33,7 @@ def simulate_page():
         if request.form.get("clear"):
             transcript = []
         elif form["channel"] not in SIMULATED:
-            error = "?"
+            error = _("Choose SMS, USSD or WhatsApp.")
         else:
             try:
                 answers = simulate(

@@ -187,3 +187,34 @@ def test_a_very_long_sms_is_answered_not_refused(send_sms):
     help_answer = send_sms("halo " * 2_000, message_id="long-2")
     assert help_answer.status_code == 200
     assert help_answer.json["replies"][0].startswith("Antri: PASAR <kecamatan>;")
+
+
+def test_the_staff_page_names_a_tampered_channel_and_shows_faults_as_errors(
+    client, channels_on, make_point, make_user
+):
+    # A channel the form does not offer answered "?"; faults showed as plain text.
+    point = make_point(code="JKT-558")
+    make_user("staff-sim@antri.local", "staff", point)
+    assert (
+        client.post(
+            "/login", data={"email": "staff-sim@antri.local", "password": "correct-horse-1"}
+        ).status_code
+        == 302
+    )
+    tampered = client.post(
+        "/staff/channels/simulate", data={"channel": "fax", "phone": "0812", "text": "x"}
+    )
+    assert tampered.status_code == 200
+    assert '<div class="flash error" role="alert">Pilih SMS, USSD atau WhatsApp.</div>' in (
+        tampered.text
+    )
+    bad_phone = client.post(
+        "/staff/channels/simulate", data={"channel": "sms", "phone": "12345", "text": "BANTUAN"}
+    )
+    assert '<div class="flash error" role="alert">Nomor HP tidak valid.' in bad_phone.text
+    ok = client.post(
+        "/staff/channels/simulate",
+        data={"channel": "sms", "phone": "081234567890", "text": "BANTUAN"},
+    )
+    assert "Antri: PASAR &lt;kecamatan&gt;;" in ok.text
+    assert 'name="phone" type="tel"' in ok.text and 'name="text" type="text"' in ok.text
