@@ -403,19 +403,20 @@ def _check(state: State, entry: str, turn: Turn):
     return Screen(replies.fit(found_text(found)), end=True), State()
 
 
-def _cancel(state: State, entry: str, turn: Turn):
+def _cancel(state: State, entry: str, turn: Turn, prefix: str = ""):
     found = actions.look_up(entry, turn.phone)
     held = found.booking or found.entry
     point = held.slot.market_point
     text = replies.confirm_cancel(held.code, point.name, held.slot.starts_at, point.timezone)
+    text = (prefix + " " if prefix else "") + text
     return Screen(replies.fit(text)), State(CANCEL_CONFIRM, {"code": held.code})
 
 
 def _cancel_confirm(state: State, entry: str, turn: Turn):
     if entry == "2":
         return Screen(replies.stopped(), end=True), State()
-    if entry != "1":
-        return Screen(replies.fit(replies.not_a_choice())), state
+    if entry != "1":  # the question again, not a bare "choose a number" without the list
+        return _cancel(state, state.data.get("code", ""), turn, replies.not_a_choice())
     return Screen(
         replies.fit(cancelled_text(actions.cancel(state.data["code"], turn.phone, turn.now))),
         end=True,

@@ -218,3 +218,22 @@ def test_the_staff_page_names_a_tampered_channel_and_shows_faults_as_errors(
     )
     assert "Antri: PASAR &lt;kecamatan&gt;;" in ok.text
     assert 'name="phone" type="tel"' in ok.text and 'name="text" type="text"' in ok.text
+
+
+def test_a_wrong_answer_to_the_cancel_question_asks_it_again(send_sms, ussd, make_slot, nik):
+    # It answered only "Choose a number from the list." with no list on the screen.
+    from zoneinfo import ZoneInfo
+
+    slot = make_slot(capacity=3, starts_in=180)
+    start = slot.starts_at.astimezone(ZoneInfo("Asia/Jakarta"))
+    code = slot.market_point.code
+    send_sms(f"DAFTAR {code} {start:%d-%m} {start:%H:%M} {nik()} Siti Aminah")
+    [booking] = bookings()
+    question = ussd("cancel", f"3*{booking.code}")
+    again = ussd("cancel", f"3*{booking.code}*9")
+    assert question.startswith(f"CON Batalkan booking {booking.code} di ")
+    assert again == "CON Pilih nomor dari daftar. " + question[4:]
+    assert again.endswith("\n1 Ya\n2 Tidak") and len(again) - 4 <= 182
+    assert bookings()[0].status == "confirmed"
+    assert ussd("cancel", f"3*{booking.code}*9*1").startswith(f"END Booking {booking.code} ")
+    assert bookings()[0].status == "cancelled"
