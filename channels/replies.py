@@ -42,6 +42,8 @@ KNOWN_REFUSALS = frozenset(
         "already_booked",
         "sold_out",
         "ballot_running",
+        "not_waiting",
+        "slot_not_full",
     }
 )
 

@@ -237,3 +237,20 @@ def test_a_wrong_answer_to_the_cancel_question_asks_it_again(send_sms, ussd, mak
     assert bookings()[0].status == "confirmed"
     assert ussd("cancel", f"3*{booking.code}*9*1").startswith(f"END Booking {booking.code} ")
     assert bookings()[0].status == "cancelled"
+
+
+def test_leaving_a_waiting_list_twice_says_so_not_try_again_later(send_sms, make_slot, nik):
+    # BATAL of an entry already left answered "Sorry, this cannot be done now. Please
+    # try again later": trying again never helps.
+    from zoneinfo import ZoneInfo
+
+    slot = make_slot(capacity=1, starts_in=180)
+    start = slot.starts_at.astimezone(ZoneInfo("Asia/Jakarta"))
+    daftar = f"DAFTAR {slot.market_point.code} {start:%d-%m} {start:%H:%M}"
+    send_sms(f"{daftar} {nik()} Siti Aminah", sender="081298765432")
+    waiting = send_sms(f"{daftar} {nik()} Budi Santoso").json["replies"][0]
+    code = waiting.split("kode ")[1].split(".")[0]
+    assert send_sms(f"BATAL {code}").json["replies"] == [f"Anda keluar dari daftar tunggu {code}."]
+    assert send_sms(f"BATAL {code}").json["replies"] == [
+        "Anda sudah tidak ada di daftar tunggu ini."
+    ]
