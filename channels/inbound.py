@@ -138,6 +138,7 @@ def throttle(channel: str, phone: str) -> str:
 
 
 def _count(channel: str, phone: str) -> str:
+    """``throttle``'s count in the limiter's storage; raises what the storage raises."""
     strategy = limiter.limiter
     key = "ussd" if channel == "ussd" else "phone"
     setting = current_app.config[
