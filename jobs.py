@@ -221,16 +221,25 @@ def handle_inbound(row_id: int, now_iso: str | None = None) -> int:
 def enqueue_inbound(app: Flask, ids: list[int]) -> None:
     """After a webhook's commit: one ``handle_inbound`` job per message, on RQ with
     REDIS_URL, else run here (inline, after the response: ``make run`` and tests).
-    Never raises: a message left unhandled keeps its row (``handled_at`` NULL)."""
+    When RQ cannot take them (Redis down) they are handled here too: the webhook has
+    answered 200, so Meta never sends them again and a message left in its row would
+    never be answered (issue 17 §4). Never raises: a message that still fails keeps
+    its row (``handled_at`` NULL), logged."""
     try:
         with app.app_context():
-            if not app.config["REDIS_URL"]:
-                for row_id in ids:
-                    handle_inbound(row_id)
-                return
-            job_queue(WEB_REDIS_TIMEOUT).enqueue_many(
-                [Queue.prepare_data(handle_inbound, args=(row_id,), result_ttl=0) for row_id in ids]
-            )
+            if app.config["REDIS_URL"]:
+                try:
+                    job_queue(WEB_REDIS_TIMEOUT).enqueue_many(
+                        [
+                            Queue.prepare_data(handle_inbound, args=(row_id,), result_ttl=0)
+                            for row_id in ids
+                        ]
+                    )
+                    return
+                except Exception:  # Redis down: answer here rather than never
+                    log.warning("inbound messages %s handled inline: RQ unavailable", ids)
+            for row_id in ids:
+                handle_inbound(row_id)
     except Exception:  # logged: the message waits in its row for an operator's retry
         log.exception("handing inbound messages %s on failed", ids)
 

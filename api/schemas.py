@@ -370,5 +370,8 @@ class InboundSms(BaseModel):
 
     id: Annotated[StrictStr, Field(min_length=1, max_length=128)]
     sender: Annotated[StrictStr, Field(alias="from", min_length=1, max_length=32)]
-    text: Annotated[StrictStr, Field(max_length=1000)]
+    # A long text (concatenated SMS, a paste) is still a resident's message: taken and
+    # answered (its first TEXT_KEPT characters read), not refused; the body limit
+    # (MAX_CONTENT_LENGTH, 413) bounds it.
+    text: Annotated[StrictStr, Field(max_length=16000)]
     at: StrictStr | None = None

@@ -103,11 +103,19 @@ class EnteredBallot:
 
 
 def book_or_wait(
-    channel: str, slot_id: int, name: str, nik: str, phone: str, language: str, now: datetime
+    channel: str,
+    slot_id: int,
+    name: str,
+    nik: str,
+    phone: str,
+    language: str,
+    now: datetime,
+    kk: str = "",
 ) -> Booked | Waiting | EnteredBallot:
     """Book slot ``slot_id`` for the sender (``phone``, E.164) through ``channel``; when
     the slot is full or its day sold out, put them on its waiting list instead (as the
-    web's booking page offers).
+    web's booking page offers). ``kk``: the family card number, asked at points with a
+    household limit (as on the web).
 
     When a ballot holds the slot's day (issue 16), the resident enters the ballot
     instead, with this slot as the one preference: the same rules as the web's entry
@@ -125,18 +133,18 @@ def book_or_wait(
     try:
         placed = attempt(
             lambda: slots_booking.place_booking(
-                slot_id, name, nik, phone, now, language, channel=channel
+                slot_id, name, nik, phone, now, language, kk=kk, channel=channel
             )
         )
     except (SlotFull, SoldOut):
 
         def wait() -> Waiting:
-            entry = slots_waiting.join_waiting_list(slot_id, name, nik, phone, now, language)
+            entry = slots_waiting.join_waiting_list(slot_id, name, nik, phone, now, language, kk=kk)
             return Waiting(entry.code, slots_waiting.waiting_position(entry))
 
         return attempt(wait)
     except BallotRunning:
-        return attempt(lambda: _enter_ballot(slot_id, name, nik, phone, language, now))
+        return attempt(lambda: _enter_ballot(slot_id, name, nik, phone, language, now, kk))
     point = placed.slot.market_point
     return Booked(
         placed.code,
@@ -149,7 +157,7 @@ def book_or_wait(
 
 
 def _enter_ballot(
-    slot_id: int, name: str, nik: str, phone: str, language: str, now: datetime
+    slot_id: int, name: str, nik: str, phone: str, language: str, now: datetime, kk: str = ""
 ) -> EnteredBallot:
     """Enter the ballot holding slot ``slot_id`` with that slot as the one preference."""
     from ballots.entering import enter_ballot
@@ -160,7 +168,9 @@ def _enter_ballot(
     )
     if ballot is None:  # drawn meanwhile: the slot is first-come again
         raise BallotRunning()
-    entered = enter_ballot(ballot.id, name, nik, phone, [slot_id], language=language, now=now)
+    entered = enter_ballot(
+        ballot.id, name, nik, phone, [slot_id], kk=kk, language=language, now=now
+    )
     point = ballot.market_point
     return EnteredBallot(entered.code, point.name, ballot.closes_at, point.timezone)
 

@@ -9,11 +9,11 @@ first lock of the lock order, ``common.locking``), so two messages of one phone 
 once are taken one after the other, each seeing the state the other left.
 
 The menu (issue 17 §3): ``1`` book (kecamatan or market typed, market, day, time, NIK,
-name, confirmation), ``2`` check a ticket, ``3`` cancel. ``advance`` takes one input
-and returns the next screen; a screen that ends the conversation (``end``) sends it
-back to the menu. Input a step does not expect gets that step's screen again, never an
-error text. Booking, look-up and cancel go through ``channels.actions``, the web's
-services.
+the family card at points with a household limit, name, confirmation), ``2`` check a
+ticket, ``3`` cancel. ``advance`` takes one input and returns the next screen; a screen
+that ends the conversation (``end``) sends it back to the menu. Input a step does not
+expect gets that step's screen again, never an error text. Booking, look-up and cancel
+go through ``channels.actions``, the web's services.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from common.errors import DomainError
 from common.locking import execute_locking
 from common.timeutil import UTCDateTime
 from extensions import db
-from slots.errors import InvalidName, InvalidNIK
-from slots.identity import clean_name, validate_nik
+from slots.errors import InvalidKK, InvalidName, InvalidNIK
+from slots.identity import clean_name, validate_kk, validate_nik
 
 # The menu's steps (``Conversation.state``).
 MENU = "menu"
@@ -47,6 +47,7 @@ POINT = "point"
 DAY = "day"
 TIME = "time"
 NIK = "nik"
+KK = "kk"  # only at points with a household limit (as on the web)
 NAME = "name"
 CONFIRM = "confirm"
 CHECK = "check"
@@ -218,6 +219,8 @@ def _menu(state: State, entry: str, turn: Turn):
 
 
 def _area(state: State, entry: str, turn: Turn):
+    if not entry:  # an empty choice (USSD ``1**``, a WhatsApp image): ask again
+        return Screen(replies.ask_area()), state
     points = actions.find_points(entry)
     if not points:
         return Screen(replies.fit(replies.no_points(entry))), state
@@ -350,7 +353,19 @@ def _nik(state: State, entry: str, turn: Turn):
         nik = validate_nik(entry)
     except InvalidNIK as exc:
         return Screen(replies.fit(f"{exc.message} {replies.ask_nik()}")), state
-    return Screen(replies.ask_name()), State(NAME, {**state.data, "nik": seal(nik)})
+    data = {**state.data, "nik": seal(nik)}
+    point = actions.point_by_code(state.data.get("point", ""))
+    if point is not None and point.household_limit:
+        return Screen(replies.ask_kk()), State(KK, data)
+    return Screen(replies.ask_name()), State(NAME, data)
+
+
+def _kk(state: State, entry: str, turn: Turn):
+    try:
+        kk = validate_kk(entry)
+    except InvalidKK as exc:
+        return Screen(replies.fit(f"{exc.message} {replies.ask_kk()}")), state
+    return Screen(replies.ask_name()), State(NAME, {**state.data, "kk": seal(kk)})
 
 
 def _name(state: State, entry: str, turn: Turn):
@@ -391,6 +406,7 @@ def _confirm(state: State, entry: str, turn: Turn):
         turn.phone,
         turn.language,
         turn.now,
+        kk=unseal(data["kk"]) if data.get("kk") else "",
     )
     return Screen(replies.fit(booked_text(result)), end=True), State()
 
@@ -449,19 +465,20 @@ def _check(state: State, entry: str, turn: Turn):
     return Screen(replies.fit(found_text(found)), end=True), State()
 
 
-def _cancel(state: State, entry: str, turn: Turn):
+def _cancel(state: State, entry: str, turn: Turn, prefix: str = ""):
     found = actions.look_up(entry, turn.phone)
     held = found.booking or found.entry
     point = held.slot.market_point
     text = replies.confirm_cancel(held.code, point.name, held.slot.starts_at, point.timezone)
+    text = (prefix + " " if prefix else "") + text
     return Screen(replies.fit(text)), State(CANCEL_CONFIRM, {"code": held.code})
 
 
 def _cancel_confirm(state: State, entry: str, turn: Turn):
     if entry == "2":
         return Screen(replies.stopped(), end=True), State()
-    if entry != "1":
-        return Screen(replies.fit(replies.not_a_choice())), state
+    if entry != "1":  # the question again, not a bare "choose a number" without the list
+        return _cancel(state, state.data.get("code", ""), turn, replies.not_a_choice())
     return Screen(
         replies.fit(cancelled_text(actions.cancel(state.data["code"], turn.phone, turn.now))),
         end=True,
@@ -488,6 +505,7 @@ _STEPS = {
     DAY: _day,
     TIME: _time,
     NIK: _nik,
+    KK: _kk,
     NAME: _name,
     CONFIRM: _confirm,
     CHECK: _check,

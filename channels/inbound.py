@@ -10,6 +10,7 @@ they too are written once and delivered exactly once by the relay.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +23,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from channels.models import WHATSAPP, InboundMessage
 from extensions import db, limiter
 from notify.outbox import queue_message
+
+log = logging.getLogger("antri.channels")
 
 REPLY_KIND = "reply"  # Notice.kind of a reply to a resident's message
 # Channel of the outbox that carries each phone channel's replies ("" = NOTIFY_CHANNEL,
@@ -121,10 +124,21 @@ def throttle(channel: str, phone: str) -> str:
     CHANNEL_RATE_LIMIT_NOTICE (the caller replies ``replies.rate_limited`` once); QUIET
     when over and told. Why not 429: a gateway resends a refused message (Meta retries
     a webhook for days), which only adds load; the message is taken and answered, or
-    dropped, with 200. With RATELIMIT_ENABLED off every message is ALLOWED.
+    dropped, with 200. With RATELIMIT_ENABLED off every message is ALLOWED; so is one
+    whose count cannot be kept (Redis down: logged), as Flask-Limiter does for the web
+    (RATELIMIT_SWALLOW_ERRORS): the SMS gateway's 500s would drop residents' messages.
     """
     if not current_app.config["RATELIMIT_ENABLED"]:
         return ALLOWED
+    try:
+        return _count(channel, phone)
+    except Exception:  # the limiter's storage is down: answer, never a 500
+        log.warning("channel rate limit not counted (storage down)", exc_info=True)
+        return ALLOWED
+
+
+def _count(channel: str, phone: str) -> str:
+    """``throttle``'s count in the limiter's storage; raises what the storage raises."""
     strategy = limiter.limiter
     key = "ussd" if channel == "ussd" else "phone"
     setting = current_app.config[

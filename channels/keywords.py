@@ -5,6 +5,8 @@
   first day with open slots);
 - ``DAFTAR <market code> <DD-MM> <HH:MM> <NIK> <name>``: book (or join the waiting
   list of a full slot); the reply has the code, market, time, arrival and packages;
+  at a point with a household limit ``<NIK> <KK> <name>`` (the family card, as on the
+  web);
 - ``CEK <code>``, ``BATAL <code>``: look a booking (or waiting-list entry) up, cancel it;
 - ``BANTUAN``: the help; ``EN`` / ``ID`` switch the language (and may lead a keyword).
 
@@ -171,6 +173,13 @@ def _daftar(rest: str, turn: Turn) -> str:
     clock = f"{int(match.group(1)):02d}:{match.group(2)}"
     found = _NIK_THEN_NAME.match(tail.strip())
     nik, name = (found.group(1), found.group(2) or "") if found else ("", tail)
+    kk = ""
+    if point.household_limit:
+        # A household limit (as on the web) needs the family card: NIK, then KK.
+        digits = re.sub(r"[^0-9]", "", nik)
+        if len(digits) != 32:
+            return replies.usage_daftar_kk()
+        nik, kk = digits[:16], digits[16:]
     # Every faulty detail named at once, in plain words (never the NIK typed back).
     faults = field_faults(name, nik, turn.phone)
     if faults:
@@ -179,7 +188,7 @@ def _daftar(rest: str, turn: Turn) -> str:
     if slot is None:
         return replies.no_slot_at(point.name, day, clock)
     result = actions.book_or_wait(
-        turn.channel, slot.id, name, nik, turn.phone, turn.language, turn.now
+        turn.channel, slot.id, name, nik, turn.phone, turn.language, turn.now, kk=kk
     )
     return booked_text(result)
 

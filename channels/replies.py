@@ -46,6 +46,8 @@ KNOWN_REFUSALS = frozenset(
         "already_entered",
         "ballot_running",
         "entry_not_cancellable",
+        "not_waiting",
+        "slot_not_full",
     }
 )
 
@@ -349,6 +351,19 @@ def usage_daftar() -> str:
         "Send DAFTAR <market code> <DD-MM> <HH:MM> <NIK> <name>, "
         "e.g. DAFTAR JKT-001 04-12 08:00 3171044101900001 Siti Aminah."
     )
+
+
+def usage_daftar_kk() -> str:
+    """DAFTAR at a point with a household limit without both NIK and KK."""
+    return _(
+        "This market also asks for your family card (KK) number: send DAFTAR "
+        "<market code> <DD-MM> <HH:MM> <NIK> <KK> <name>."
+    )
+
+
+def ask_kk() -> str:
+    """Asks for the family card number (points with a household limit)."""
+    return _("Type your family card (KK) number (16 digits):")
 
 
 def usage_code(keyword: str) -> str:

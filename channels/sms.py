@@ -15,6 +15,7 @@ from channels.models import SMS
 from slots.identity import normalise_phone
 
 SIGNATURE_HEADER = "X-Antri-Signature"
+TEXT_KEPT = 1000  # characters of a message read (as WhatsApp's): keywords fit well within
 
 
 def signature_ok(raw_body: bytes, header: str | None, secret: str) -> bool:
@@ -39,8 +40,8 @@ def take_sms(message_id: str, sender: str, text: str, now: datetime) -> SmsAnswe
     """Take in SMS ``message_id`` from ``sender`` (any common form of an Indonesian
     mobile number; it becomes the booking's phone) and answer it, once.
 
-    Args: now, aware UTC (the gateway's ``at`` is kept for nothing: the clock decides
-      what is bookable).
+    Args: text, the message (its first TEXT_KEPT characters are read); now, aware UTC
+      (the gateway's ``at`` is kept for nothing: the clock decides what is bookable).
     Returns: SmsAnswer. Raises: InvalidPhone (422) for a sender Antri cannot book for
       (nothing written); the database's OperationalError (busy: nothing written, the
       gateway's resend is taken in then).
@@ -48,4 +49,4 @@ def take_sms(message_id: str, sender: str, text: str, now: datetime) -> SmsAnswe
     phone = normalise_phone(sender)
     if claim(SMS, message_id, phone, now) is None:
         return SmsAnswer("duplicate")
-    return SmsAnswer("queued", answer_message(SMS, message_id, phone, text, now))
+    return SmsAnswer("queued", answer_message(SMS, message_id, phone, text[:TEXT_KEPT], now))

@@ -5,14 +5,19 @@ of the session so far joined by ``*``) answers ``CON <screen>`` (continue) or
 
 The walk is the conversation's menu (``channels.conversation``), kept in the database
 per phone: a hop may reach any app host. A gateway that asks again for the same hop
-(same session, same number of choices) gets the same screen and nothing is done twice,
-so a resent confirmation books once. A new session starts at the menu; choices it
-already carries (``*123*1#`` dialled) are walked in order.
+(same session, same choices) gets the same screen and nothing is done twice, so a
+resent confirmation books once; one whose choices no longer extend the last hop's
+(the gateway went back) has them walked again from the menu. A new session starts at
+the menu; choices it already carries (``*123*1#`` dialled) are walked in order.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
+
+from flask import current_app
 
 from channels import replies
 from channels.conversation import Turn, advance, keep, open_conversation, start, state_of
@@ -47,14 +52,19 @@ def answer_ussd(session_id: str, phone_number: str, text: str, now: datetime) ->
         session = state.data.pop("_session", None)
         hops = int(state.data.pop("_hops", 0))
         last = state.data.pop("_screen", None)
+        seen = state.data.pop("_text", None)
         choices = text.split("*") if text else []
         if len(choices) > MAX_CHOICES:
             return _answer(replies.menu(), end=True)
-        if session != session_id:  # a new session: from the menu
+        if session == session_id and _digest(text) == seen and last is not None:
+            return last  # the gateway asks again for the same hop
+        if session != session_id or not (
+            hops <= len(choices) and _digest("*".join(choices[:hops])) == seen
+        ):
+            # A new session, or one whose choices no longer extend the last hop's (the
+            # gateway went back): the choices walked again from the menu.
             screen, state = start()
-            hops, last = 0, None
-        elif len(choices) == hops and last is not None:  # the gateway asks again
-            return last
+            hops = 0
         else:
             screen = None
         turn = Turn(USSD, phone, now, conversation.language)
@@ -65,9 +75,23 @@ def answer_ussd(session_id: str, phone_number: str, text: str, now: datetime) ->
         if screen is None:  # same session, fewer choices than seen: show the menu again
             screen, state = start()
         body = _answer(screen.text, screen.end)
-        state.data.update({"_session": session_id, "_hops": len(choices), "_screen": body})
+        state.data.update(
+            {
+                "_session": session_id,
+                "_hops": len(choices),
+                "_screen": body,
+                "_text": _digest(text),
+            }
+        )
         keep(conversation, state, now)
         return body
+
+
+def _digest(text: str) -> str:
+    """A hop's choices as kept between hops: a keyed digest (they may hold a NIK, which
+    never stays in clear), enough to tell a resent hop and a gateway that went back."""
+    key = current_app.config["NIK_HASH_KEY"].encode()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _answer(text: str, end: bool) -> str:

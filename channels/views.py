@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from flask import render_template, request, session
+from flask_babel import gettext as _
 
 from accounts.auth import page_roles
 from accounts.models import ADMIN, STAFF, SUPERVISOR
@@ -43,7 +44,7 @@ def simulate_page():
         if request.form.get("clear"):
             transcript = []
         elif form["channel"] not in SIMULATED:
-            error = "?"
+            error = _("Choose SMS, USSD or WhatsApp.")
         else:
             try:
                 answers = simulate(
