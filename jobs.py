@@ -157,13 +157,15 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
        sold-out day held once packages came back from another slot (issue 15);
     2. mark no-shows once a slot's window plus CHECKIN_LATE_MINUTES has passed, and
        expire waiting lists of ended slots;
-    3. purge personal data RETENTION_DAYS after the slot;
+    3. purge personal data RETENTION_DAYS after the slot, and the phone channels'
+       numbers and texts RETENTION_DAYS after their use (``channels.retention``);
     4. draw the ballots whose entry window has closed (issue 16), each in its own
        transaction (``ballots.draw.draw_ballot``: safe beside another worker's draw);
        a draw that fails is logged and left for the next run, the others still drawn.
     Returns the counts of each step.
     """
     from ballots import draw as ballots_draw
+    from channels.retention import purge_channel_data
     from slots import housekeeping as slots_housekeeping
 
     # Each step commits on its own (the job's wrapper commits the last): a failing
@@ -176,6 +178,8 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
     no_shows, expired = slots_housekeeping.expire_past_slots(now)
     transactions.commit()
     purged = slots_housekeeping.purge_personal_data(now)
+    transactions.commit()
+    channel_rows = purge_channel_data(now)
     transactions.commit()
     drawn = 0
     for ballot_id in ballots_draw.due_ballots(now):
@@ -200,6 +204,7 @@ def run_timed_work(now_iso: str | None = None) -> dict[str, int]:
         "no_shows": no_shows,
         "waiting_expired": expired,
         "bookings_purged": purged.bookings,
+        "channel_rows_purged": channel_rows,
         "residents_purged": purged.residents,
         "ballots_drawn": drawn,
     }

@@ -43,7 +43,7 @@ KEYWORDS = {
 LANGUAGES = {"EN": "en", "ID": "id"}
 
 _DAY = re.compile(r"^(\d{1,2})[-/.](\d{1,2})$")
-_CLOCK = re.compile(r"^(\d{1,2})[:.](\d{2})$")
+_CLOCK = re.compile(r"^(\d{1,2})[:.]?(\d{2})$")  # 07:00, 7.00, 0700
 # DAFTAR's tail: the NIK (digits, maybe grouped by spaces, dots or dashes), then the name.
 _NIK_THEN_NAME = re.compile(r"^([0-9][0-9 .\-]*[0-9])(?:\s+(.*))?$", re.S)
 

@@ -167,3 +167,11 @@ def test_a_sender_that_is_not_an_indonesian_mobile_is_422(send_sms):
     answer = send_sms("BANTUAN", sender="+14155550100")
     assert answer.status_code == 422 and answer.json["error"] == "invalid_phone"
     assert db.session.scalar(select(func.count(InboundMessage.id))) == 0
+
+
+def test_a_time_typed_without_a_separator_books_the_same_slot(send_sms, make_slot, nik):
+    slot = make_slot(capacity=3, starts_in=180)
+    local = slot.starts_at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Jakarta"))
+    answer = send_sms(f"DAFTAR {slot.market_point.code} {local:%d-%m} {local:%H%M} {nik()} Ani")
+    [booking] = bookings()
+    assert booking.slot_id == slot.id and booking.code in answer.json["replies"][0]
