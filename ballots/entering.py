@@ -576,6 +576,17 @@ def enter_ballot_once(
     return entry, False
 
 
+def entry_by_code(ballot_id: int, code: str) -> BallotEntry | None:
+    """The entry of ballot ``ballot_id`` with entry code ``code`` (any case, dashes and
+    spaces allowed), or None. No phone: for showing a code the page just gave out."""
+    canonical = normalise_code(code)
+    if canonical is None or not valid_id(ballot_id):
+        return None
+    return db.session.scalar(
+        select(BallotEntry).where(BallotEntry.ballot_id == ballot_id, BallotEntry.code == canonical)
+    )
+
+
 def find_entry(ballot_id: int, code: str, phone: str) -> BallotEntry:
     """The entry of ballot ``ballot_id`` with entry code ``code`` made with ``phone``.
 

@@ -4,7 +4,7 @@ code and phone. Thin: the services of ``ballots`` do the work."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from ballots import entering as ballots_entering
 from ballots import proof as ballots_proof
@@ -43,8 +43,12 @@ def _render(ballot_id: int, status: int = 200, **extra):
 
 @bp.get("/ballots/<int:ballot_id>")
 def page(ballot_id: int):
-    """A ballot's public page."""
-    return _render(ballot_id)
+    """A ballot's public page; ``?entered=CODE`` (where an entry lands, after the
+    redirect) shows that entry's code. Entry codes are public (the list, the proof),
+    so showing one tells nothing the page does not."""
+    code = request.args.get("entered", "")
+    entered = ballots_entering.entry_by_code(ballot_id, code) if code else None
+    return _render(ballot_id, entered=entered)
 
 
 @bp.post("/ballots/<int:ballot_id>/enter")
@@ -70,7 +74,9 @@ def enter(ballot_id: int):
     except DomainError as exc:
         db.session.rollback()
         return _render(ballot_id, exc.status, error=exc)
-    return _render(ballot_id, 201, entered=entry)
+    # Post/redirect/get: reloading the page shows the code again instead of posting
+    # the entry a second time (which would answer already_entered).
+    return redirect(url_for("ballots.page", ballot_id=ballot_id, entered=entry.code), 303)
 
 
 @bp.post("/ballots/<int:ballot_id>/result")

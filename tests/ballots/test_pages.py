@@ -37,9 +37,13 @@ def test_enter_by_form_and_see_result(client, open_ballot, ballot_day, make_nik)
         "second": "",
         "third": str(slots[2].id),
     }
-    entered = client.post(f"/ballots/{open_ballot.id}/enter", data=form)
-    assert entered.status_code == 201, entered.text
+    posted = client.post(f"/ballots/{open_ballot.id}/enter", data=form)
     entry = db.session.scalar(select(BallotEntry))
+    # Post/redirect/get: the code is shown on the page the redirect leads to.
+    assert posted.status_code == 303
+    assert posted.headers["Location"].endswith(f"/ballots/{open_ballot.id}?entered={entry.code}")
+    entered = client.get(posted.headers["Location"])
+    assert entered.status_code == 200 and 'id="entry-code"' in entered.text
     assert entry.code in entered.text and entry.slot_ids == [slots[1].id, slots[2].id]
     assert entry.elderly
     again = client.post(f"/ballots/{open_ballot.id}/enter", data=form)
