@@ -111,9 +111,9 @@ def test_a_ussd_gateway_that_goes_back_gets_the_screen_of_the_choices_it_sends(
     assert ussd("back", "1*senen").startswith("CON Pilih pasar:\n1 Pasar Kenari")
     # Back to the menu's choice, then another one of the same length.
     assert ussd("back", "1") == "CON Ketik nama kecamatan atau pasar:"
-    assert ussd("back", "2") == "CON Ketik kode booking Anda:"
-    assert ussd("back", "2") == "CON Ketik kode booking Anda:"  # resent: the same
-    assert ussd("back", "3") == "CON Ketik kode booking yang dibatalkan:"
+    assert ussd("back", "2") == "CON Ketik kode pemesanan Anda:"
+    assert ussd("back", "2") == "CON Ketik kode pemesanan Anda:"  # resent: the same
+    assert ussd("back", "3") == "CON Ketik kode pemesanan yang dibatalkan:"
     assert bookings() == []
 
 
@@ -231,11 +231,11 @@ def test_a_wrong_answer_to_the_cancel_question_asks_it_again(send_sms, ussd, mak
     [booking] = bookings()
     question = ussd("cancel", f"3*{booking.code}")
     again = ussd("cancel", f"3*{booking.code}*9")
-    assert question.startswith(f"CON Batalkan booking {booking.code} di ")
+    assert question.startswith(f"CON Batalkan pemesanan {booking.code} di ")
     assert again == "CON Pilih nomor dari daftar. " + question[4:]
     assert again.endswith("\n1 Ya\n2 Tidak") and len(again) - 4 <= 182
     assert bookings()[0].status == "confirmed"
-    assert ussd("cancel", f"3*{booking.code}*9*1").startswith(f"END Booking {booking.code} ")
+    assert ussd("cancel", f"3*{booking.code}*9*1").startswith(f"END Pemesanan {booking.code} ")
     assert bookings()[0].status == "cancelled"
 
 
