@@ -84,7 +84,8 @@ _BALLOT_FOR_ENTRY = (
         MarketPoint.name,
     )
     .join(MarketPoint, Ballot.market_point_id == MarketPoint.id)
-    .where(Ballot.id == bindparam("ballot_id"))
+    # A point deactivated since (hidden from residents) takes no entries: not found.
+    .where(Ballot.id == bindparam("ballot_id"), MarketPoint.active.is_(True))
 )
 
 _SLOTS_OF = select(
@@ -200,7 +201,7 @@ _ENTER_ON_POSTGRESQL = text(
                ballot.market_point_id, market_point.household_limit,
                market_point.timezone, market_point.name
         FROM ballot JOIN market_point ON market_point.id = ballot.market_point_id
-        WHERE ballot.id = :ballot_id
+        WHERE ballot.id = :ballot_id AND market_point.active
     ), chosen AS (
         SELECT count(*) AS n, min(slot.starts_at) FILTER (WHERE slot.id = :first) AS first_starts
         FROM slot WHERE slot.id = ANY(CAST(:ids AS integer[])) AND slot.ballot_id = :ballot_id

@@ -322,3 +322,15 @@ def test_the_market_page_marks_a_balloted_day(client, open_ballot, ballot_day):
     assert "none" not in re.search(r'data-day="2026-12-05"[^>]*class="([^"]*)"', page).group(1)
     other = re.search(r'<a [^>]*data-day="2026-12-06"[^>]*>(.*?)</a>', page, re.S)
     assert "0 jadwal" in other.group(1)
+
+
+def test_a_point_deactivated_after_its_ballot_opened_takes_no_entries(
+    client, open_ballot, ballot_day, make_nik
+):
+    point, slots = ballot_day
+    point.active = False
+    db.session.commit()
+    body = {"name": "Ani", "nik": make_nik(), "phone": "081234567890", "preferences": [slots[0].id]}
+    answer = client.post(f"/api/v1/ballots/{open_ballot.id}/entries", json=body)
+    assert answer.status_code == 404 and answer.json["error"] == "ballot_not_found"
+    assert db.session.scalar(select(func.count(BallotEntry.id))) == 0
