@@ -19,7 +19,15 @@ SHOTS = tempfile.gettempdir() + "/"  # /tmp/ballot-*.png
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_enter_and_see_the_result(browser, server, open_ballot, ballot_day, make_nik):  # noqa: F811
+@pytest.fixture
+def sqlite_only(backend):
+    """Skip before any server starts: the pages are the same on PostgreSQL, and one
+    browser run is enough (the ballot's rules run on both in tests/ballots)."""
+    if backend != "sqlite":
+        pytest.skip("the pages are the same on PostgreSQL: one browser run is enough")
+
+
+def test_enter_and_see_the_result(sqlite_only, browser, server, open_ballot, ballot_day, make_nik):  # noqa: F811
     point, slots = ballot_day
     ballot_id, closes_at = open_ballot.id, open_ballot.closes_at
     context = browser.new_context(
