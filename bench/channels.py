@@ -67,7 +67,7 @@ from tests.servers import gunicorn  # noqa: E402
 SECRET = "bench-ussd-key"  # noqa: S105  (the bench server's own, thrown away)
 HOPS = ("menu", "book", "area", "market", "day", "time", "nik", "name", "confirm")
 _OPTION = re.compile(r"^(\d) ", re.M)
-_CODE = re.compile(r"[Kk]ode ([A-Z0-9]{8})")
+_CODE = re.compile(r"\b(?:[Kk]ode|Code) ([A-Z0-9]{8})")  # either language
 WARMUP_BASE = 9_000_000  # session numbers of the warm-up walks
 MODE_BASE = {"paced": 0, "saturate": 100_000}  # distinct NIKs and phones per model
 
