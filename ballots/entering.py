@@ -32,7 +32,6 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -51,7 +50,8 @@ from extensions import db
 from notify.outbox import note_queued, queue_message
 from slots.availability import valid_id
 from slots.codes import match_phone, new_booking_code, normalise_code
-from slots.errors import IdempotencyKeyReused, InvalidIdempotencyKey
+from slots.errors import IdempotencyKeyReused
+from slots.idempotency import claim_key, record_result
 from slots.identity import ResidentInput, resident_input
 from slots.limits import (
     check_limits,
@@ -62,7 +62,7 @@ from slots.limits import (
     nik_limit,
 )
 from slots.locks import lock_resident
-from slots.models import NOTICE_PENDING, IdempotencyKey, MarketPoint, Slot
+from slots.models import NOTICE_PENDING, MarketPoint, Slot
 
 ELDERLY_AGE = 60  # years, on the ballot's date (issue 16 §3)
 MAX_PREFERENCES = 3
@@ -551,29 +551,13 @@ def enter_ballot_once(
     Raises: InvalidIdempotencyKey (422), IdempotencyKeyReused (409: another request
       under the key), and whatever ``enter_ballot`` raises (then the key is not kept).
     """
-    if not re.fullmatch(r"[\x21-\x7e]{1,200}", key or ""):
-        raise InvalidIdempotencyKey()
-    now = kwargs.get("now") or utcnow()
-    dialect = db.session.get_bind().dialect.name
-    make = pg_insert if dialect == "postgresql" else sqlite_insert
-    claimed = db.session.execute(
-        make(IdempotencyKey)
-        .values(key=key, request_hash=fingerprint, created_at=now)
-        .on_conflict_do_nothing(index_elements=[IdempotencyKey.key])
-        .returning(IdempotencyKey.id)
-    ).scalar_one_or_none()
+    claimed, previous = claim_key(key, fingerprint, kwargs.get("now") or utcnow())
     if claimed is None:
-        previous = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.key == key))
-        if previous.request_hash != fingerprint or previous.ballot_entry_id is None:
+        if previous.ballot_entry_id is None:  # the key was a booking's
             raise IdempotencyKeyReused()
         return db.session.get(BallotEntry, previous.ballot_entry_id), True
     entry = enter_ballot(ballot_id, *args, **kwargs)
-    db.session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.id == claimed)
-        .values(ballot_entry_id=entry.id)
-        .execution_options(synchronize_session=False)
-    )
+    record_result(claimed, ballot_entry_id=entry.id)
     return entry, False
 
 

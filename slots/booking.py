@@ -6,7 +6,6 @@ or CLI wrapper, so one use case is one transaction.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -25,8 +24,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from common.locking import locking_connection
 from common.timeutil import UTCDateTime, local_date, utcnow
@@ -39,13 +36,13 @@ from slots.errors import (
     BookingNotFound,
     CancelNotAllowed,
     IdempotencyKeyReused,
-    InvalidIdempotencyKey,
     SlotClosedByMarket,
     SlotFull,
     SlotNotFound,
     SoldOut,
 )
 from slots.feed import record_booking_event
+from slots.idempotency import claim_key, record_result
 from slots.identity import ResidentInput, resident_input
 from slots.limits import (
     check_limits,
@@ -62,7 +59,6 @@ from slots.models import (
     NOTICE_PENDING,
     WEB,
     Booking,
-    IdempotencyKey,
     MarketPoint,
     Slot,
 )
@@ -511,30 +507,14 @@ def book_slot_once(
       InvalidIdempotencyKey (422) for a malformed key, and whatever ``book_slot``
       raises (then the key is not kept, so the client may retry with it).
     """
-    if not re.fullmatch(r"[\x21-\x7e]{1,200}", key or ""):
-        raise InvalidIdempotencyKey()
     now = now or utcnow()
-    dialect = db.session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    # The first write claims the key; a concurrent twin waits here, then finds it.
-    claimed = db.session.execute(
-        insert(IdempotencyKey)
-        .values(key=key, request_hash=fingerprint, created_at=now)
-        .on_conflict_do_nothing(index_elements=[IdempotencyKey.key])
-        .returning(IdempotencyKey.id)
-    ).scalar_one_or_none()
+    claimed, previous = claim_key(key, fingerprint, now)
     if claimed is None:
-        previous = db.session.scalar(select(IdempotencyKey).where(IdempotencyKey.key == key))
-        if previous.request_hash != fingerprint or previous.booking is None:
+        if previous.booking is None:  # the key was an entry's (another kind of request)
             raise IdempotencyKeyReused()
         return previous.booking, True
     booking = book_slot(slot_id, name, nik, phone, now, language, phone_optional, kk, channel)
-    db.session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.id == claimed)
-        .values(booking_id=booking.id)
-        .execution_options(synchronize_session=False)
-    )
+    record_result(claimed, booking_id=booking.id)
     return booking, False
 
 
