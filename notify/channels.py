@@ -181,33 +181,49 @@ class WebhookChannel:
             "Idempotency-Key": message.id,
             "X-Antri-Signature": f"sha256={signature}",
         }
-        kind = (
-            http.client.HTTPSConnection
-            if self.url.scheme == "https"
-            else http.client.HTTPConnection
-        )
-        connection = kind(self.url.hostname, self.url.port, timeout=self.timeout)
-        path = (self.url.path or "/") + (f"?{self.url.query}" if self.url.query else "")
-        # The socket timeout bounds each read; this bounds the whole exchange.
-        deadline = threading.Timer(self.timeout, _cut, args=(connection,))
-        if not fence():
-            raise Superseded(message.id)
-        deadline.start()
-        try:
-            connection.request("POST", path, body=body, headers=headers)
-            answer = connection.getresponse()
-            answer.read(1024)
+        _post(self.url, body, headers, self.timeout, fence, message.id, "gateway")
+
+
+def _post(
+    url: urllib.parse.SplitResult,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    fence: Callable[[], bool],
+    message_id: str,
+    peer: str,
+) -> None:
+    """POST ``body`` to ``url`` for a channel: the webhook gateway and the WhatsApp
+    Graph API answer alike. ``fence`` is checked right before the request (False:
+    Superseded, nothing sent for ``message_id``); the whole exchange ends within
+    ``timeout`` seconds, however slowly the peer trickles its answer; redirects are
+    not followed.
+    Raises: DeliveryError for 408, 425, 429, 5xx, a timeout or a network fault (retry);
+      DeliveryRefused for any other status but 2xx (``peer`` names it in the error).
+    """
+    kind = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+    connection = kind(url.hostname, url.port, timeout=timeout)
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    # The socket timeout bounds each read; this bounds the whole exchange.
+    deadline = threading.Timer(timeout, _cut, args=(connection,))
+    if not fence():
+        raise Superseded(message_id)
+    deadline.start()
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        with connection.getresponse() as answer:
+            answer.read(4096)
             status = answer.status
-        except (OSError, http.client.HTTPException) as exc:
-            raise DeliveryError(f"gateway unreachable or too slow: {exc!r}") from exc
-        finally:
-            deadline.cancel()
-            connection.close()
-        if 200 <= status < 300:
-            return
-        if status in (408, 425, 429) or status >= 500:
-            raise DeliveryError(f"gateway answered {status}")
-        raise DeliveryRefused(f"gateway refused with {status}")
+    except (OSError, http.client.HTTPException) as exc:
+        raise DeliveryError(f"{peer} unreachable or too slow: {exc!r}") from exc
+    finally:
+        deadline.cancel()
+        connection.close()
+    if 200 <= status < 300:
+        return
+    if status in (408, 425, 429) or status >= 500:
+        raise DeliveryError(f"{peer} answered {status}")
+    raise DeliveryRefused(f"{peer} refused with {status}")
 
 
 def _cut(connection: http.client.HTTPConnection) -> None:
@@ -257,31 +273,7 @@ class WhatsAppChannel:
             }
         ).encode()
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
-        kind = (
-            http.client.HTTPSConnection
-            if self.url.scheme == "https"
-            else http.client.HTTPConnection
-        )
-        connection = kind(self.url.hostname, self.url.port, timeout=self.timeout)
-        deadline = threading.Timer(self.timeout, _cut, args=(connection,))
-        if not fence():
-            raise Superseded(message.id)
-        deadline.start()
-        try:
-            connection.request("POST", self.url.path, body=body, headers=headers)
-            with connection.getresponse() as answer:
-                answer.read(4096)
-                status = answer.status
-        except (OSError, http.client.HTTPException) as exc:
-            raise DeliveryError(f"WhatsApp API unreachable or too slow: {exc!r}") from exc
-        finally:
-            deadline.cancel()
-            connection.close()
-        if 200 <= status < 300:
-            return
-        if status in (408, 425, 429) or status >= 500:
-            raise DeliveryError(f"WhatsApp API answered {status}")
-        raise DeliveryRefused(f"WhatsApp API refused with {status}")
+        _post(self.url, body, headers, self.timeout, fence, message.id, "WhatsApp API")
 
 
 def whatsapp_from_config() -> Channel:
