@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import func, select
 
 from ballots import algorithm
+from ballots.age import is_elderly
 from ballots.draw import draw_ballot
-from ballots.entering import enter_ballot, is_elderly
+from ballots.entering import enter_ballot
 from ballots.models import WAITING, WON, BallotEntry
 from ballots.proof import proof_json, published_list, verify
 from extensions import db

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from ballots import entering
-from ballots.entering import _ELDERLY_SQL, elderly_bounds, enter_ballot, is_elderly
+from ballots.age import elderly_bounds, is_elderly
+from ballots.entering import _ELDERLY_SQL, enter_ballot
 from ballots.models import BallotEntry
 from common.errors import DomainError
 from extensions import db
