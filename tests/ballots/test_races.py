@@ -55,6 +55,12 @@ def test_racing_duplicate_entries_of_one_nik(server, open_ballot, ballot_day, ma
     assert outcome == {201: 1, "already_entered": 15}, outcome
     db.session.expire_all()
     assert db.session.scalar(select(func.count(BallotEntry.id))) == 1
+    # Exactly one message with the entry code: the refused ones wrote none.
+    from slots.models import Notice
+
+    [entered] = [body for status, body in answers if status == 201]
+    notices = db.session.scalars(select(Notice).where(Notice.kind == "ballot_entry")).all()
+    assert [n.ref for n in notices] == [f"ballot-entry:{entered['entry_code']}"]
 
 
 def test_booking_racing_ballot_creation(server, app, ballot_day, make_nik):
