@@ -11,7 +11,9 @@ points with a household limit, and when a request of the same NIK committed whil
 statement waited for the resident's lock, the rules continue one statement each, as on
 SQLite. No entry is taken after the list is frozen: the freeze locks the entry table
 against inserts (``ballots.draw.freeze``), and the insert re-checks ``frozen_at`` in a
-snapshot taken after that lock.
+snapshot taken after that lock. When the entry is all its request writes, that statement
+runs as a transaction of its own (``common.transactions.single_statement_connection``):
+no BEGIN and no COMMIT, two round trips fewer.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
+    column,
     literal_column,
     select,
     text,
@@ -45,8 +48,10 @@ from ballots.errors import (
     InvalidPreferences,
 )
 from ballots.models import ENTERED, Ballot, BallotEntry
+from common.db import compact_sql
 from common.links import public_url
 from common.timeutil import UTCDateTime, local_day_bounds, utcnow, when_text
+from common.transactions import leave_single_statement, single_statement_connection
 from extensions import db
 from notify.outbox import note_queued, queue_message
 from slots.availability import valid_id
@@ -126,13 +131,17 @@ _HELD_WHERE = str(
 # a second entry of the NIK writes nothing). The count is trusted ("fresh") only when
 # the upsert returns the row this statement's snapshot saw at the version it saw plus
 # its own bump (no request of this NIK committed while it waited for the lock), else
-# ``enter_ballot`` counts again in statements of its own. The message is written here
-# when ``:body``, rendered from the ballot's facts this process saw last
-# (``_entry_text_guess``), was rendered from the facts the ballot has now; otherwise
-# ``enter_ballot`` renders it and writes it in a statement of its own.
+# ``enter_ballot`` counts again in statements of its own. The message is written here,
+# with the entry, from ``:body``: the text rendered from the ballot's facts this process
+# saw last (``_entry_text_guess``). When the ballot's facts have changed since
+# (``text_current`` false) the statement writes no entry either and ``enter_ballot``
+# enters in statements of its own, the text rendered afresh; with no ``:body`` (no
+# phone, or no text rendered yet) it writes the entry alone. So an entry never commits
+# without its message, even when this statement is a transaction of its own.
 # The f-string inserts only the compiled constants above, never input (so S608 is off).
 _ENTER_ON_POSTGRESQL = text(
-    f"""
+    compact_sql(
+        f"""
     WITH found AS (
         SELECT ballot.id, ballot.day, ballot.opens_at, ballot.closes_at, ballot.frozen_at,
                ballot.market_point_id, market_point.household_limit,
@@ -144,7 +153,10 @@ _ENTER_ON_POSTGRESQL = text(
         FROM slot WHERE slot.id = ANY(CAST(:ids AS integer[])) AND slot.ballot_id = :ballot_id
           AND slot.closed_at IS NULL
     ), admitted AS (
-        SELECT found.day, found.closes_at, found.name, found.timezone, chosen.first_starts
+        SELECT found.day, found.closes_at, found.name, found.timezone, chosen.first_starts,
+               CAST(:body AS text) IS NULL OR (found.name = :seen_name
+                   AND found.day = CAST(:seen_day AS date) AND found.closes_at = :seen_closes
+                   AND found.timezone = :seen_timezone) AS text_current
         FROM found, chosen
         WHERE found.frozen_at IS NULL AND found.opens_at <= :now AND :now < found.closes_at
           AND chosen.n = :wanted AND NOT found.household_limit
@@ -172,7 +184,8 @@ _ENTER_ON_POSTGRESQL = text(
                                   language, kk_hash, preferences, elderly, status, created_at)
         SELECT :ballot_id, :code, verdict.resident_id, :name, :nik_last4, :phone, :language,
                NULL, :preferences, {_ELDERLY_SQL}, :status, :now
-        FROM verdict, admitted WHERE verdict.fresh AND verdict.held < :limit
+        FROM verdict, admitted
+        WHERE verdict.fresh AND verdict.held < :limit AND admitted.text_current
         ON CONFLICT DO NOTHING
         RETURNING id
     ), new_notice AS (
@@ -180,10 +193,7 @@ _ENTER_ON_POSTGRESQL = text(
                             body, ref, via)
         SELECT NULL, 'ballot_entry', :pending, :now, :now, :phone, :language, :body,
                'ballot-entry:' || :code, ''
-        FROM new_entry, admitted
-        WHERE CAST(:body AS text) IS NOT NULL AND admitted.name = :seen_name
-          AND admitted.day = CAST(:seen_day AS date) AND admitted.closes_at = :seen_closes
-          AND admitted.timezone = :seen_timezone
+        FROM new_entry WHERE CAST(:body AS text) IS NOT NULL
         ON CONFLICT (ref) DO NOTHING
         RETURNING id, due_at
     )
@@ -193,29 +203,33 @@ _ENTER_ON_POSTGRESQL = text(
            (SELECT resident_id FROM verdict) AS resident_id,
            COALESCE((SELECT fresh FROM verdict), false) AS fresh,
            COALESCE((SELECT held FROM verdict), 0) AS held,
+           COALESCE((SELECT text_current FROM admitted), true) AS text_current,
            (SELECT id FROM new_entry) AS entry_id,
            (SELECT id FROM new_notice) AS notice_id,
            (SELECT due_at FROM new_notice) AS due_at
     FROM found, chosen
     """  # noqa: S608
+    )
 ).columns(
-    id=Integer(),
-    day=Date(),
-    opens_at=UTCDateTime(),
-    closes_at=UTCDateTime(),
-    frozen_at=UTCDateTime(),
-    market_point_id=Integer(),
-    household_limit=Boolean(),
-    timezone=String(),
-    name=String(),
-    chosen=Integer(),
-    first_starts=UTCDateTime(),
-    resident_id=Integer(),
-    fresh=Boolean(),
-    held=Integer(),
-    entry_id=Integer(),
-    notice_id=Integer(),
-    due_at=UTCDateTime(),
+    # Positional: the rows are read by place, not matched to names on every execution.
+    column("id", Integer()),
+    column("day", Date()),
+    column("opens_at", UTCDateTime()),
+    column("closes_at", UTCDateTime()),
+    column("frozen_at", UTCDateTime()),
+    column("market_point_id", Integer()),
+    column("household_limit", Boolean()),
+    column("timezone", String()),
+    column("name", String()),
+    column("chosen", Integer()),
+    column("first_starts", UTCDateTime()),
+    column("resident_id", Integer()),
+    column("fresh", Boolean()),
+    column("held", Integer()),
+    column("text_current", Boolean()),
+    column("entry_id", Integer()),
+    column("notice_id", Integer()),
+    column("due_at", UTCDateTime()),
 )
 
 # On PostgreSQL ``enter_ballot`` enters in one statement; False runs the separate
@@ -252,10 +266,13 @@ def enter_ballot(
     wanted = _preferences(preferences)
     digits = re.sub(r"[\s.\-]", "", nik)
     code = new_booking_code()
-    conn = db.session.connection()
     resident_id = None
-    if ONE_STATEMENT and conn.dialect.name == "postgresql":
+    if ONE_STATEMENT and db.session.get_bind().dialect.name == "postgresql":
         text_key, body = _entry_text_guess(ballot_id, person, code)
+        # The one statement is the whole transaction when it writes the message too (or
+        # there is none) and nothing came before it: then it commits by itself.
+        alone = single_statement_connection() if body or not person.phone else None
+        conn = alone or db.session.connection()
         params = _entry_params(ballot_id, person, digits, wanted, code, now)
         params.update(_guess_params(text_key, body))
         ballot = conn.execute(_ENTER_ON_POSTGRESQL, params).first()
@@ -265,17 +282,21 @@ def enter_ballot(
             entry = Entered(ballot.entry_id, code, ENTERED, person.phone, person.language)
             if ballot.notice_id is not None:
                 note_queued([(ballot.notice_id, ballot.due_at)])
-            else:  # the guessed text was not this ballot's: render it, a statement more
+            else:  # no text was rendered yet: render it, a statement more
                 _tell_entered(entry, ballot, now)
             return entry
-        if person.kk_hash is None and ballot.fresh:
+        if person.kk_hash is None and ballot.fresh and ballot.text_current:
             # Counted in a snapshot that no request of this NIK passed: the verdict holds.
             if ballot.held >= nik_limit():
                 raise limit_reached()
             raise AlreadyEntered()
-        # A point with a household limit, or a request of this NIK committed while this
-        # one waited for its lock: the rules one statement each, counted afresh.
+        # A point with a household limit, a request of this NIK committed while this one
+        # waited for its lock, or a ballot changed since its text was rendered: the rules
+        # one statement each, counted afresh, in one transaction.
         resident_id, starts_at = ballot.resident_id, ballot.first_starts
+        if alone is not None:  # the statement committed: its resident lock is gone
+            leave_single_statement()
+            resident_id = None
     else:
         ballot = db.session.execute(_BALLOT_FOR_ENTRY, {"ballot_id": ballot_id}).first()
         slots = {row.id: row for row in db.session.execute(_SLOTS_OF, {"ids": wanted})}

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Flask, after_this_request, current_app, has_request_context
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.orm import Session
 
 from common import events
@@ -128,6 +128,33 @@ def end_transaction() -> None:
     session.info.pop(events.KEY, None)
     session.info.pop(NEW_NOTICES, None)
     session.commit()
+
+
+def single_statement_connection() -> Connection | None:
+    """The session's connection in autocommit, for work whose whole write is one
+    statement: PostgreSQL commits a statement sent outside BEGIN by itself, which saves
+    the BEGIN and COMMIT round trips (about 0.2 ms of CPU per request between the server
+    and PostgreSQL, on ``bench/ballot_entry.py``).
+
+    Returns: the connection, or None when the session's transaction has begun already
+      (what it did must commit with the statement) or the database is not PostgreSQL.
+    The session's transaction then holds no BEGIN: ``commit`` and ``end_transaction``
+    end it as any other, without a round trip. ``leave_single_statement`` ends it early
+    when more statements must follow in one transaction. Row locks cannot be taken on
+    it (``common.locking.locking_connection`` refuses): they would end with their
+    statement.
+    """
+    session = db.session()
+    if session.in_transaction() or session.get_bind().dialect.name != "postgresql":
+        return None
+    return session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def leave_single_statement() -> None:
+    """End the transaction begun by ``single_statement_connection`` (each statement on it
+    has committed by itself: there is nothing left to commit), so that the statements
+    that follow share one transaction again, on a connection in the usual mode."""
+    db.session().commit()
 
 
 def abandon() -> None:

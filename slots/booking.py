@@ -25,6 +25,7 @@ from sqlalchemy import (
     update,
 )
 
+from common.db import compact_sql
 from common.locking import locking_connection
 from common.timeutil import UTCDateTime, local_date, utcnow
 from extensions import db
@@ -294,7 +295,8 @@ _COVERS_WHERE = _sql(COVERS_ONE_MORE)
 # the row seen, the confirmation of "no stock row" with the wave otherwise.
 # The f-string inserts only the compiled constants above, never input (so S608 is off).
 _BOOK_ON_POSTGRESQL = text(
-    f"""
+    compact_sql(
+        f"""
     WITH seen AS (
         SELECT id, lock_version FROM resident WHERE nik_hash = :nik_hash
     ), taken AS (
@@ -361,6 +363,7 @@ _BOOK_ON_POSTGRESQL = text(
     FROM slot JOIN market_point ON market_point.id = slot.market_point_id
     WHERE slot.id = :slot_id
     """  # noqa: S608
+    )
 ).columns(
     id=Integer(),
     starts_at=UTCDateTime(),

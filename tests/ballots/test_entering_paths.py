@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from ballots import entering
 from ballots.age import elderly_bounds, is_elderly
@@ -137,3 +137,55 @@ def test_elderly_in_sql_is_is_elderly(app, ctx):
             assert found == is_elderly(nik, day), (nik, day)
             checked += 1
     assert checked == 88
+
+
+def test_an_entry_alone_commits_by_itself(app, client, open_ballot, ballot_day, make_nik):
+    """On PostgreSQL an entry that is all its request writes runs as a transaction of its
+    own (autocommit: no BEGIN, no COMMIT) once the message's text is known to the app;
+    the entry never commits without its message, also when the ballot changed since the
+    text was rendered."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the one statement runs on PostgreSQL only")
+    point, slots = ballot_day
+    url, slot_id = f"/api/v1/ballots/{open_ballot.id}/entries", slots[0].id
+    modes: list[bool] = []
+
+    def note_mode(conn, _cursor, statement, *_args) -> None:
+        if "INSERT INTO ballot_entry" in statement:
+            modes.append(conn.connection.dbapi_connection.autocommit)
+
+    def enter(nik: str) -> tuple[int, dict]:
+        body = {"name": "Siti Aminah", "nik": nik, "phone": PHONE, "preferences": [slot_id]}
+        db.session.commit()  # the request's session starts with no transaction, as served
+        answer = client.post(url, json=body)
+        return answer.status_code, answer.get_json()
+
+    def message_of(code: str) -> list[str]:
+        db.session.commit()
+        return list(
+            db.session.scalars(select(Notice.body).where(Notice.ref == f"ballot-entry:{code}"))
+        )
+
+    app.extensions.pop(entering._TEXTS_KEY, None)  # no text rendered yet in this app
+    event.listen(db.engine, "before_cursor_execute", note_mode)
+    try:
+        first = enter(make_nik())
+        second_nik = make_nik()
+        second = enter(second_nik)
+        again = enter(second_nik)
+        point.name = "Pasar Senen Baru"  # the cached text now names the old name
+        db.session.commit()
+        renamed = enter(make_nik())
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note_mode)
+    assert (first[0], second[0], again[0], renamed[0]) == (201, 201, 409, 201)
+    assert again[1]["error"] == "already_entered"
+    # First: no text known, the message a statement more in the same transaction.
+    # Then autocommit; the rename makes the one statement write nothing, and the
+    # entry is made by separate statements in one transaction.
+    assert modes == [False, True, True, True, False]
+    assert [len(message_of(answer[1]["entry_code"])) for answer in (first, second)] == [1, 1]
+    (text_,) = message_of(renamed[1]["entry_code"])
+    assert "Pasar Senen Baru" in text_ and renamed[1]["entry_code"] in text_
+    db.session.commit()
+    assert db.session.scalar(select(func.count(BallotEntry.id))) == 3
