@@ -35,23 +35,35 @@ def test_entries_racing_the_freeze(server, app, open_ballot, ballot_day, make_ni
     _, slots = ballot_day
     ballot_id, at = open_ballot.id, open_ballot.closes_at + timedelta(seconds=1)
     ids = [s.id for s in slots]
-    niks = [make_nik() for _ in range(120)]
-    started = threading.Event()
+    started, drawn = threading.Event(), threading.Event()
     answers: list[tuple[int, dict]] = []
 
-    def enter(i: int) -> None:
-        if i == 16:
-            started.set()
-        body = {"name": f"W {i}", "nik": niks[i], "phone": PHONE, "preferences": [ids[i % 4]]}
-        answers.append(post_json(f"{server}/api/v1/ballots/{ballot_id}/entries", body))
+    def enter(worker: int) -> None:
+        # Each worker enters until the draw is done and three times more, so entries
+        # are still coming when the list freezes, however the threads are scheduled.
+        after = 0
+        for i in range(400):
+            if i == 2:
+                started.set()
+            if drawn.is_set():
+                after += 1
+                if after > 3:
+                    return
+            body = {"name": f"W {worker}", "nik": make_nik(), "phone": PHONE,
+                    "preferences": [ids[(worker + i) % 4]]}  # fmt: skip
+            answers.append(post_json(f"{server}/api/v1/ballots/{ballot_id}/entries", body))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        running = pool.map(enter, range(120))
+        running = [pool.submit(enter, worker) for worker in range(8)]
         started.wait(30)
         time.sleep(0.1)
-        proof = draw_ballot(ballot_id, at)
-        db.session.commit()
-        list(running)  # raises what a thread raised
+        try:
+            proof = draw_ballot(ballot_id, at)
+            db.session.commit()
+        finally:
+            drawn.set()
+        for future in running:
+            future.result()  # raises what a thread raised
     outcome = Counter(body.get("error", status) for status, body in answers)
     assert set(outcome) <= {201, "ballot_not_open"}, outcome
     entered = {body["entry_code"] for status, body in answers if status == 201}
