@@ -26,14 +26,17 @@ def compact_sql(sql: str) -> str:
     """``sql`` with every run of whitespace outside string literals made one space, so
     that a long statement written readably stays under PSYCOPG_CACHED_QUERY_LENGTH.
 
-    Args: sql, SQL text with no ``--`` comment (its line end would be lost) and no
-      quoted identifier; string literals ('...') are kept as they are.
-    Returns: the compacted text. Raises: ValueError when ``sql`` has a ``--`` comment.
+    Args: sql, SQL text whose only quoting is standard string literals ('...', with ''
+      inside): no comments, quoted identifiers, dollar quotes or backslash escapes,
+      whose bounds this does not parse. Literals are kept as they are.
+    Returns: the compacted text.
+    Raises: ValueError when ``sql`` holds ``--``, ``/*``, ``"``, ``$`` or a backslash.
     """
+    for mark in ("--", "/*", '"', "$", "\\"):
+        if mark in sql:
+            raise ValueError(f"compact_sql: cannot fold SQL holding {mark!r}")
     parts = sql.split("'")  # even parts lie outside literals ('' escapes split evenly)
     for index in range(0, len(parts), 2):
-        if "--" in parts[index]:
-            raise ValueError("compact_sql: a -- comment would swallow the rest")
         parts[index] = re.sub(r"\s+", " ", parts[index])
     return "'".join(parts).strip()
 
